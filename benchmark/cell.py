@@ -1,0 +1,170 @@
+"""One cell of a sweep: build (task, denoiser, objective, method) from names, run the rounds,
+measure every round, and write one Parquet file, whatever happens.
+
+Errors in the cell's *specification* (unknown names, impossible combinations) raise ValueError
+before anything runs and nothing is written. Errors *while running* (an exception, samples that
+turn NaN/inf) are recorded: the rows measured so far plus the failing round, every row carrying
+the status ('diverged' / 'failed') and the error text, so a sweep shows the gap instead of dying.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import resource
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from benchmark.denoisers import DENOISERS, load_checkpoint
+from benchmark.diffusion import Costs, CountingDenoiser, CountingObjective, Sampler, make_schedule
+from benchmark.methods import make_method
+from benchmark.metrics import sample_metrics
+from benchmark.optimize import RoundsConfig, run_rounds
+from benchmark.results import provenance, to_table, write_atomic
+from benchmark.tasks import make_task
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    task: str
+    objective: str
+    method: str
+    strength: float = 0.0
+    seed: int = 0
+    rounds: int = 50
+    samples: int = 32
+    denoiser: str = "oracle"
+    checkpoint: str | None = None      # required for denoiser 'trained'
+    steps: int | None = None           # sampling steps (default: every step of the schedule)
+    eta: float = 1.0
+    schedule: str = "cosine"           # oracle only; a trained denoiser brings its own
+    T: int = 200                       # oracle only
+    algorithm: str = "alg1"
+    linearise: str = "per_sample"
+    finetune_start: int = 50
+    finetune_lr: float = 1e-6
+    finetune_steps: int = 1
+    task_seed: int = 0
+    device: str = "auto"
+    params: dict = field(default_factory=dict)   # the method's own hyper-parameters
+
+    def run_id(self) -> str:
+        blob = json.dumps(dataclasses.asdict(self) | {"device": None, "checkpoint": None}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def resolve_device(device: str) -> str:
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {device!r} asked for but CUDA is not available; use 'cpu' or 'auto'")
+    if device != "cpu" and not device.startswith("cuda"):
+        raise ValueError(f"unknown device {device!r}; allowed: 'auto', 'cpu', 'cuda', 'cuda:N'")
+    return device
+
+
+class Cell:
+    """The built components of a cell (raises ValueError on an impossible specification)."""
+
+    def __init__(self, spec: CellSpec):
+        self.spec = spec
+        self.device = resolve_device(spec.device)
+        if spec.denoiser not in DENOISERS:
+            raise ValueError(f"unknown denoiser {spec.denoiser!r}; allowed: {list(DENOISERS)}")
+        self.task = make_task(spec.task, spec.task_seed)
+        self.objective = self.task.objective(spec.objective).to(self.device)
+        self.method = make_method(spec.method, spec.strength, **spec.params)
+        self.config = RoundsConfig(rounds=spec.rounds, samples=spec.samples, algorithm=spec.algorithm,
+                                   linearise=spec.linearise, finetune_start=spec.finetune_start,
+                                   finetune_lr=spec.finetune_lr, finetune_steps=spec.finetune_steps)
+        self.trainable = None
+        if spec.denoiser == "oracle":
+            if spec.algorithm == "alg2":
+                raise ValueError("algorithm 'alg2' fine-tunes the score network: use denoiser 'trained'")
+            schedule = make_schedule(spec.schedule, spec.T)
+            model = self.task.oracle(schedule)
+        else:
+            if not spec.checkpoint:
+                raise ValueError("denoiser 'trained' needs --checkpoint (made by `python -m benchmark pretrain`)")
+            model, schedule, report = load_checkpoint(spec.checkpoint, self.device)
+            if report.get("task") != spec.task or report.get("task_seed") != spec.task_seed:
+                raise ValueError(f"checkpoint {spec.checkpoint} was trained on task {report.get('task')!r} "
+                                 f"(task_seed {report.get('task_seed')}), not {spec.task!r} ({spec.task_seed})")
+            model.requires_grad_(False)
+            self.trainable = model
+        self.costs = Costs()
+        self.sampler = Sampler(CountingDenoiser(model.to(self.device), self.costs), schedule,
+                               steps=spec.steps, eta=spec.eta)
+        self.schedule = schedule
+
+    def rounds(self):
+        counted = CountingObjective(self.objective, self.costs)
+        return run_rounds(task=self.task, objective=counted, method=self.method, sampler=self.sampler,
+                          costs=self.costs, config=self.config, seed=self.spec.seed,
+                          denoiser_name=self.spec.denoiser, device=self.device, trainable=self.trainable)
+
+
+def _peak_memory_mb(device: str) -> float:
+    if device.startswith("cuda"):
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def run_cell(spec: CellSpec, progress: bool | None = None) -> list[dict]:
+    """Run the cell and return its rows (status recorded on every row)."""
+    cell = Cell(spec)
+    spec_params = cell.method.params() | {
+        "algorithm": spec.algorithm, "linearise": spec.linearise, "rounds": spec.rounds,
+        "denoiser": spec.denoiser, "schedule": cell.schedule.name, "T": cell.schedule.T,
+        "finetune_start": spec.finetune_start, "finetune_lr": spec.finetune_lr,
+        "finetune_steps": spec.finetune_steps, "task_seed": spec.task_seed,
+    }
+    base = {
+        "run_id": spec.run_id(), "task": spec.task, "objective": spec.objective, "denoiser": spec.denoiser,
+        "method": spec.method, "strength": float(spec.strength), "seed": spec.seed,
+        "algorithm": spec.algorithm, "linearise": spec.linearise, "samples": spec.samples,
+        "steps": len(cell.sampler.steps), "eta": spec.eta, "schedule": cell.schedule.name,
+        "params_json": json.dumps(spec_params, sort_keys=True),
+    } | provenance(cell.device)
+    if cell.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    rows: list[dict] = []
+    status, error = "ok", None
+    iterator = cell.rounds()
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if progress:
+        from tqdm import tqdm
+        iterator = tqdm(iterator, total=spec.rounds + 1, desc=f"{spec.method} {spec.objective}", unit="round")
+    try:
+        for rnd in iterator:
+            finite = bool(torch.isfinite(rnd.z).all())
+            metrics = sample_metrics(rnd.z, cell.objective, cell.task) if finite else {"reward_mean": math.nan}
+            cost = {f"cost_{k}": v for k, v in rnd.costs.as_dict().items()}
+            for name, value in metrics.items():
+                rows.append(base | cost | {"round": rnd.index, "metric": name, "value": float(value),
+                                           "wall_seconds": rnd.wall_seconds})
+            if not finite:
+                status, error = "diverged", f"non-finite samples in round {rnd.index}"
+                break
+    except Exception as exc:  # recorded, not raised: the sweep must go on
+        status, error = "failed", "".join(traceback.format_exception_only(exc)).strip()
+        rows.append(base | {f"cost_{k}": 0 for k in Costs().as_dict()} | {
+            "round": (rows[-1]["round"] + 1) if rows else 0, "metric": "reward_mean", "value": math.nan,
+            "wall_seconds": 0.0})
+    peak = _peak_memory_mb(cell.device)
+    for r in rows:
+        r.update(status=status, error=error, peak_memory_mb=peak)
+    return rows
+
+
+def write_cell(spec: CellSpec, out: str | Path, progress: bool | None = None) -> list[dict]:
+    rows = run_cell(spec, progress=progress)
+    write_atomic(to_table(rows), out)
+    return rows

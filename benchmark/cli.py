@@ -1,0 +1,154 @@
+"""`python -m benchmark {run,pretrain,aggregate,report}`: what the Snakemake rules call.
+
+Bad input exits with status 2 and a message naming the bad value and what is allowed; nothing
+is written then. A cell that fails or diverges while running still writes its rows (status
+'failed' / 'diverged') and exits 0, so a sweep goes on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def _param(text: str) -> tuple[str, str]:
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"--param expects NAME=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), value.strip()
+
+
+def _parse_value(value: str):
+    """'0.1' -> 0.1, '3' -> 3, 'true' -> True, otherwise the string (types are checked by the method)."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def _add_run(sub):
+    p = sub.add_parser("run", help="run one cell and write its Parquet file")
+    p.add_argument("--task", required=True)
+    p.add_argument("--objective", required=True)
+    p.add_argument("--method", required=True)
+    p.add_argument("--strength", type=float, default=0.0, help="the method's strength (delta for naive/gloss)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rounds", type=int, default=50, help="rounds of Algorithm 1/2 after the unguided round 0")
+    p.add_argument("--samples", type=int, default=32, help="chains per round")
+    p.add_argument("--denoiser", default="oracle", help="oracle | trained")
+    p.add_argument("--checkpoint", help="safetensors checkpoint for --denoiser trained")
+    p.add_argument("--steps", type=int, help="sampling steps (default: all T steps)")
+    p.add_argument("--eta", type=float, default=1.0, help="DDIM stochasticity (1 = ancestral)")
+    p.add_argument("--schedule", default="cosine", help="noise schedule of the oracle (cosine | linear)")
+    p.add_argument("--T", type=int, default=200, help="diffusion length of the oracle")
+    p.add_argument("--algorithm", default="alg1", help="alg1 (rounds) | alg2 (rounds + fine-tuning)")
+    p.add_argument("--linearise", default="per_sample", help="per_sample | batch_mean")
+    p.add_argument("--finetune-start", type=int, default=50)
+    p.add_argument("--finetune-lr", type=float, default=1e-6)
+    p.add_argument("--finetune-steps", type=int, default=1)
+    p.add_argument("--task-seed", type=int, default=0)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
+                   help="a method hyper-parameter (repeatable), e.g. --param sigma=0.1")
+    p.add_argument("--out", required=True, help="the cell's Parquet file")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: when stderr is a terminal)")
+
+
+def _add_pretrain(sub):
+    p = sub.add_parser("pretrain", help="pre-train a denoiser by denoising score matching")
+    p.add_argument("--task", required=True)
+    p.add_argument("--out", required=True, help="safetensors checkpoint to write")
+    p.add_argument("--report", help="also write the training report (JSON) here")
+    p.add_argument("--schedule", default="cosine")
+    p.add_argument("--T", type=int, default=200)
+    p.add_argument("--hidden", type=int, default=256)
+    p.add_argument("--depth", type=int, default=3)
+    p.add_argument("--epochs", type=int, default=20)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--n-train", type=int, default=65_536)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--task-seed", type=int, default=0)
+    p.add_argument("--device", default="auto")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+
+
+def cmd_run(args) -> int:
+    from benchmark.cell import CellSpec, write_cell
+
+    spec = CellSpec(task=args.task, objective=args.objective, method=args.method, strength=args.strength,
+                    seed=args.seed, rounds=args.rounds, samples=args.samples, denoiser=args.denoiser,
+                    checkpoint=args.checkpoint, steps=args.steps, eta=args.eta, schedule=args.schedule,
+                    T=args.T, algorithm=args.algorithm, linearise=args.linearise,
+                    finetune_start=args.finetune_start, finetune_lr=args.finetune_lr,
+                    finetune_steps=args.finetune_steps, task_seed=args.task_seed, device=args.device,
+                    params={k: _parse_value(v) for k, v in args.param})
+    rows = write_cell(spec, args.out, progress=args.progress)
+    status = rows[0]["status"] if rows else "failed"
+    print(f"{args.out}: {len(rows)} rows, status {status}" + (f" ({rows[0]['error']})" if status != "ok" else ""),
+          file=sys.stderr)
+    return 0
+
+
+def cmd_pretrain(args) -> int:
+    from pathlib import Path
+
+    from benchmark.cell import resolve_device
+    from benchmark.denoisers import pretrain, save_checkpoint
+    from benchmark.tasks import make_task
+
+    task = make_task(args.task, args.task_seed)
+    device = resolve_device(args.device)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    model, schedule, report = pretrain(task, schedule_name=args.schedule, T=args.T, hidden=args.hidden,
+                                       depth=args.depth, n_train=args.n_train, epochs=args.epochs,
+                                       batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=device,
+                                       progress=progress)
+    import resource
+    report["device"] = device
+    report["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    save_checkpoint(args.out, model, schedule, report)
+    if args.report:
+        Path(args.report).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.report).write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2), file=sys.stderr)
+    return 0
+
+
+def cmd_aggregate(args) -> int:
+    from benchmark.results import aggregate
+
+    table = aggregate(args.files, args.out)
+    print(f"{args.out}: {table.num_rows} rows from {len(args.files)} cells", file=sys.stderr)
+    return 0
+
+
+def cmd_report(args) -> int:
+    from benchmark.report import build_report
+
+    build_report(args.results, args.out, models_dir=args.models)
+    print(f"wrote {args.out}", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_run(sub)
+    _add_pretrain(sub)
+    p = sub.add_parser("aggregate", help="concatenate cell files into one Parquet file")
+    p.add_argument("--out", required=True)
+    p.add_argument("files", nargs="+")
+    p = sub.add_parser("report", help="write the HTML comparison report")
+    p.add_argument("--results", required=True)
+    p.add_argument("--out", required=True)
+    p.add_argument("--models", default=None, help="folder of pre-training reports (*.json) to include")
+    args = parser.parse_args(argv)
+    handler = {"run": cmd_run, "pretrain": cmd_pretrain, "aggregate": cmd_aggregate, "report": cmd_report}
+    try:
+        return handler[args.command](args)
+    except (ValueError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2

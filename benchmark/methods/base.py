@@ -1,0 +1,62 @@
+"""The one shape of a guidance method: typed hyper-parameters and a guided step of the shared loop.
+
+A method is a dataclass whose fields are its hyper-parameters (one of them `strength`); the
+sampler calls `step(x_t, step, sampler, guide, noise) -> x_{t-1}`. The default step is the
+plain DDIM update from a (possibly guided) noise prediction returned by `guided_eps`, so a
+method that modifies the score only overrides `guided_eps` (e' = e - sqrt(1 - ab_t) * G).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+
+from benchmark.diffusion.sampler import Sampler, Step, tweedie
+
+
+@dataclass(frozen=True)
+class LinearTarget:
+    """Guo et al.'s linear model of the objective around the previous sample z (one per chain):
+    g = grad r(z): [B, D], y = g^T z + delta: [B]."""
+
+    g: torch.Tensor
+    y: torch.Tensor
+
+
+@dataclass(frozen=True)
+class Guide:
+    """What a method may use to guide: the counted objective and, for Algorithm-1 methods, the
+    per-chain linear target of the current round."""
+
+    objective: object
+    linear: LinearTarget | None = None
+
+
+@dataclass
+class GuidanceMethod:
+    name: ClassVar[str] = ""
+    #: True for Guo et al.'s methods, which guide towards the linear target of Algorithm 1.
+    uses_linear_target: ClassVar[bool] = False
+
+    strength: float = 0.0
+
+    def __post_init__(self):
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, float) and not (value == value and abs(value) != float("inf")):
+                raise ValueError(f"method {self.name!r}: {f.name} must be finite, got {value}")
+        if self.strength < 0:
+            raise ValueError(f"method {self.name!r}: strength must be >= 0, got {self.strength}")
+
+    def params(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def step(self, x_t: torch.Tensor, step: Step, sampler: Sampler, guide: Guide | None, noise) -> torch.Tensor:
+        e = self.guided_eps(x_t, step, sampler, guide)
+        return sampler.ddim(tweedie(x_t, e, step.ab_t), e, step, noise)
+
+    def guided_eps(self, x_t: torch.Tensor, step: Step, sampler: Sampler, guide: Guide | None) -> torch.Tensor:
+        return sampler.eps(x_t, step)

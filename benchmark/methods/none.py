@@ -1,0 +1,17 @@
+"""Unguided sampling: the shared DDIM(eta) loop with e = eps_theta(x_t, t). Cost 1U per step."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from benchmark.methods.base import GuidanceMethod
+
+
+@dataclass
+class Unguided(GuidanceMethod):
+    name = "none"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.strength != 0:
+            raise ValueError(f"method 'none' has no guidance strength; use strength 0, got {self.strength}")

@@ -1,0 +1,42 @@
+"""What every task offers: data, its objectives, an optional exact denoiser and fidelity metrics."""
+
+from __future__ import annotations
+
+import torch
+
+from benchmark.diffusion.noise import derive_seed
+
+
+class Task:
+    name: str = ""
+    objectives: tuple[str, ...] = ()
+    has_oracle: bool = False
+
+    def __init__(self, task_seed: int = 0):
+        self.task_seed = task_seed
+
+    def generator(self, *parts) -> torch.Generator:
+        """A generator seeded from the task's identity, so every cell sees the same problem."""
+        return torch.Generator().manual_seed(derive_seed(self.name, self.task_seed, *parts))
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (self.dim,)
+
+    def sample_data(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        raise NotImplementedError
+
+    def objective(self, name: str):
+        if name not in self.objectives:
+            raise ValueError(f"task {self.name!r} has no objective {name!r}; allowed: {list(self.objectives)}")
+        return self._make_objective(name)
+
+    def _make_objective(self, name: str):
+        raise NotImplementedError
+
+    def oracle(self, schedule):
+        raise ValueError(f"task {self.name!r} has no exact (oracle) denoiser; use denoiser 'trained'")
+
+    def sample_metrics(self, x: torch.Tensor) -> dict[str, float]:
+        """Fidelity metrics of a batch of samples, averaged over samples."""
+        return {}
