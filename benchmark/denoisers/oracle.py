@@ -20,10 +20,10 @@ class SubspaceOracle(nn.Module):
 
     def __init__(self, A: torch.Tensor, schedule: VPSchedule):
         super().__init__()
-        self.register_buffer("A", A.float())
-        self.register_buffer("ab", schedule.ab.float())
+        self.register_buffer("A", A)
+        self.register_buffer("ab", schedule.ab.to(A.dtype))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        ab = self.ab[t].unsqueeze(-1)
+        ab = self.ab[t].unsqueeze(-1).to(x.dtype)
         Px = (x @ self.A) @ self.A.T
         return (x - ab * Px) / torch.sqrt(1 - ab)

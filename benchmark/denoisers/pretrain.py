@@ -77,7 +77,7 @@ def pretrain(task, *, schedule_name: str = "cosine", T: int = 200, hidden: int =
             loss.backward()
             opt.step()
             sched.step()
-            running += float(loss)
+            running += loss.item()
         losses.append(running / steps_per_epoch)
     model.eval()
     report = {

@@ -45,10 +45,10 @@ def cosine(T: int, s: float = 0.008, max_beta: float = 0.999) -> VPSchedule:
     return _from_betas("cosine", betas)
 
 
-def linear(T: int, beta_start: float = 1e-4, beta_end: float = 0.02) -> VPSchedule:
+def linear(T: int, beta_start: float = 1e-4, beta_end: float = 0.02, max_beta: float = 0.999) -> VPSchedule:
     """Linear betas of Ho et al., rescaled by 1000 / T so any T spans the same noise range."""
     scale = 1000.0 / T
-    betas = torch.linspace(scale * beta_start, scale * beta_end, T, dtype=torch.float64)
+    betas = torch.linspace(scale * beta_start, scale * beta_end, T, dtype=torch.float64).clamp(max=max_beta)
     return _from_betas("linear", betas)
 
 

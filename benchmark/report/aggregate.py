@@ -1,0 +1,263 @@
+"""The report's numbers, as plain pandas: DataFrame in, DataFrame out, no plotting.
+
+Input is the tidy results table (benchmark.results.SCHEMA: one row per cell x round x metric).
+A cell is one run_id; a panel is one (task, objective, denoiser), the unit that is compared.
+Confidence intervals are t-intervals over seeds: mean ± t_{(1+level)/2, n-1} · sd / sqrt(n).
+Values that are not finite (a diverged or failed cell) are left out of means and counted apart.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from statistics import NormalDist
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+import pyarrow.parquet as pq
+
+from benchmark.results import COLUMNS, STATUSES
+
+REWARD_METRIC = "reward_mean"
+# Ordered: a panel's fidelity metric is the first of these it has (lower is better for all).
+FIDELITY_METRICS = ["r_off", "norm_error", "fd"]
+PANEL_KEYS = ["task", "objective", "denoiser"]
+GROUP_KEYS = ["method", "strength"]
+CELL_KEYS = ["run_id", *PANEL_KEYS, "method", "strength", "seed"]
+UNGUIDED = "none"
+COSTS_PER_SAMPLE = {
+    "cost_denoiser_forwards": "denoiser_forwards",
+    "cost_denoiser_vjps": "denoiser_vjps",
+    "cost_objective_evals": "objective_evals",
+    "cost_objective_grads": "objective_grads",
+}
+
+# t_{0.975, df} for df = 1..30, used when scipy is not installed.
+_T975 = [12.706204736174698, 4.302652729749462, 3.182446305284263, 2.7764451051977934, 2.570581835636314,
+         2.4469118511449692, 2.3646242515927844, 2.306004135204166, 2.2621571628540993, 2.2281388519649385,
+         2.200985160082949, 2.1788128296634177, 2.1603686564627926, 2.1447866879169273, 2.131449545559323,
+         2.1199052992210112, 2.1098155778331806, 2.10092204024096, 2.093024054408263, 2.0859634472658364,
+         2.0796138447276626, 2.0738730679040147, 2.0686576104190406, 2.0638985616280205, 2.059538552753294,
+         2.055529438642871, 2.0518305164802833, 2.048407141795244, 2.045229642132703, 2.0422724563012373]
+
+
+def t_quantile(df: int, level: float = 0.95) -> float:
+    """Two-sided t quantile t_{(1+level)/2, df}; NaN for df < 1."""
+    if df < 1:
+        return math.nan
+    try:
+        from scipy import stats
+    except ImportError:
+        pass
+    else:
+        return float(stats.t.ppf((1 + level) / 2, df))
+    if level == 0.95 and df <= len(_T975):
+        return _T975[df - 1]
+    # Cornish-Fisher expansion of the t quantile in 1/df (Abramowitz & Stegun 26.7.5).
+    z = NormalDist().inv_cdf((1 + level) / 2)
+    g = [(z**3 + z) / 4,
+         (5 * z**5 + 16 * z**3 + 3 * z) / 96,
+         (3 * z**7 + 19 * z**5 + 17 * z**3 - 15 * z) / 384,
+         (79 * z**9 + 776 * z**7 + 1482 * z**5 - 1920 * z**3 - 945 * z) / 92160]
+    return z + sum(gi / df ** (i + 1) for i, gi in enumerate(g))
+
+
+def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, int]:
+    """(mean, CI half-width, n) over the finite values; half-width NaN when n < 2."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    n = len(v)
+    if n == 0:
+        return math.nan, math.nan, 0
+    if n == 1:
+        return float(v[0]), math.nan, 1
+    return float(v.mean()), t_quantile(n - 1, level) * float(v.std(ddof=1)) / math.sqrt(n), n
+
+
+def _summarise(df: pd.DataFrame, keys: list[str], value: str, level: float) -> pd.DataFrame:
+    """Per group of `keys`: mean, ci (half-width), lo, hi and n of the finite `value`s."""
+    finite = df[np.isfinite(df[value].to_numpy(dtype=float))]
+    g = finite.groupby(keys, dropna=False, sort=True)[value]
+    out = g.agg(mean="mean", sd="std", n="count").reset_index()
+    t = np.array([t_quantile(int(n) - 1, level) for n in out["n"]], dtype=float)
+    out["ci"] = t * out["sd"].to_numpy(dtype=float) / np.sqrt(out["n"].to_numpy(dtype=float))
+    out["lo"], out["hi"] = out["mean"] - out["ci"], out["mean"] + out["ci"]
+    return out.drop(columns="sd")
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """The aggregated results file as a DataFrame; errors name the file."""
+    table = pq.read_table(path)
+    missing = sorted(set(COLUMNS) - set(table.column_names))
+    if missing:
+        raise ValueError(f"results file {path} lacks columns {missing}")
+    if table.num_rows == 0:
+        raise ValueError(f"results file {path} has no rows")
+    return table.select(COLUMNS).to_pandas()
+
+
+def panels(df: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
+    """[((task, objective, denoiser), rows)], sorted; a missing key stays a panel of its own."""
+    return [(tuple(key), rows) for key, rows in df.groupby(PANEL_KEYS, dropna=False, sort=True)]
+
+
+def fidelity_metric(df: pd.DataFrame, candidates: Sequence[str] = FIDELITY_METRICS) -> str | None:
+    """The first of `candidates` measured in `df`, or None."""
+    present = set(df["metric"].unique())
+    return next((m for m in candidates if m in present), None)
+
+
+def cells(df: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell: identity, status, error, last round reached, peak memory."""
+    g = df.groupby("run_id", sort=False)
+    out = g[CELL_KEYS[1:] + ["status", "error", "peak_memory_mb"]].first()
+    out["last_round"] = g["round"].max()
+    return out.reset_index().sort_values(CELL_KEYS[1:] + ["run_id"], na_position="last", ignore_index=True)
+
+
+def status_summary(df: pd.DataFrame) -> tuple[dict[str, int], pd.DataFrame]:
+    """({'cells': n, 'ok': .., 'diverged': .., 'failed': ..}, the non-ok cells with their error)."""
+    c = cells(df)
+    counts = {"cells": len(c)} | {s: int((c["status"] == s).sum()) for s in STATUSES}
+    other = int((~c["status"].isin(STATUSES)).sum())
+    if other:
+        counts["other"] = other
+    bad = c[c["status"] != "ok"][["run_id", *CELL_KEYS[1:], "status", "last_round", "error"]]
+    return counts, bad.reset_index(drop=True)
+
+
+def final_values(df: pd.DataFrame, metric: str) -> pd.DataFrame:
+    """Per cell, `metric` at the cell's last round; NaN unless the cell finished ok."""
+    c = cells(df)[[*CELL_KEYS, "status", "last_round"]]
+    rows = df[df["metric"] == metric][["run_id", "round", "value"]]
+    out = c.merge(rows, left_on=["run_id", "last_round"], right_on=["run_id", "round"], how="left")
+    out["value"] = out["value"].where(out["status"] == "ok")
+    return out.drop(columns="round")
+
+
+def leaderboard(df: pd.DataFrame, fidelity: str | None = None, level: float = 0.95) -> pd.DataFrame:
+    """Per (method, strength) of one panel: final-round reward (and fidelity) over seeds.
+
+    Columns: method, strength, final_round, reward, reward_ci, reward_n, [fidelity, fidelity_ci,
+    fidelity_n], seeds, ok, diverged, failed, best (the method's strength of highest final reward).
+    Sorted by final reward, best first; groups without a finite reward last.
+    """
+    c = cells(df)
+    out = c.groupby(GROUP_KEYS, sort=True).agg(seeds=("seed", "nunique")).reset_index()
+    for s in STATUSES:
+        n = c[c["status"] == s].groupby(GROUP_KEYS).size().rename(s)
+        out = out.merge(n, left_on=GROUP_KEYS, right_index=True, how="left")
+        out[s] = out[s].fillna(0).astype(int)
+    final_round = c[c["status"] == "ok"].groupby(GROUP_KEYS)["last_round"].max().rename("final_round")
+    out = out.merge(final_round, left_on=GROUP_KEYS, right_index=True, how="left")
+    for name, metric in (("reward", REWARD_METRIC), ("fidelity", fidelity)):
+        if metric is None:
+            continue
+        s = _summarise(final_values(df, metric), GROUP_KEYS, "value", level)
+        s = s.rename(columns={"mean": name, "ci": f"{name}_ci", "n": f"{name}_n"}).drop(columns=["lo", "hi"])
+        out = out.merge(s, on=GROUP_KEYS, how="left")
+        out[f"{name}_n"] = out[f"{name}_n"].fillna(0).astype(int)
+    best = out.dropna(subset=["reward"]).groupby("method")["reward"].idxmax()
+    out["best"] = out.index.isin(best.to_numpy())
+    return out.sort_values(["reward", "method", "strength"], ascending=[False, True, True],
+                           na_position="last", ignore_index=True)
+
+
+def best_strengths(board: pd.DataFrame) -> dict[str, float]:
+    """{method: its best strength} from a leaderboard."""
+    return dict(zip(board.loc[board["best"], "method"], board.loc[board["best"], "strength"]))
+
+
+def curves(df: pd.DataFrame, metric: str, level: float = 0.95) -> pd.DataFrame:
+    """`metric` per (method, strength, round) over the seeds of the ok cells: mean, ci, lo, hi, n."""
+    rows = df[(df["metric"] == metric) & (df["status"] == "ok")]
+    return _summarise(rows, [*GROUP_KEYS, "round"], "value", level)
+
+
+def pareto_front(points: pd.DataFrame, x: str, y: str) -> pd.Series:
+    """True where a point is not dominated: no other point has x' <= x and y' >= y, one strictly.
+
+    Lower x is better (a fidelity error), higher y is better (a reward). Points with a
+    non-finite coordinate are never on the front.
+    """
+    xs, ys = points[x].to_numpy(dtype=float), points[y].to_numpy(dtype=float)
+    ok = np.isfinite(xs) & np.isfinite(ys)
+    front = np.zeros(len(points), dtype=bool)
+    for i in np.flatnonzero(ok):
+        dominated = ok & (xs <= xs[i]) & (ys >= ys[i]) & ((xs < xs[i]) | (ys > ys[i]))
+        front[i] = not dominated.any()
+    return pd.Series(front, index=points.index, name="pareto")
+
+
+def tradeoff(board: pd.DataFrame) -> pd.DataFrame:
+    """The leaderboard's (method, strength, fidelity, reward) points in strength order, flagged."""
+    pts = board[["method", "strength", "fidelity", "reward"]].sort_values(["method", "strength"], ignore_index=True)
+    pts["pareto"] = pareto_front(pts, "fidelity", "reward")
+    return pts
+
+
+def cost_table(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (method, strength): cost per sample per guided round (round >= 1), over non-failed cells.
+
+    Columns: method, strength, cells, denoiser_forwards, denoiser_vjps, objective_evals,
+    objective_grads (each divided by `samples`), wall_seconds_per_round, peak_memory_mb, and
+    wall_vs_unguided (wall per round / that of method 'none', when the panel has it).
+    """
+    # Costs repeat on every metric row of a round: one row per (cell, round).
+    rounds = df[(df["status"] != "failed") & (df["round"] >= 1)].drop_duplicates(["run_id", "round"])
+    per = rounds[["run_id", *GROUP_KEYS]].copy()
+    samples = rounds["samples"].astype(float).where(rounds["samples"] > 0)
+    for col, name in COSTS_PER_SAMPLE.items():
+        per[name] = rounds[col].astype(float) / samples
+    per["wall_seconds_per_round"] = rounds["wall_seconds"].astype(float)
+    per["peak_memory_mb"] = rounds["peak_memory_mb"].astype(float)
+    metrics = [*COSTS_PER_SAMPLE.values(), "wall_seconds_per_round", "peak_memory_mb"]
+    per_cell = per.groupby(["run_id", *GROUP_KEYS], sort=False)[metrics].mean().reset_index()
+    out = per_cell.groupby(GROUP_KEYS, sort=True)[metrics].mean()
+    out.insert(0, "cells", per_cell.groupby(GROUP_KEYS, sort=True).size())
+    out = out.reset_index()
+    unguided = per_cell.loc[per_cell["method"] == UNGUIDED, "wall_seconds_per_round"].mean()
+    out["wall_vs_unguided"] = out["wall_seconds_per_round"] / unguided if unguided > 0 else math.nan
+    return out
+
+
+def provenance_summary(df: pd.DataFrame) -> dict[str, object]:
+    """Distinct package versions, commits, torch versions, devices, hosts; SLURM jobs counted."""
+    def distinct(col: str) -> list[str]:
+        return sorted({str(v) for v in df[col].dropna().unique()})
+
+    started = df["started_at"].dropna()
+    return {
+        "package versions": distinct("package_version"),
+        "git commits": distinct("git_commit"),
+        "torch versions": distinct("torch_version"),
+        "devices": distinct("device"),
+        "hostnames": distinct("hostname"),
+        "SLURM jobs": len(distinct("slurm_job_id")),
+        "started": f"{started.min()} to {started.max()}" if len(started) else None,
+    }
+
+
+def _scalars(d: dict, prefix: str = "") -> dict[str, object]:
+    """A report's scalar entries, nested dicts flattened to dotted keys; lists left out."""
+    out: dict[str, object] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out |= _scalars(v, f"{prefix}{k}.")
+        elif v is None or isinstance(v, (str, int, float, bool)):
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def model_reports(models_dir: str | Path) -> pd.DataFrame:
+    """Every *.json in `models_dir` as one row (file name first) of its scalar entries."""
+    rows = []
+    for path in sorted(Path(models_dir).glob("*.json")):
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, json.JSONDecodeError) as exc:
+            raise ValueError(f"cannot read model report {path}: {exc}") from exc
+        rows.append({"file": path.name} | (_scalars(data) if isinstance(data, dict) else {}))
+    return pd.DataFrame(rows)

@@ -1,0 +1,120 @@
+"""The report's figures: each function draws one figure and returns it as a base64 PNG.
+
+Inputs are the tables of benchmark.report.aggregate (curves, trade-off points); bands are the
+same t-intervals over seeds as the leaderboard's. Figures are closed once encoded.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # no display; must precede pyplot
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+
+from benchmark.report.aggregate import UNGUIDED  # noqa: E402
+
+STYLE = "whitegrid"
+FIGSIZE = (6.4, 4.0)
+DPI = 100
+
+
+def method_palette(methods) -> dict[str, tuple]:
+    """One colour per method, fixed for the whole report; the unguided baseline in grey."""
+    guided = sorted(set(methods) - {UNGUIDED})
+    palette = dict(zip(guided, sns.color_palette("colorblind", max(len(guided), 1))))
+    return palette | {UNGUIDED: (0.4, 0.4, 0.4)}
+
+
+def encode(fig, save_to: str | Path | None = None) -> str:
+    """PNG bytes of `fig` as base64 (also written to `save_to` when given); closes `fig`."""
+    buf = io.BytesIO()
+    try:
+        fig.savefig(buf, format="png", dpi=DPI, bbox_inches="tight", metadata={"Software": None})
+    finally:
+        plt.close(fig)
+    data = buf.getvalue()
+    if save_to is not None:
+        Path(save_to).parent.mkdir(parents=True, exist_ok=True)
+        Path(save_to).write_bytes(data)
+    return base64.b64encode(data).decode("ascii")
+
+
+def _log_if_wide(values, axis_setter) -> None:
+    """Log scale when every value is positive and they span more than two decades."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) and (v > 0).all() and v.max() / v.min() > 100:
+        axis_setter("log")
+
+
+def curves_figure(curve: pd.DataFrame, strengths: dict[str, float], metric: str, palette: dict,
+                  title: str = "", save_to: str | Path | None = None) -> str:
+    """`metric` vs round, one line per method at `strengths[method]`, mean over seeds ± CI band.
+
+    `curve` is aggregate.curves(...): method, strength, round, mean, lo, hi, n.
+    """
+    with sns.axes_style(STYLE):
+        fig, ax = plt.subplots(figsize=FIGSIZE)
+        for method, strength in sorted(strengths.items()):
+            c = curve[(curve["method"] == method) & (curve["strength"] == strength)].sort_values("round")
+            if c.empty:
+                continue
+            colour = palette.get(method)
+            ax.plot(c["round"], c["mean"], marker="o", markersize=3, color=colour,
+                    linestyle="--" if method == UNGUIDED else "-", label=f"{method} (strength {strength:g})")
+            band = c.dropna(subset=["lo", "hi"])
+            if not band.empty:
+                ax.fill_between(band["round"], band["lo"], band["hi"], color=colour, alpha=0.2, linewidth=0)
+        ax.set_xlabel("round (0 = unguided batch)")
+        ax.set_ylabel(metric)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        _log_if_wide(curve["mean"], ax.set_yscale)
+        if title:
+            ax.set_title(title)
+        if ax.lines:
+            ax.legend(fontsize="small")
+        else:
+            ax.text(0.5, 0.5, "no finished cells", ha="center", va="center", transform=ax.transAxes)
+    return encode(fig, save_to)
+
+
+def tradeoff_figure(points: pd.DataFrame, fidelity: str, reward: str, palette: dict,
+                    title: str = "", save_to: str | Path | None = None) -> str:
+    """Final reward (y) vs final fidelity error (x), a line per method through its strengths.
+
+    `points` is aggregate.tradeoff(...): method, strength, fidelity, reward, pareto. Points are
+    annotated with their strength; the Pareto front (lower x, higher y) is ringed and joined.
+    """
+    pts = points.dropna(subset=["fidelity", "reward"])
+    with sns.axes_style(STYLE):
+        fig, ax = plt.subplots(figsize=FIGSIZE)
+        for method, p in pts.groupby("method", sort=True):
+            p = p.sort_values("strength")
+            ax.plot(p["fidelity"], p["reward"], marker="o", color=palette.get(method), label=method)
+            for _, row in p.iterrows():
+                ax.annotate(f"{row['strength']:g}", (row["fidelity"], row["reward"]), xytext=(4, 4),
+                            textcoords="offset points", fontsize="x-small")
+        front = pts[pts["pareto"]].sort_values("fidelity")
+        if not front.empty:
+            ax.plot(front["fidelity"], front["reward"], linestyle="--", color="0.3", linewidth=1, zorder=1)
+            ax.scatter(front["fidelity"], front["reward"], s=140, facecolors="none", edgecolors="black",
+                       linewidths=1.5, zorder=3, label="Pareto front")
+        ax.set_xlabel(f"final {fidelity} (lower is better)")
+        ax.set_ylabel(f"final {reward} (higher is better)")
+        _log_if_wide(pts["fidelity"], ax.set_xscale)
+        if title:
+            ax.set_title(title)
+        if pts.empty:
+            ax.text(0.5, 0.5, "no finished cells", ha="center", va="center", transform=ax.transAxes)
+        else:
+            ax.legend(fontsize="small")
+    return encode(fig, save_to)

@@ -1,0 +1,220 @@
+"""The HTML report: its numbers checked by hand, and the page it writes."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.report import aggregate as agg
+from benchmark.report import build_report
+from benchmark.report.html import fmt_ci
+from benchmark.results import COLUMNS, to_table, write_atomic
+
+SAMPLES = 4
+ROUNDS = 3
+SEEDS = (0, 1, 2)
+# method -> (strengths, denoiser VJPs per sample per round, wall seconds per round)
+METHODS = {"none": ((0.0,), 0, 1.0), "gloss": ((0.5, 1.0), 10, 3.0), "naive": ((0.5, 1.0), 0, 2.0)}
+FAILED = ("naive", 1.0, 2)
+ERROR = "RuntimeError: bad value <inf> in round 2"
+
+
+def _reward(method: str, strength: float, seed: int, rnd: int) -> float:
+    gain = {"none": 0.0, "gloss": 1.0, "naive": 0.6}[method]
+    return gain * strength * rnd + 0.1 * seed + 0.01 * (seed * seed)
+
+
+def _r_off(method: str, strength: float, seed: int, rnd: int) -> float:
+    return 0.1 + {"none": 0.0, "gloss": 0.2, "naive": 0.5}[method] * strength * rnd + 0.01 * seed
+
+
+def _base(method: str, strength: float, seed: int) -> dict:
+    base = {c: None for c in COLUMNS}
+    vjps, wall = METHODS[method][1:]
+    return base | {
+        "run_id": f"{method}-{strength:g}-{seed}", "task": "subspace", "objective": "linear", "denoiser": "oracle",
+        "method": method, "strength": strength, "seed": seed, "algorithm": "G", "linearise": "x0",
+        "samples": SAMPLES, "steps": 10, "eta": 0.0, "schedule": "cosine", "params_json": "{}",
+        "cost_denoiser_forwards": 10 * SAMPLES, "cost_denoiser_vjps": vjps * SAMPLES,
+        "cost_objective_evals": 2 * SAMPLES, "cost_objective_grads": (1 if vjps else 0) * SAMPLES,
+        "wall_seconds": wall, "peak_memory_mb": 100.0 + vjps, "status": "ok", "error": None,
+        "package_version": "0.1.0", "git_commit": "abc123", "torch_version": "2.13.0", "device": "cpu",
+        "hostname": "node1", "started_at": "2025-01-01T00:00:00+00:00", "slurm_job_id": None,
+    }
+
+
+def _rows() -> list[dict]:
+    rows = []
+    for method, (strengths, _, _) in METHODS.items():
+        for strength in strengths:
+            for seed in SEEDS:
+                base = _base(method, strength, seed)
+                cell = []
+                failed = (method, strength, seed) == FAILED
+                for rnd in range(ROUNDS + 1):
+                    if failed and rnd == 2:  # as run_cell records an exception: one NaN row, zero cost
+                        zero = {k: 0 for k in base if k.startswith("cost_")}
+                        cell.append(base | zero | {"round": rnd, "metric": "reward_mean", "value": math.nan,
+                                                   "wall_seconds": 0.0})
+                        break
+                    for metric, f in (("reward_mean", _reward), ("r_off", _r_off)):
+                        cell.append(base | {"round": rnd, "metric": metric, "value": f(method, strength, seed, rnd)})
+                status, error = ("failed", ERROR) if failed else ("ok", None)
+                rows += [r | {"status": status, "error": error} for r in cell]
+    return rows
+
+
+@pytest.fixture(scope="module")
+def results(tmp_path_factory):
+    path = tmp_path_factory.mktemp("results") / "all.parquet"
+    write_atomic(to_table(_rows()), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def df(results):
+    return agg.load_results(results)
+
+
+def test_t_quantile_matches_known_values():
+    assert agg.t_quantile(2) == pytest.approx(4.302652729749462, rel=1e-9)
+    assert agg.t_quantile(10) == pytest.approx(2.2281388519649385, rel=1e-9)
+    assert agg.t_quantile(1000) == pytest.approx(1.9623390808264078, rel=1e-6)
+    assert math.isnan(agg.t_quantile(0))
+
+
+def test_fallback_t_quantile_without_scipy(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_scipy(name, *args, **kwargs):
+        if name == "scipy" or name.startswith("scipy."):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_scipy)
+    assert agg.t_quantile(2) == pytest.approx(4.302652729749462, rel=1e-9)
+    assert agg.t_quantile(40) == pytest.approx(2.0210753903062737, rel=1e-4)
+    assert agg.t_quantile(5, level=0.9) == pytest.approx(2.015048372669157, rel=2e-2)
+
+
+def test_mean_ci_by_hand():
+    values = [1.0, 2.0, 4.0, math.nan]  # the NaN (a failed seed) is left out
+    mean, half, n = agg.mean_ci(values)
+    v = np.array([1.0, 2.0, 4.0])
+    assert n == 3
+    assert mean == pytest.approx(7 / 3)
+    assert half == pytest.approx(4.302652729749462 * v.std(ddof=1) / math.sqrt(3))
+    assert agg.mean_ci([5.0]) == (5.0, pytest.approx(math.nan, nan_ok=True), 1)
+    assert agg.mean_ci([math.nan])[2] == 0
+    assert fmt_ci(5.0, math.nan) == "5 (CI n/a)"
+
+
+def test_leaderboard_ci_over_seeds_by_hand(df):
+    board = agg.leaderboard(df, "r_off").set_index(["method", "strength"])
+    row = board.loc[("gloss", 1.0)]
+    finals = np.array([_reward("gloss", 1.0, s, ROUNDS) for s in SEEDS])
+    half = 4.302652729749462 * finals.std(ddof=1) / math.sqrt(len(SEEDS))
+    assert row["reward"] == pytest.approx(finals.mean())
+    assert row["reward_ci"] == pytest.approx(half)
+    assert row["reward_n"] == 3 and row["seeds"] == 3 and row["final_round"] == ROUNDS
+    fid = np.array([_r_off("gloss", 1.0, s, ROUNDS) for s in SEEDS])
+    assert row["fidelity"] == pytest.approx(fid.mean())
+    assert row["fidelity_ci"] == pytest.approx(4.302652729749462 * fid.std(ddof=1) / math.sqrt(3))
+
+
+def test_leaderboard_counts_failed_cell_and_marks_best_strength(df):
+    board = agg.leaderboard(df, "r_off")
+    assert list(board["reward"]) == sorted(board["reward"], reverse=True)
+    row = board.set_index(["method", "strength"]).loc[("naive", 1.0)]
+    assert (row["ok"], row["failed"], row["diverged"], row["reward_n"]) == (2, 1, 0, 2)
+    ok_finals = [_reward("naive", 1.0, s, ROUNDS) for s in SEEDS if ("naive", 1.0, s) != FAILED]
+    assert row["reward"] == pytest.approx(np.mean(ok_finals))
+    assert agg.best_strengths(board) == {"none": 0.0, "gloss": 1.0, "naive": 1.0}
+    assert board["best"].sum() == 3
+
+
+def test_pareto_front_by_hand():
+    pts = pd.DataFrame({"name": list("ABCDEF"),
+                        "x": [1.0, 2.0, 2.0, 0.5, 3.0, math.nan],
+                        "y": [1.0, 2.0, 1.0, 0.5, 2.0, 5.0]})
+    # C is dominated by A and B, E by B (same reward, worse fidelity); F has no fidelity.
+    front = agg.pareto_front(pts, "x", "y")
+    assert list(pts.loc[front, "name"]) == ["A", "B", "D"]
+
+
+def test_tradeoff_points_in_strength_order(df):
+    pts = agg.tradeoff(agg.leaderboard(df, "r_off"))
+    assert len(pts) == 5
+    for _, p in pts.groupby("method"):
+        assert list(p["strength"]) == sorted(p["strength"])
+    # 'none' has the lowest r_off of all, so it is on the front.
+    assert pts.set_index("method").loc["none", "pareto"]
+
+
+def test_cost_table_per_sample_per_guided_round(df):
+    costs = agg.cost_table(df).set_index(["method", "strength"])
+    gloss = costs.loc[("gloss", 0.5)]
+    assert gloss["denoiser_forwards"] == pytest.approx(10)
+    assert gloss["denoiser_vjps"] == pytest.approx(10)
+    assert gloss["objective_evals"] == pytest.approx(2)
+    assert gloss["objective_grads"] == pytest.approx(1)
+    assert gloss["wall_seconds_per_round"] == pytest.approx(3.0)
+    assert gloss["wall_vs_unguided"] == pytest.approx(3.0)
+    assert gloss["peak_memory_mb"] == pytest.approx(110.0)
+    assert costs.loc[("naive", 0.5), "denoiser_vjps"] == 0
+    assert costs.loc[("none", 0.0), "wall_vs_unguided"] == pytest.approx(1.0)
+    # The failed cell (its zero-cost error row included) is left out of costs.
+    assert costs.loc[("naive", 1.0), "cells"] == 2
+    assert costs.loc[("naive", 1.0), "denoiser_forwards"] == pytest.approx(10)
+
+
+def test_failed_cell_in_summary(df):
+    counts, bad = agg.status_summary(df)
+    assert counts == {"cells": 15, "ok": 14, "diverged": 0, "failed": 1}
+    assert list(bad["run_id"]) == ["naive-1-2"]
+    assert bad.loc[0, "error"] == ERROR
+    assert bad.loc[0, "last_round"] == 2
+
+
+def test_fidelity_metric_is_first_present(df):
+    assert agg.fidelity_metric(df) == "r_off"
+    assert agg.fidelity_metric(df, ["fd", "r_off"]) == "r_off"
+    assert agg.fidelity_metric(df[df["metric"] != "r_off"]) is None
+
+
+def test_build_report_writes_self_contained_page(results, tmp_path):
+    models = tmp_path / "models"
+    models.mkdir()
+    (models / "subspace.json").write_text(json.dumps(
+        {"task": "subspace", "heldout_loss": 0.123, "oracle_heldout_loss": 0.1, "n_params": 4242,
+         "wall_seconds": 12.5, "peak_memory_mb": 321.0, "losses": [1.0, 0.5]}))
+    out = tmp_path / "site" / "index.html"
+    figures = tmp_path / "figures"
+    assert build_report(results, out, models_dir=models, figures_dir=figures) == out
+    html = out.read_text()
+    assert '<img src="data:image/png;base64,' in html
+    assert "http://" not in html and "https://" not in html
+    for method in METHODS:
+        assert method in html
+    assert "RuntimeError: bad value &lt;inf&gt; in round 2" in html  # listed, and escaped
+    assert "Pre-trained models" in html and "4242" in html and "0.123" in html
+    assert "CI n/a" not in html  # every group has at least two finite seeds
+    assert len(list(figures.glob("*.png"))) == 3
+    assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_build_report_survives_single_seed_and_no_fidelity(tmp_path):
+    rows = [r for r in _rows() if r["seed"] == 0 and r["metric"] == "reward_mean"]
+    path = tmp_path / "one.parquet"
+    write_atomic(to_table(rows), path)
+    out = tmp_path / "index.html"
+    build_report(path, out)
+    html = out.read_text()
+    assert "CI n/a" in html
+    assert "none measured" in html
