@@ -8,7 +8,7 @@ guided sample z_{k,i} is drawn with the method's guidance towards (g, y). `linea
 per round): g = grad r(z_bar), y = g^T z_bar + delta.
 
 Algorithm 2. As Algorithm 1, and from round `finetune_start` on, `finetune_steps` Adam steps
-(lr `finetune_lr`, betas (0.9, 0.99), as in their code) of denoising score matching on the
+(lr `finetune_lr`, betas (0.9, 0.99), as in their code) of the pre-training loss on the
 latest batch, so the prior itself moves towards the optimum.
 
 Methods that do not use a linear target (unguided, training-free) draw each round afresh,
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmark.denoisers.pretrain import dsm_loss
+from benchmark.denoisers.pretrain import v_loss
 from benchmark.diffusion import Costs, PerSampleNoise, Sampler, derive_seed, sample
 from benchmark.methods import Guide, LinearTarget, make_method
 
@@ -110,7 +110,7 @@ def run_rounds(*, task, objective, method, sampler: Sampler, costs: Costs, confi
                 for _ in range(config.finetune_steps):
                     t = torch.randint(1, sampler.schedule.T + 1, (B,), generator=ft_gen).to(device)
                     eps = torch.randn(z.shape, generator=ft_gen).to(device)
-                    loss = dsm_loss(trainable, z, sampler.schedule, t, eps)
+                    loss = v_loss(trainable, z, sampler.schedule, t, eps)
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()

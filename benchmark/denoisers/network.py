@@ -3,6 +3,12 @@
 Guo et al. used a 1-D U-Net of about 15M parameters; on vector data a residual MLP with a
 sinusoidal time embedding reaches a low denoising error at a fraction of the cost, and its
 width/depth scale to the paper's size in the GPU preset (hidden=1536, depth=3 is ~15M).
+
+The network predicts the velocity v = sqrt(ab_t) eps - sqrt(1 - ab_t) x_0 (Salimans & Ho 2022)
+and returns eps = sqrt(1 - ab_t) x_t + sqrt(ab_t) v. With eps-prediction the first step of a
+schedule with ab_T ~ 1e-7 divides the network's error by sqrt(ab_T) in Tweedie's formula and
+the samples blow up; with v-prediction both ends are well conditioned (x0h = sqrt(ab_t) x_t -
+sqrt(1 - ab_t) v). The interface stays eps_theta(x_t, t), like every other denoiser.
 """
 
 from __future__ import annotations
@@ -11,6 +17,8 @@ import math
 
 import torch
 from torch import nn
+
+from benchmark.diffusion.schedules import make_schedule
 
 
 def timestep_embedding(t: torch.Tensor, dim: int, T: int) -> torch.Tensor:
@@ -36,9 +44,10 @@ class _Block(nn.Module):
 class ScoreMLP(nn.Module):
     """x: [B, dim], t: [B] integer timesteps in 1..T -> eps: [B, dim]."""
 
-    def __init__(self, dim: int, T: int, hidden: int = 256, depth: int = 3, t_dim: int = 64):
+    def __init__(self, dim: int, T: int, schedule: str = "cosine", hidden: int = 256, depth: int = 3, t_dim: int = 64):
         super().__init__()
-        self.config = dict(dim=dim, T=T, hidden=hidden, depth=depth, t_dim=t_dim)
+        self.config = dict(dim=dim, T=T, schedule=schedule, hidden=hidden, depth=depth, t_dim=t_dim)
+        self.register_buffer("ab", make_schedule(schedule, T).ab.float(), persistent=False)
         self.T, self.t_dim = T, t_dim
         self.t_mlp = nn.Sequential(nn.Linear(t_dim, t_dim), nn.SiLU())
         self.inp = nn.Linear(dim, hidden)
@@ -46,6 +55,12 @@ class ScoreMLP(nn.Module):
         self.out = nn.Sequential(nn.LayerNorm(hidden), nn.SiLU(), nn.Linear(hidden, dim))
 
     def forward(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """eps_theta(x_t, t) = sqrt(1 - ab_t) x_t + sqrt(ab_t) v_theta(x_t, t)."""
+        ab = self.ab[t].unsqueeze(-1)
+        return (1 - ab).sqrt() * x + ab.sqrt() * self.velocity(x, t)
+
+    def velocity(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """v_theta(x_t, t), the raw network output."""
         temb = self.t_mlp(timestep_embedding(t, self.t_dim, self.T))
         h = self.inp(x)
         for block in self.blocks:

@@ -1,6 +1,10 @@
-"""Denoising score matching (Ho et al. 2020, eq. 14) and safe checkpoints.
+"""Denoising score matching and safe checkpoints.
 
-    L(theta) = E_{t, x_0, eps} || eps - eps_theta(sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps, t) ||^2
+Training minimises the v-prediction loss (Salimans & Ho 2022), a re-weighting of DSM:
+    L(theta) = E_{t, x_0, eps} || v - v_theta(x_t, t) ||^2,  x_t = sqrt(ab_t) x_0 + sqrt(1 - ab_t) eps,
+    v = sqrt(ab_t) eps - sqrt(1 - ab_t) x_0.
+Held-out quality is reported as the eps-loss of Ho et al. 2020 (eq. 14), the common currency of
+every denoiser (the oracle's eps-loss is the irreducible part).
 
 Checkpoints are safetensors files (tensors only, no pickle); the architecture, schedule and
 training report travel in the file's string metadata.
@@ -21,11 +25,22 @@ from benchmark.diffusion.noise import derive_seed
 from benchmark.diffusion.schedules import VPSchedule, make_schedule
 
 
-def dsm_loss(model, x0: torch.Tensor, schedule: VPSchedule, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of ||eps - eps_theta(x_t, t)||^2 / dim."""
+def _noised(x0, schedule, t, eps):
     ab = schedule.ab.to(x0.device, torch.float32)[t].view(-1, *([1] * (x0.dim() - 1)))
-    x_t = ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+    return ab, ab.sqrt() * x0 + (1 - ab).sqrt() * eps
+
+
+def dsm_loss(model, x0: torch.Tensor, schedule: VPSchedule, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Mean of ||eps - eps_theta(x_t, t)||^2 / dim (any eps-model, the oracle included)."""
+    _, x_t = _noised(x0, schedule, t, eps)
     return ((model(x_t, t) - eps) ** 2).mean()
+
+
+def v_loss(model, x0: torch.Tensor, schedule: VPSchedule, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
+    """Mean of ||v - v_theta(x_t, t)||^2 / dim, the training loss of a ScoreMLP."""
+    ab, x_t = _noised(x0, schedule, t, eps)
+    v = ab.sqrt() * eps - (1 - ab).sqrt() * x0
+    return ((model.velocity(x_t, t) - v) ** 2).mean()
 
 
 def _draw_t_eps(n: int, shape, T: int, gen: torch.Generator, device) -> tuple[torch.Tensor, torch.Tensor]:
@@ -56,7 +71,7 @@ def pretrain(task, *, schedule_name: str = "cosine", T: int = 200, hidden: int =
     torch.manual_seed(derive_seed("pretrain-init", task.name, seed) % 2**31)
     data = task.sample_data(n_train, gen).to(device)
     held = task.sample_data(n_heldout, gen).to(device)
-    model = ScoreMLP(task.dim, T, hidden=hidden, depth=depth).to(device)
+    model = ScoreMLP(task.dim, T, schedule=schedule_name, hidden=hidden, depth=depth).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
     steps_per_epoch = math.ceil(n_train / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
@@ -72,7 +87,7 @@ def pretrain(task, *, schedule_name: str = "cosine", T: int = 200, hidden: int =
         for i in range(steps_per_epoch):
             idx = perm[i * batch_size:(i + 1) * batch_size]
             t, eps = _draw_t_eps(len(idx), data.shape[1:], T, gen, device)
-            loss = dsm_loss(model, data[idx], schedule, t, eps)
+            loss = v_loss(model, data[idx], schedule, t, eps)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -99,7 +114,7 @@ def save_checkpoint(path: str | Path, model: ScoreMLP, schedule: VPSchedule, rep
     """Atomic write of a safetensors checkpoint with architecture + schedule + report metadata."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"arch": "ScoreMLP", "config": json.dumps(model.config), "schedule": schedule.name,
+    meta = {"arch": "ScoreMLP", "config": json.dumps(model.config),
             "report": json.dumps(report)}
     tmp = path.with_name(path.name + ".tmp")
     save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
@@ -109,8 +124,7 @@ def save_checkpoint(path: str | Path, model: ScoreMLP, schedule: VPSchedule, rep
 def checkpoint_metadata(path: str | Path) -> dict:
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
-    return {"arch": meta["arch"], "config": json.loads(meta["config"]), "schedule": meta["schedule"],
-            "report": json.loads(meta["report"])}
+    return {"arch": meta["arch"], "config": json.loads(meta["config"]), "report": json.loads(meta["report"])}
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[ScoreMLP, VPSchedule, dict]:
@@ -125,4 +139,4 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[ScoreMLP, VP
     model = ScoreMLP(**meta["config"])
     model.load_state_dict(load_file(str(path)))
     model.to(device).eval()
-    return model, make_schedule(meta["schedule"], meta["config"]["T"]), meta["report"]
+    return model, make_schedule(meta["config"]["schedule"], meta["config"]["T"]), meta["report"]
