@@ -1,0 +1,20 @@
+# GuideBench: `snakemake --cores all` -> reports/index.html
+# Stages: pretrain (shared checkpoints) -> one job per cell -> aggregate -> report.
+
+from snakemake.utils import min_version
+
+min_version("8.20")
+
+
+configfile: "config/config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/cells.smk"
+include: "workflow/rules/report.smk"
+
+
+rule all:
+    input:
+        REPORT,

@@ -1,0 +1,163 @@
+"""The sweep: a validated config -> the table of cells (one Snakemake job each).
+
+The structure of the config is checked by the JSON schema in workflow/schemas/ (Snakemake's
+`validate`, which also fills defaults); `check_config` adds what a schema cannot know: names
+against the registries (methods, their hyper-parameters, tasks, objectives, denoisers) and
+impossible combinations. `cells_from_config` is the one function that makes the target list.
+
+A cell id is a relative path `<experiment>/<objective>/<method>/<algorithm>/s<strength>_n<steps>_seed<seed>`
+whose every component matches SAFE_NAME, so no value can escape the results folder.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from dataclasses import dataclass
+
+SAFE_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*"
+CELL_ID_PATTERN = rf"{SAFE_NAME}(?:/{SAFE_NAME})*"
+_SAFE = re.compile(rf"^{SAFE_NAME}$")
+
+
+class ConfigError(ValueError):
+    """A config that cannot run; the message names the key, the bad value and what is allowed."""
+
+
+@dataclass(frozen=True)
+class CellArgs:
+    experiment: str
+    task: str
+    objective: str
+    denoiser: str
+    method: str
+    strength: float
+    seed: int
+    rounds: int
+    samples: int
+    steps: int | None
+    eta: float
+    algorithm: str
+    linearise: str
+    finetune_start: int
+    finetune_lr: float
+    finetune_steps: int
+    params: tuple[tuple[str, object], ...]
+
+    def cli(self) -> list[str]:
+        """`python -m benchmark run` arguments (everything but --checkpoint/--out/--device)."""
+        args = ["--task", self.task, "--objective", self.objective, "--method", self.method,
+                "--strength", repr(self.strength), "--seed", str(self.seed), "--rounds", str(self.rounds),
+                "--samples", str(self.samples), "--denoiser", self.denoiser, "--eta", repr(self.eta),
+                "--algorithm", self.algorithm, "--linearise", self.linearise,
+                "--finetune-start", str(self.finetune_start), "--finetune-lr", repr(self.finetune_lr),
+                "--finetune-steps", str(self.finetune_steps)]
+        if self.steps is not None:
+            args += ["--steps", str(self.steps)]
+        for k, v in self.params:
+            args += ["--param", f"{k}={v}"]
+        return args
+
+
+def _safe(where: str, value) -> str:
+    text = str(value)
+    if not _SAFE.match(text):
+        raise ConfigError(f"{where}: {text!r} cannot be part of a file name; allowed: letters, digits and "
+                          "'_.+=-', not starting with '.' or '-' (no '/' or '..')")
+    return text
+
+
+def _as_list(value) -> list:
+    return list(value) if isinstance(value, (list, tuple)) else [value]
+
+
+def check_config(config: dict) -> None:
+    """Semantic checks with the registries; raises ConfigError naming the key."""
+    from benchmark.denoisers import DENOISERS
+    from benchmark.methods import METHODS, method_params
+    from benchmark.optimize import ALGORITHMS, LINEARISATIONS
+    from benchmark.tasks import TASKS, make_task
+
+    if not config.get("experiments"):
+        raise ConfigError("experiments: empty; declare at least one experiment")
+    if not config.get("seeds"):
+        raise ConfigError("seeds: empty grid; give at least one seed")
+    for name, exp in config["experiments"].items():
+        where = f"experiments.{name}"
+        _safe(where, name)
+        task = exp["task"]
+        if task not in TASKS:
+            raise ConfigError(f"{where}.task: unknown task {task!r}; allowed: {sorted(TASKS)}")
+        if exp["denoiser"] not in DENOISERS:
+            raise ConfigError(f"{where}.denoiser: unknown denoiser {exp['denoiser']!r}; allowed: {list(DENOISERS)}")
+        t = TASKS[task]
+        if exp["denoiser"] == "oracle" and not t.has_oracle:
+            raise ConfigError(f"{where}.denoiser: task {task!r} has no oracle denoiser; allowed: ['trained']")
+        if exp["denoiser"] == "trained" and task not in config.get("pretrain", {}):
+            raise ConfigError(f"{where}.denoiser: 'trained' needs a pretrain.{task} section")
+        if not exp.get("objectives"):
+            raise ConfigError(f"{where}.objectives: empty; allowed: {list(t.objectives)}")
+        for obj in exp["objectives"]:
+            if obj not in t.objectives:
+                raise ConfigError(f"{where}.objectives: task {task!r} has no objective {obj!r}; "
+                                  f"allowed: {list(t.objectives)}")
+        for alg in _as_list(exp.get("algorithm", "alg1")):
+            if alg not in ALGORITHMS:
+                raise ConfigError(f"{where}.algorithm: unknown {alg!r}; allowed: {list(ALGORITHMS)}")
+            if alg == "alg2" and exp["denoiser"] != "trained":
+                raise ConfigError(f"{where}.algorithm: 'alg2' fine-tunes the network; needs denoiser 'trained'")
+        if exp.get("linearise", "per_sample") not in LINEARISATIONS:
+            raise ConfigError(f"{where}.linearise: unknown {exp['linearise']!r}; allowed: {list(LINEARISATIONS)}")
+        if not exp.get("methods"):
+            raise ConfigError(f"{where}.methods: empty; allowed: {sorted(METHODS)}")
+        for mname, mcfg in exp["methods"].items():
+            mwhere = f"{where}.methods.{mname}"
+            if mname not in METHODS:
+                raise ConfigError(f"{mwhere}: unknown method {mname!r}; allowed: {sorted(METHODS)}")
+            strengths = mcfg.get("strengths")
+            if not strengths:
+                raise ConfigError(f"{mwhere}.strengths: empty grid; give at least one strength")
+            if mname == "none" and any(s != 0 for s in strengths):
+                raise ConfigError(f"{mwhere}.strengths: 'none' has no strength; allowed: [0.0]")
+            allowed = {k: v for k, v in method_params(mname).items() if k != "strength"}
+            for k, v in (mcfg.get("params") or {}).items():
+                if k not in allowed:
+                    raise ConfigError(f"{mwhere}.params: {mname!r} has no parameter {k!r}; "
+                                      f"allowed: {sorted(allowed) or 'none'}")
+                if allowed[k] in ("float", "int") and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                    raise ConfigError(f"{mwhere}.params.{k}: expected a number, got {v!r}")
+        for steps in _as_list(exp.get("steps")):
+            T = config["pretrain"][task]["T"] if exp["denoiser"] == "trained" else exp.get("T", 200)
+            if steps is not None and not 1 <= steps <= T:
+                raise ConfigError(f"{where}.steps: {steps} out of range; allowed: 1..{T} (T of the denoiser)")
+        make_task(task, config.get("task_seed", 0))
+
+
+def cells_from_config(config: dict) -> dict[str, CellArgs]:
+    """Every cell of the sweep, keyed by its id (a safe relative path)."""
+    check_config(config)
+    cells: dict[str, CellArgs] = {}
+    for name, exp in config["experiments"].items():
+        for obj, (mname, mcfg), alg, steps, seed in itertools.product(
+                exp["objectives"], exp["methods"].items(), _as_list(exp.get("algorithm", "alg1")),
+                _as_list(exp.get("steps")), config["seeds"]):
+            params = tuple(sorted((mcfg.get("params") or {}).items()))
+            for strength in mcfg["strengths"]:
+                cell_id = "/".join([name, _safe(f"experiments.{name}.objectives", obj), mname, alg,
+                                    _safe(f"experiments.{name}.methods.{mname}.strengths",
+                                          f"s{float(strength):g}_n{steps or 'all'}_seed{seed}")])
+                cells[cell_id] = CellArgs(
+                    experiment=name, task=exp["task"], objective=obj, denoiser=exp["denoiser"], method=mname,
+                    strength=float(strength), seed=int(seed), rounds=exp["rounds"], samples=exp["samples"],
+                    steps=steps, eta=float(exp.get("eta", 1.0)), algorithm=alg,
+                    linearise=exp.get("linearise", "per_sample"),
+                    finetune_start=exp.get("finetune_start", 50), finetune_lr=float(exp.get("finetune_lr", 1e-6)),
+                    finetune_steps=exp.get("finetune_steps", 1), params=params)
+    return cells
+
+
+def pretrain_cli(config: dict, task: str) -> list[str]:
+    p = config["pretrain"][task]
+    return ["--schedule", p["schedule"], "--T", str(p["T"]), "--hidden", str(p["hidden"]), "--depth", str(p["depth"]),
+            "--epochs", str(p["epochs"]), "--batch-size", str(p["batch_size"]), "--lr", repr(float(p["lr"])),
+            "--n-train", str(p["n_train"]), "--seed", str(p["seed"]), "--task-seed", str(config.get("task_seed", 0))]
