@@ -6,7 +6,11 @@ from snakemake.utils import min_version
 min_version("8.20")
 
 
-configfile: "config/config.yaml"
+# The default sweep, unless a preset is given (`--configfile config/smoke.yaml`): Snakemake merges
+# config files recursively, so loading both would mix the presets' experiments with the default's.
+if "experiments" not in config:
+
+    configfile: "config/config.yaml"
 
 
 include: "workflow/rules/common.smk"

@@ -8,7 +8,7 @@ rule cell:
         "logs/cells/{cell}.log",
     threads: 1
     resources:
-        mem_mb=RES["cell_mem_mb"],
+        mem_mb=lambda wc, attempt: RES["cell_mem_mb"] * attempt,  # more memory on each retry
         runtime=RES["cell_runtime"],
         gpu=GPU,
     params:

@@ -7,7 +7,7 @@ rule pretrain:
         "logs/pretrain/{task}.log",
     threads: RES["pretrain_threads"]
     resources:
-        mem_mb=RES["pretrain_mem_mb"],
+        mem_mb=lambda wc, attempt: RES["pretrain_mem_mb"] * attempt,  # more memory on each retry
         runtime=RES["pretrain_runtime"],
         gpu=GPU,
     params:

@@ -1,0 +1,80 @@
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from benchmark.cell import CellSpec, run_cell
+from benchmark.denoisers import load_checkpoint, pretrain, save_checkpoint
+from benchmark.tasks import make_task
+
+KW = dict(T=50, hidden=32, depth=1, n_train=1024, n_heldout=256, epochs=2, batch_size=128, lr=2e-3)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    task = make_task("subspace")
+    model, schedule, report = pretrain(task, seed=0, **KW)
+    path = tmp_path_factory.mktemp("models") / "subspace.safetensors"
+    save_checkpoint(path, model, schedule, report)
+    return task, model, schedule, report, path
+
+
+def test_pretraining_is_reproducible_from_its_seed(trained):
+    task, model, _, report, _ = trained
+    model2, _, report2 = pretrain(task, seed=0, **KW)
+    for (k, a), (_, b) in zip(model.state_dict().items(), model2.state_dict().items()):
+        assert torch.equal(a, b), k
+    assert report["heldout_loss"] == report2["heldout_loss"]
+    model3, _, _ = pretrain(task, seed=1, **KW)
+    assert not torch.equal(model.inp.weight, model3.inp.weight)
+
+
+def test_report_has_heldout_loss_and_oracle_floor(trained):
+    *_, report, _ = trained
+    assert report["heldout_loss"] > report["oracle_heldout_loss"] > 0  # the oracle is the floor
+    assert report["n_params"] > 0 and report["wall_seconds"] > 0
+
+
+def test_checkpoint_round_trip_is_safe_and_exact(trained):
+    task, model, schedule, report, path = trained
+    tensors = load_file(str(path))  # plain tensors, no pickle
+    assert set(tensors) == set(model.state_dict())
+    loaded, schedule2, report2 = load_checkpoint(path)
+    assert torch.equal(schedule2.ab, schedule.ab) and report2 == report
+    x, t = torch.randn(4, 64), torch.tensor([1, 10, 30, 50])
+    with torch.no_grad():
+        assert torch.equal(loaded(x, t), model(x, t))
+    assert not (path.parent / (path.name + ".tmp")).exists()
+
+
+def test_v_parametrisation_matches_eps_interface(trained):
+    """eps_theta = sqrt(1 - ab) x + sqrt(ab) v_theta, so Tweedie gives x0h = sqrt(ab) x - sqrt(1 - ab) v_theta."""
+    _, model, schedule, _, _ = trained
+    x, t = torch.randn(3, 64), torch.tensor([5, 25, 40])  # not t = T: Tweedie divides by sqrt(ab_T) ~ 1e-3
+    with torch.no_grad():
+        e, v = model(x, t), model.velocity(x, t)
+    ab = schedule.ab[t].float().unsqueeze(-1)
+    x0h = (x - (1 - ab).sqrt() * e) / ab.sqrt()
+    assert torch.allclose(x0h, ab.sqrt() * x - (1 - ab).sqrt() * v, atol=1e-4)
+
+
+def test_missing_or_mismatched_checkpoint(trained, tmp_path):
+    *_, path = trained
+    with pytest.raises(FileNotFoundError, match="run `python -m benchmark pretrain`"):
+        load_checkpoint(tmp_path / "nope.safetensors")
+    with pytest.raises(ValueError, match="was trained on task 'subspace'"):
+        run_cell(CellSpec(task="sphere", objective="linear", method="none", denoiser="trained",
+                          checkpoint=str(path), rounds=0, samples=2))
+
+
+def test_algorithm2_fine_tunes_the_network_and_algorithm1_does_not(trained):
+    *_, path = trained
+    spec = dict(task="subspace", objective="quadratic_off", method="gloss", strength=0.2, denoiser="trained",
+                checkpoint=str(path), rounds=3, samples=4, steps=10)
+    from benchmark.cell import Cell
+    for algorithm, changes in (("alg1", False), ("alg2", True)):
+        cell = Cell(CellSpec(**spec, algorithm=algorithm, finetune_start=2, finetune_lr=1e-3))
+        before = {k: v.clone() for k, v in cell.trainable.state_dict().items()}
+        rounds = list(cell.rounds())
+        assert len(rounds) == 4
+        moved = any(not torch.equal(before[k], v) for k, v in cell.trainable.state_dict().items())
+        assert moved == changes, algorithm

@@ -1,0 +1,139 @@
+"""The config schema + semantic checks: a malformed config stops before any job, naming the key."""
+
+import copy
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from benchmark.sweep import CELL_ID_PATTERN, ConfigError, cells_from_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SCHEMA = str(ROOT / "workflow/schemas/config.schema.yaml")
+
+
+def load(name="config.yaml"):
+    config = yaml.safe_load((ROOT / "config" / name).read_text())
+    validate(config, SCHEMA)
+    return config
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "paper.yaml"])
+def test_presets_are_valid(name):
+    cells = cells_from_config(load(name))
+    assert cells
+    assert all(re.fullmatch(CELL_ID_PATTERN, c) for c in cells)
+
+
+def test_default_sweep_table():
+    config = load()
+    cells = cells_from_config(config)
+    n = 0
+    for exp in config["experiments"].values():
+        n += len(exp["objectives"]) * sum(len(m["strengths"]) for m in exp["methods"].values()) * len(config["seeds"])
+    assert len(cells) == n
+    c = cells["subspace_oracle/quadratic_off/gloss/alg1/s0.2_nall_seed1"]
+    assert (c.task, c.method, c.strength, c.seed, c.denoiser) == ("subspace", "gloss", 0.2, 1, "oracle")
+    assert c.cli()[:6] == ["--task", "subspace", "--objective", "quadratic_off", "--method", "gloss"]
+
+
+def test_extra_axes_fan_out():
+    config = load("smoke.yaml")
+    config["experiments"]["oracle"]["steps"] = [10, 20]
+    cells = cells_from_config(config)
+    assert {c.steps for c in cells.values() if c.experiment == "oracle"} == {10, 20}
+    assert sum(c.algorithm == "alg2" for c in cells.values()) == 1
+
+
+def _mutate(path, value):
+    def f(config):
+        node = config
+        for key in path[:-1]:
+            node = node[key]
+        if value is _DELETE:
+            del node[path[-1]]
+        else:
+            node[path[-1]] = value
+    return f
+
+
+_DELETE = object()
+BAD = [
+    # (mutation, exception, pattern the message must contain)
+    (_mutate(["experiments", "subspace_oracle", "methods", "glos"], {"strengths": [0.1]}), ConfigError,
+     r"experiments.subspace_oracle.methods.glos: unknown method 'glos'; allowed: \['gloss', 'naive', 'none'\]"),
+    (_mutate(["seedz"], [0]), Exception, r"Additional properties are not allowed \('seedz' was unexpected\)"),
+    (_mutate(["experiments", "subspace_oracle", "methods", "gloss", "strengths"], ["strong"]), Exception,
+     r"'strong' is not of type 'number'"),
+    (_mutate(["experiments", "subspace_oracle", "methods", "gloss", "strengths"], []), Exception,
+     r"\[\] should be non-empty|is too short"),
+    (_mutate(["experiments", "subspace_oracle", "methods", "gloss", "strengths"], [-0.1]), Exception,
+     r"-0.1 is less than the minimum of 0"),
+    (_mutate(["seeds"], []), Exception, r"should be non-empty|is too short"),
+    (_mutate(["experiments", "subspace_oracle", "objectives"], ["quadratic"]), ConfigError,
+     r"experiments.subspace_oracle.objectives: task 'subspace' has no objective 'quadratic'; allowed:"),
+    (_mutate(["experiments", "subspace_oracle", "task"], "cube"), ConfigError,
+     r"experiments.subspace_oracle.task: unknown task 'cube'; allowed: \['sphere', 'subspace'\]"),
+    (_mutate(["experiments", "sphere", "denoiser"], "oracle"), ConfigError,
+     r"experiments.sphere.denoiser: task 'sphere' has no oracle denoiser"),
+    (_mutate(["experiments", "subspace_oracle", "algorithm"], "alg2"), ConfigError,
+     r"'alg2' fine-tunes the network; needs denoiser 'trained'"),
+    (_mutate(["experiments", "subspace_oracle", "methods", "gloss", "params"], {"sgima": 0.1}), ConfigError,
+     r"methods.gloss.params: 'gloss' has no parameter 'sgima'; allowed: \['sigma'\]"),
+    (_mutate(["experiments", "subspace_oracle", "methods", "gloss", "params"], {"sigma": "big"}), ConfigError,
+     r"methods.gloss.params.sigma: expected a number, got 'big'"),
+    (_mutate(["experiments", "subspace_oracle", "methods", "none", "strengths"], [0.5]), ConfigError,
+     r"'none' has no strength"),
+    (_mutate(["experiments", "subspace_oracle", "steps"], 500), ConfigError,
+     r"experiments.subspace_oracle.steps: 500 out of range; allowed: 1..200"),
+    (_mutate(["experiments", "../escape"], {"task": "subspace", "denoiser": "oracle", "objectives": ["quadratic_on"],
+                                             "methods": {"none": {"strengths": [0]}}}), Exception,
+     r"does not match"),
+    (_mutate(["experiments", "a/b"], {"task": "subspace", "denoiser": "oracle", "objectives": ["quadratic_on"],
+                                       "methods": {"none": {"strengths": [0]}}}), Exception, r"does not match"),
+    (_mutate(["experiments", "subspace_oracle", "denoiser"], _DELETE), Exception, r"'denoiser' is a required property"),
+    (_mutate(["experiments", "subspace_trained", "rounds"], "many"), Exception, r"'many' is not of type 'integer'"),
+]
+
+
+@pytest.mark.parametrize("mutate, exc, pattern", BAD)
+def test_malformed_config_is_rejected_with_a_clear_message(mutate, exc, pattern):
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    mutate(config)
+    with pytest.raises(exc) as info:
+        validate(config, SCHEMA)
+        cells_from_config(config)
+    assert re.search(pattern, str(info.value)), str(info.value)
+
+
+def test_trained_needs_pretrain_section():
+    config = load()
+    del config["pretrain"]["sphere"]
+    with pytest.raises(ConfigError, match="experiments.sphere.denoiser: 'trained' needs a pretrain.sphere section"):
+        cells_from_config(config)
+
+
+def test_unsafe_objective_names_cannot_escape_results(tmp_path):
+    from benchmark.sweep import _safe
+
+    for bad in ("../x", "/etc", "..", ".hidden", "a/b", "-rf"):
+        with pytest.raises(ConfigError, match="cannot be part of a file name"):
+            _safe("key", bad)
+
+
+def test_snakemake_stops_before_any_job(tmp_path):
+    """A bad config fails at DAG build time: no job runs, the message names the key."""
+    config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
+    config["experiments"]["oracle"]["methods"]["glos"] = {"strengths": [0.1]}
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"),
+                           "--directory", str(tmp_path), "--configfile", str(bad)],
+                          capture_output=True, text=True)
+    assert proc.returncode != 0
+    assert "experiments.oracle.methods.glos: unknown method 'glos'" in proc.stdout + proc.stderr
+    assert not (tmp_path / "results").exists()
