@@ -133,6 +133,12 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_perf(args) -> int:
+    from benchmark.perf import main as perf_main
+
+    return perf_main(args)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -145,8 +151,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--models", default=None, help="folder of pre-training reports (*.json) to include")
+    p = sub.add_parser("perf", help="time one round of none / G / G_loss and count network evaluations")
+    p.add_argument("--task", default="subspace")
+    p.add_argument("--objective", default="quadratic_off")
+    p.add_argument("--denoiser", default="trained")
+    p.add_argument("--checkpoint", default="models/subspace_denoiser.safetensors")
+    p.add_argument("--samples", type=int, default=32)
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
+    p.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
-    handler = {"run": cmd_run, "pretrain": cmd_pretrain, "aggregate": cmd_aggregate, "report": cmd_report}
+    handler = {"run": cmd_run, "pretrain": cmd_pretrain, "aggregate": cmd_aggregate, "report": cmd_report,
+               "perf": cmd_perf}
     try:
         return handler[args.command](args)
     except (ValueError, FileNotFoundError) as exc:
