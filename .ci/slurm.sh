@@ -109,7 +109,7 @@ write_conf() {
     host=$(hostname)
     cpus=$(nproc)
     mem_kb=$(awk '/^MemTotal:/ {print $2}' /proc/meminfo)
-    real_mb=$((mem_kb / 1024 * 9 / 10)) # below the machine's: slurmd drains a node that has less
+    real_mb=$((mem_kb * 9 / 10 / 1024)) # below the machine's: slurmd drains a node that has less
     if [[ -e $CONF ]] && ! head -n1 "$CONF" | grep -qF "$MARKER"; then
         die "$CONF exists and was not written by this script; not overwriting it"
     fi
@@ -117,7 +117,7 @@ write_conf() {
     cat >"$SCRATCH/slurm.conf" <<EOF
 $MARKER (single-node test cluster; state in $SCRATCH)
 ClusterName=local
-SlurmctldHost=$host
+SlurmctldHost=$host(127.0.0.1)
 AuthType=auth/munge
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
@@ -139,7 +139,7 @@ JobCompType=jobcomp/none
 # Finished jobs stay visible to squeue for a while (Snakemake's status checks use squeue).
 MinJobAge=300
 SchedulerParameters=sched_interval=2
-NodeName=$host CPUs=$cpus RealMemory=$real_mb State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$real_mb State=UNKNOWN
 PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
 EOF
     if ! cmp -s "$SCRATCH/slurm.conf" "$CONF" 2>/dev/null; then

@@ -33,7 +33,8 @@ def _add_run(sub):
     p.add_argument("--objective", required=True)
     p.add_argument("--method", required=True)
     p.add_argument("--strength", type=float, default=0.0, help="the method's strength (delta for naive/gloss)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, nargs="+", default=[0],
+                   help="one or more seeds: each is its own cell, written to the matching --out")
     p.add_argument("--rounds", type=int, default=50, help="rounds of Algorithm 1/2 after the unguided round 0")
     p.add_argument("--samples", type=int, default=32, help="chains per round")
     p.add_argument("--denoiser", default="oracle", help="oracle | trained")
@@ -49,9 +50,10 @@ def _add_run(sub):
     p.add_argument("--finetune-steps", type=int, default=1)
     p.add_argument("--task-seed", type=int, default=0)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
                    help="a method hyper-parameter (repeatable), e.g. --param sigma=0.1")
-    p.add_argument("--out", required=True, help="the cell's Parquet file")
+    p.add_argument("--out", required=True, nargs="+", help="the cell's Parquet file (one per --seed)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: when stderr is a terminal)")
 
@@ -76,20 +78,33 @@ def _add_pretrain(sub):
 
 
 def cmd_run(args) -> int:
+    if len(args.seed) != len(args.out) or len(set(args.out)) != len(args.out):
+        raise ValueError(f"--seed and --out must pair up one to one; got {len(args.seed)} seeds and "
+                         f"{len(args.out)} distinct output files")
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
+    # Several seeds in one process share its start-up (imports dominate a short cell); each seed is
+    # still its own cell with its own file, written as soon as it is done.
+    for seed, out in zip(args.seed, args.out):
+        _run_one(args, seed, out)
+    return 0
+
+
+def _run_one(args, seed: int, out: str) -> None:
     from benchmark.cell import CellSpec, write_cell
 
     spec = CellSpec(task=args.task, objective=args.objective, method=args.method, strength=args.strength,
-                    seed=args.seed, rounds=args.rounds, samples=args.samples, denoiser=args.denoiser,
+                    seed=seed, rounds=args.rounds, samples=args.samples, denoiser=args.denoiser,
                     checkpoint=args.checkpoint, steps=args.steps, eta=args.eta, schedule=args.schedule,
                     T=args.T, algorithm=args.algorithm, linearise=args.linearise,
                     finetune_start=args.finetune_start, finetune_lr=args.finetune_lr,
                     finetune_steps=args.finetune_steps, task_seed=args.task_seed, device=args.device,
                     params={k: _parse_value(v) for k, v in args.param})
-    rows = write_cell(spec, args.out, progress=args.progress)
+    rows = write_cell(spec, out, progress=args.progress)
     status = rows[0]["status"] if rows else "failed"
-    print(f"{args.out}: {len(rows)} rows, status {status}" + (f" ({rows[0]['error']})" if status != "ok" else ""),
+    print(f"{out}: {len(rows)} rows, status {status}" + (f" ({rows[0]['error']})" if status != "ok" else ""),
           file=sys.stderr)
-    return 0
 
 
 def cmd_pretrain(args) -> int:

@@ -5,8 +5,14 @@ The structure of the config is checked by the JSON schema in workflow/schemas/ (
 against the registries (methods, their hyper-parameters, tasks, objectives, denoisers) and
 impossible combinations. `cells_from_config` is the one function that makes the target list.
 
-A cell id is a relative path `<experiment>/<objective>/<method>/<algorithm>/s<strength>_n<steps>_seed<seed>`
-whose every component matches SAFE_NAME, so no value can escape the results folder.
+A cell id is a relative path
+`<task>/<denoiser>/<experiment>/<objective>/<method>/<algorithm>/s<strength>_n<steps>_seed<seed>`
+whose every component matches SAFE_NAME, so no value can escape the results folder. Task and
+denoiser lead the path so the workflow's rules can name the checkpoint a cell needs by pattern.
+
+A job is a cell id without its `_seed<seed>` suffix: with `batch_seeds` one process runs all
+seeds of a job (the start-up, mostly `import torch`, is paid once), each seed still its own
+cell and file; without it every cell is its own job.
 """
 
 from __future__ import annotations
@@ -45,9 +51,9 @@ class CellArgs:
     params: tuple[tuple[str, object], ...]
 
     def cli(self) -> list[str]:
-        """`python -m benchmark run` arguments (everything but --checkpoint/--out/--device)."""
+        """`python -m benchmark run` arguments (everything but --seed/--checkpoint/--out/--device)."""
         args = ["--task", self.task, "--objective", self.objective, "--method", self.method,
-                "--strength", repr(self.strength), "--seed", str(self.seed), "--rounds", str(self.rounds),
+                "--strength", repr(self.strength), "--rounds", str(self.rounds),
                 "--samples", str(self.samples), "--denoiser", self.denoiser, "--eta", repr(self.eta),
                 "--algorithm", self.algorithm, "--linearise", self.linearise,
                 "--finetune-start", str(self.finetune_start), "--finetune-lr", repr(self.finetune_lr),
@@ -143,7 +149,7 @@ def cells_from_config(config: dict) -> dict[str, CellArgs]:
                 _as_list(exp.get("steps")), config["seeds"]):
             params = tuple(sorted((mcfg.get("params") or {}).items()))
             for strength in mcfg["strengths"]:
-                cell_id = "/".join([name, _safe(f"experiments.{name}.objectives", obj), mname, alg,
+                cell_id = "/".join([exp["task"], exp["denoiser"], name, _safe(f"experiments.{name}.objectives", obj), mname, alg,
                                     _safe(f"experiments.{name}.methods.{mname}.strengths",
                                           f"s{float(strength):g}_n{steps or 'all'}_seed{seed}")])
                 cells[cell_id] = CellArgs(
@@ -161,3 +167,19 @@ def pretrain_cli(config: dict, task: str) -> list[str]:
     return ["--schedule", p["schedule"], "--T", str(p["T"]), "--hidden", str(p["hidden"]), "--depth", str(p["depth"]),
             "--epochs", str(p["epochs"]), "--batch-size", str(p["batch_size"]), "--lr", repr(float(p["lr"])),
             "--n-train", str(p["n_train"]), "--seed", str(p["seed"]), "--task-seed", str(config.get("task_seed", 0))]
+
+
+def job_key(cell_id: str) -> str:
+    """The cell id without its seed: the cells of one job differ only in their seed."""
+    key, sep, seed = cell_id.rpartition("_seed")
+    if not sep or not seed.isdigit():
+        raise ValueError(f"not a cell id: {cell_id!r}")
+    return key
+
+
+def jobs_from_cells(cells: dict[str, CellArgs]) -> dict[str, list[str]]:
+    """Group cell ids by job key; every job holds the same seeds, in config order."""
+    jobs: dict[str, list[str]] = {}
+    for cell_id in cells:
+        jobs.setdefault(job_key(cell_id), []).append(cell_id)
+    return jobs

@@ -41,6 +41,19 @@ def test_same_seed_gives_identical_values(tmp_path):
     assert not (va == vc).all()
 
 
+def test_several_seeds_in_one_process_equal_separate_runs(tmp_path):
+    """Batching seeds into one process (to share start-up) changes nothing in the numbers."""
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    both = [tmp_path / "both0.parquet", tmp_path / "both1.parquet"]
+    main(ARGS + ["--out", str(a)])
+    main([x if x != "0" else "1" for x in ARGS] + ["--out", str(b)])
+    i = ARGS.index("--seed")
+    assert main(ARGS[:i + 1] + ["0", "1"] + ARGS[i + 2:] + ["--out", *map(str, both)]) == 0
+    for single, batched in ((a, both[0]), (b, both[1])):
+        sa, sb = pd.read_parquet(single), pd.read_parquet(batched)
+        assert (sa.value.to_numpy() == sb.value.to_numpy()).all() and (sa.run_id == sb.run_id).all()
+
+
 def test_methods_share_initial_noise(tmp_path):
     """Round 0 (unguided) is the same batch for every method of a comparison: paired comparisons."""
     a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"

@@ -10,7 +10,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from benchmark.sweep import CELL_ID_PATTERN, ConfigError, cells_from_config
+from benchmark.sweep import CELL_ID_PATTERN, ConfigError, cells_from_config, job_key, jobs_from_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow/schemas/config.schema.yaml")
@@ -36,9 +36,23 @@ def test_default_sweep_table():
     for exp in config["experiments"].values():
         n += len(exp["objectives"]) * sum(len(m["strengths"]) for m in exp["methods"].values()) * len(config["seeds"])
     assert len(cells) == n
-    c = cells["subspace_oracle/quadratic_off/gloss/alg1/s0.2_nall_seed1"]
+    c = cells["subspace/oracle/subspace_oracle/quadratic_off/gloss/alg1/s0.2_nall_seed1"]
     assert (c.task, c.method, c.strength, c.seed, c.denoiser) == ("subspace", "gloss", 0.2, 1, "oracle")
     assert c.cli()[:6] == ["--task", "subspace", "--objective", "quadratic_off", "--method", "gloss"]
+    assert "--seed" not in c.cli()
+
+
+def test_jobs_group_the_seeds_of_a_cell():
+    config = load()
+    cells = cells_from_config(config)
+    jobs = jobs_from_cells(cells)
+    assert len(jobs) * len(config["seeds"]) == len(cells)
+    for key, members in jobs.items():
+        assert [cells[m].seed for m in members] == config["seeds"]
+        assert len({cells[m].cli() == cells[members[0]].cli() for m in members}) == 1
+        assert all(job_key(m) == key for m in members)
+    with pytest.raises(ValueError, match="not a cell id"):
+        job_key("subspace/oracle/x")
 
 
 def test_extra_axes_fan_out():

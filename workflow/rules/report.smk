@@ -1,7 +1,7 @@
 rule aggregate:
     """All cell files -> one Parquet file; an unreadable cell file stops it, named."""
     input:
-        [f"{RESULTS}/cells/{c}.parquet" for c in CELLS],
+        [f"{RESULTS}/cells/{c}.parquet" for c in CELLS],  # cell ids are paths: task/denoiser/...
     output:
         f"{RESULTS}/all.parquet",
     log:

@@ -1,0 +1,110 @@
+"""The smoke preset through the SLURM profile on a real SLURM (`.ci/slurm.sh start` makes a
+single-node one): every cell lands, the report is written, and every row carries the id of the
+SLURM job that computed it.
+
+Without a reachable controller the test skips, saying why; with GUIDEBENCH_REQUIRE_SLURM=1 (CI
+sets it after `.ci/slurm.sh start` succeeded) it fails instead, so it never passes silently.
+"""
+
+import math
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from snakemake.utils import validate
+
+from benchmark.sweep import cells_from_config
+
+ROOT = Path(__file__).resolve().parents[1]
+SMOKE = ROOT / "config/smoke.yaml"
+PROFILE = ROOT / "workflow/profiles/slurm"
+TIMEOUT_S = int(os.environ.get("GUIDEBENCH_SLURM_TIMEOUT_S", "900"))
+
+pytestmark = [pytest.mark.slurm, pytest.mark.slow]
+
+
+def _unavailable(reason: str):
+    if os.environ.get("GUIDEBENCH_REQUIRE_SLURM") == "1":
+        pytest.fail(f"GUIDEBENCH_REQUIRE_SLURM=1 but {reason}", pytrace=False)
+    pytest.skip(f"{reason} (start one with `.ci/slurm.sh start`)")
+
+
+def node_cpus() -> int:
+    """CPUs of the smallest usable node; skips (or fails, when SLURM is required) without one."""
+    if shutil.which("sinfo") is None:
+        _unavailable("no SLURM here: `sinfo` is not on PATH")
+    try:
+        import snakemake_executor_plugin_slurm  # noqa: F401
+    except ImportError:
+        _unavailable("snakemake-executor-plugin-slurm is not installed (pip install .[slurm])")
+    try:
+        out = subprocess.run(["sinfo", "--noheader", "--Node", "--format=%t %c"], capture_output=True,
+                             text=True, timeout=30)
+    except subprocess.TimeoutExpired:
+        _unavailable("the SLURM controller does not answer: `sinfo` timed out")
+    if out.returncode != 0:
+        _unavailable(f"the SLURM controller is not reachable: `sinfo` failed: {out.stderr.strip()}")
+    cpus = [int(c) for state, c in (line.split() for line in out.stdout.splitlines())
+            if state.rstrip("*~#!%$@^-") in ("idle", "mix", "alloc")]
+    if not cpus:
+        _unavailable(f"SLURM has no usable node (sinfo: {out.stdout.strip() or 'none'})")
+    return min(cpus)
+
+
+def smoke_cells() -> tuple[dict, dict]:
+    config = yaml.safe_load(SMOKE.read_text())
+    validate(config, str(ROOT / "workflow/schemas/config.schema.yaml"))
+    return config, cells_from_config(config)
+
+
+def test_smoke_preset_runs_on_slurm(tmp_path, capsys):
+    cores = min(node_cpus(), 2)
+    config, cells = smoke_cells()
+    # Jobs inherit the submitting environment (sbatch --export=ALL): put this interpreter's
+    # environment first so `python -m benchmark` inside a job finds the package.
+    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
+           "--profile", str(PROFILE), "--configfile", str(SMOKE), "--cores", str(cores),
+           "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1"]
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired as exc:
+        log = "".join(o.decode(errors="replace") if isinstance(o, bytes) else o
+                      for o in (exc.stdout or "", exc.stderr or ""))
+        cancel_run(log)
+        queue = subprocess.run(["squeue"], capture_output=True, text=True).stdout
+        pytest.fail(f"the SLURM run did not finish in {TIMEOUT_S} s\nsqueue:\n{queue}\nsnakemake:\n{log[-4000:]}")
+    wall = time.monotonic() - start
+    log = proc.stdout + proc.stderr
+    assert proc.returncode == 0, f"snakemake failed ({proc.returncode}):\n{log[-6000:]}"
+
+    submitted = set(re.findall(r"submitted with SLURM jobid (\d+)", log))
+    with capsys.disabled():
+        print(f"\nSLURM run: {len(submitted)} SLURM jobs for {len(cells)} cells, {wall:.1f} s wall time")
+
+    results = tmp_path / config["results_dir"]
+    landed = sorted(str(p.relative_to(results / "cells"))[: -len(".parquet")]
+                    for p in (results / "cells").rglob("*.parquet"))
+    assert landed == sorted(cells)
+    assert (tmp_path / config["report"]).stat().st_size > 0
+
+    df = pd.read_parquet(results / "all.parquet")
+    assert df.run_id.nunique() == len(cells)
+    assert df.slurm_job_id.notna().all(), df[df.slurm_job_id.isna()][["run_id"]].drop_duplicates()
+    assert set(df.slurm_job_id) <= submitted, (set(df.slurm_job_id), submitted)
+    # Small cells are bundled into few submissions (the profile's group-components).
+    assert len(set(df.slurm_job_id)) <= math.ceil(len(cells) / 2)
+
+
+def cancel_run(log: str) -> None:
+    """Cancel the SLURM jobs of a run that timed out (they are named after its run id)."""
+    for run_id in set(re.findall(r"SLURM run ID: (\S+)", log)):
+        subprocess.run(["scancel", "--name", run_id], capture_output=True)
