@@ -143,7 +143,7 @@ def cmd_aggregate(args) -> int:
 def cmd_report(args) -> int:
     from benchmark.report import build_report
 
-    build_report(args.results, args.out, models_dir=args.models)
+    build_report(args.results, args.out, models_dir=args.models, figures_dir=args.figures)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
@@ -166,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--results", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--models", default=None, help="folder of pre-training reports (*.json) to include")
+    p.add_argument("--figures", default=None, help="also save every figure as a PNG in this folder")
     p = sub.add_parser("perf", help="time one round of none / G / G_loss and count network evaluations")
     p.add_argument("--task", default="subspace")
     p.add_argument("--objective", default="quadratic_off")

@@ -114,5 +114,8 @@ def run_rounds(*, task, objective, method, sampler: Sampler, costs: Costs, confi
                     optimizer.zero_grad(set_to_none=True)
                     loss.backward()
                     optimizer.step()
+                    costs.finetune_samples += B
                 trainable.eval().requires_grad_(False)
+        if z.is_cuda:
+            torch.cuda.synchronize()  # kernels are asynchronous: time the work, not its launch
         yield Round(k, z, costs.snapshot() - before, time.perf_counter() - start)

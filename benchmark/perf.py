@@ -26,8 +26,6 @@ def measure(methods: dict[str, float], *, task: str = "subspace", objective: str
         walls, costs = [], None
         for rnd in cell.rounds():
             if rnd.index >= 2:  # round 0 is unguided for every method, round 1 warms up
-                if cell.device.startswith("cuda"):
-                    torch.cuda.synchronize()
                 walls.append(rnd.wall_seconds)
                 costs = rnd.costs
         rows.append({"method": name, "strength": strength, "device": cell.device, "samples": samples,

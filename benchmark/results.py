@@ -6,7 +6,8 @@ Columns (explicit pyarrow schema, SCHEMA below):
   of them as JSON (params_json)
 - metric, value
 - cost of the round, summed over the chains: cost_denoiser_forwards, cost_denoiser_vjps,
-  cost_objective_evals, cost_objective_grads, wall_seconds; peak_memory_mb of the cell
+  cost_objective_evals, cost_objective_grads, cost_finetune_samples (Algorithm 2's training
+  steps), wall_seconds; peak_memory_mb of the cell
 - status ('ok' | 'diverged' | 'failed') and error text, the same on every row of a cell
 - provenance: package_version, git_commit, torch_version, device, hostname, started_at, slurm_job_id
 
@@ -19,6 +20,8 @@ from __future__ import annotations
 import os
 import socket
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -36,7 +39,7 @@ PARAMS = [("algorithm", pa.string()), ("linearise", pa.string()), ("samples", pa
 MEASURE = [("metric", pa.string()), ("value", pa.float64())]
 COST = [("cost_denoiser_forwards", pa.int64()), ("cost_denoiser_vjps", pa.int64()),
         ("cost_objective_evals", pa.int64()), ("cost_objective_grads", pa.int64()),
-        ("wall_seconds", pa.float64()), ("peak_memory_mb", pa.float64())]
+        ("cost_finetune_samples", pa.int64()), ("wall_seconds", pa.float64()), ("peak_memory_mb", pa.float64())]
 STATUS = [("status", pa.string()), ("error", pa.string())]
 PROVENANCE = [("package_version", pa.string()), ("git_commit", pa.string()), ("torch_version", pa.string()),
               ("device", pa.string()), ("hostname", pa.string()), ("started_at", pa.string()),
@@ -80,16 +83,25 @@ def to_table(rows: list[dict]) -> pa.Table:
     return pa.Table.from_pylist([{c: r[c] for c in COLUMNS} for r in rows], schema=SCHEMA)
 
 
-def write_atomic(table: pa.Table, path: str | Path) -> None:
-    """Write Parquet to `<path>.<pid>.tmp` in the same folder, then rename over `path`."""
+@contextmanager
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """Yield a temporary `.<name>.<pid>.tmp` beside `path` to write; on success it is renamed over
+    `path` (atomic within one file system), on an error it is removed. Results, checkpoints and
+    the report are all written this way, so no reader ever sees a half-written file."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        pq.write_table(table, tmp)
+        yield tmp
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_atomic(table: pa.Table, path: str | Path) -> None:
+    """Write a Parquet file atomically (see atomic_path)."""
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
 
 
 def read_cell(path: str | Path) -> pa.Table:

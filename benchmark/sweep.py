@@ -48,6 +48,7 @@ class CellArgs:
     finetune_start: int
     finetune_lr: float
     finetune_steps: int
+    task_seed: int
     params: tuple[tuple[str, object], ...]
 
     def cli(self) -> list[str]:
@@ -57,7 +58,7 @@ class CellArgs:
                 "--samples", str(self.samples), "--denoiser", self.denoiser, "--eta", repr(self.eta),
                 "--algorithm", self.algorithm, "--linearise", self.linearise,
                 "--finetune-start", str(self.finetune_start), "--finetune-lr", repr(self.finetune_lr),
-                "--finetune-steps", str(self.finetune_steps)]
+                "--finetune-steps", str(self.finetune_steps), "--task-seed", str(self.task_seed)]
         if self.steps is not None:
             args += ["--steps", str(self.steps)]
         for k, v in self.params:
@@ -82,7 +83,7 @@ def check_config(config: dict) -> None:
     from benchmark.denoisers import DENOISERS
     from benchmark.methods import METHODS, method_params
     from benchmark.optimize import ALGORITHMS, LINEARISATIONS
-    from benchmark.tasks import TASKS, make_task
+    from benchmark.tasks import TASKS
 
     if not config.get("experiments"):
         raise ConfigError("experiments: empty; declare at least one experiment")
@@ -130,13 +131,12 @@ def check_config(config: dict) -> None:
                 if k not in allowed:
                     raise ConfigError(f"{mwhere}.params: {mname!r} has no parameter {k!r}; "
                                       f"allowed: {sorted(allowed) or 'none'}")
-                if allowed[k] in ("float", "int") and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                if allowed[k] in (float, int) and (isinstance(v, bool) or not isinstance(v, (int, float))):
                     raise ConfigError(f"{mwhere}.params.{k}: expected a number, got {v!r}")
         for steps in _as_list(exp.get("steps")):
-            T = config["pretrain"][task]["T"] if exp["denoiser"] == "trained" else exp.get("T", 200)
+            T = config["pretrain"][task]["T"] if exp["denoiser"] == "trained" else 200  # the oracle's T
             if steps is not None and not 1 <= steps <= T:
                 raise ConfigError(f"{where}.steps: {steps} out of range; allowed: 1..{T} (T of the denoiser)")
-        make_task(task, config.get("task_seed", 0))
 
 
 def cells_from_config(config: dict) -> dict[str, CellArgs]:
@@ -151,14 +151,17 @@ def cells_from_config(config: dict) -> dict[str, CellArgs]:
             for strength in mcfg["strengths"]:
                 cell_id = "/".join([exp["task"], exp["denoiser"], name, _safe(f"experiments.{name}.objectives", obj), mname, alg,
                                     _safe(f"experiments.{name}.methods.{mname}.strengths",
-                                          f"s{float(strength):g}_n{steps or 'all'}_seed{seed}")])
+                                          f"s{float(strength)!r}_n{steps or 'all'}_seed{seed}")])
+                if cell_id in cells:
+                    raise ConfigError(f"experiments.{name}.methods.{mname}.strengths: {strength!r} appears twice")
                 cells[cell_id] = CellArgs(
                     experiment=name, task=exp["task"], objective=obj, denoiser=exp["denoiser"], method=mname,
                     strength=float(strength), seed=int(seed), rounds=exp["rounds"], samples=exp["samples"],
                     steps=steps, eta=float(exp.get("eta", 1.0)), algorithm=alg,
                     linearise=exp.get("linearise", "per_sample"),
                     finetune_start=exp.get("finetune_start", 50), finetune_lr=float(exp.get("finetune_lr", 1e-6)),
-                    finetune_steps=exp.get("finetune_steps", 1), params=params)
+                    finetune_steps=exp.get("finetune_steps", 1), task_seed=config.get("task_seed", 0),
+                    params=params)
     return cells
 
 

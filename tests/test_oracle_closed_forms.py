@@ -134,7 +134,7 @@ def test_one_algorithm1_round_on_a_linear_reward(subspace, device):
     theta^T z_{1,i} ~ N(c (theta^T z_{0,i} + delta), c sigma^2), c = theta^T P theta / (theta^T P theta + sigma^2)."""
     n, delta, sigma = 4000, 0.5, 0.1
     # Half of theta in span(A), half off it: c = 0.5 / 0.51.
-    theta = (subspace.objective("quadratic_on").theta + subspace.objective("quadratic_off").theta * 0) / math.sqrt(2)
+    theta = subspace.objective("quadratic_on").theta / math.sqrt(2)
     perp = torch.randn(64, generator=torch.Generator().manual_seed(3))
     perp = perp - subspace.project(perp[None])[0]
     theta = theta + perp / torch.linalg.vector_norm(perp) / math.sqrt(2)

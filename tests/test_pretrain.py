@@ -43,7 +43,7 @@ def test_checkpoint_round_trip_is_safe_and_exact(trained):
     x, t = torch.randn(4, 64), torch.tensor([1, 10, 30, 50])
     with torch.no_grad():
         assert torch.equal(loaded(x, t), model(x, t))
-    assert not (path.parent / (path.name + ".tmp")).exists()
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]  # no temporary left behind
 
 
 def test_v_parametrisation_matches_eps_interface(trained):
@@ -76,5 +76,7 @@ def test_algorithm2_fine_tunes_the_network_and_algorithm1_does_not(trained):
         before = {k: v.clone() for k, v in cell.trainable.state_dict().items()}
         rounds = list(cell.rounds())
         assert len(rounds) == 4
+        # Algorithm 2 trains on every round's batch from finetune_start = 2 on, and it is counted.
+        assert [r.costs.finetune_samples for r in rounds] == ([0, 0, 4, 4] if changes else [0] * 4)
         moved = any(not torch.equal(before[k], v) for k, v in cell.trainable.state_dict().items())
         assert moved == changes, algorithm

@@ -37,10 +37,10 @@ def _base(method: str, strength: float, seed: int) -> dict:
     vjps, wall = METHODS[method][1:]
     return base | {
         "run_id": f"{method}-{strength:g}-{seed}", "task": "subspace", "objective": "linear", "denoiser": "oracle",
-        "method": method, "strength": strength, "seed": seed, "algorithm": "G", "linearise": "x0",
+        "method": method, "strength": strength, "seed": seed, "algorithm": "alg1", "linearise": "per_sample",
         "samples": SAMPLES, "steps": 10, "eta": 0.0, "schedule": "cosine", "params_json": "{}",
         "cost_denoiser_forwards": 10 * SAMPLES, "cost_denoiser_vjps": vjps * SAMPLES,
-        "cost_objective_evals": 2 * SAMPLES, "cost_objective_grads": (1 if vjps else 0) * SAMPLES,
+        "cost_objective_evals": 2 * SAMPLES, "cost_objective_grads": (1 if vjps else 0) * SAMPLES, "cost_finetune_samples": 0,
         "wall_seconds": wall, "peak_memory_mb": 100.0 + vjps, "status": "ok", "error": None,
         "package_version": "0.1.0", "git_commit": "abc123", "torch_version": "2.13.0", "device": "cpu",
         "hostname": "node1", "started_at": "2025-01-01T00:00:00+00:00", "slurm_job_id": None,
@@ -218,3 +218,16 @@ def test_build_report_survives_single_seed_and_no_fidelity(tmp_path):
     html = out.read_text()
     assert "CI n/a" in html
     assert "none measured" in html
+
+
+def test_variants_are_never_averaged_as_seeds(tmp_path):
+    """Algorithm 1 and 2 (or two step counts) of one method are separate rows of the leaderboard."""
+    rows = [r for r in _rows() if r["method"] == "gloss" and r["strength"] == 1.0]
+    alg2 = [r | {"run_id": r["run_id"] + "-alg2", "algorithm": "alg2", "value": r["value"] + 100} for r in rows]
+    fewer = [r | {"run_id": r["run_id"] + "-n5", "steps": 5} for r in rows]
+    path = tmp_path / "variants.parquet"
+    write_atomic(to_table(rows + alg2 + fewer), path)
+    board = agg.leaderboard(agg.load_results(path), fidelity="r_off").set_index("method")
+    assert set(board.index) == {"gloss n=10", "gloss +alg2 n=10", "gloss n=5"}
+    assert (board["seeds"] == len(SEEDS)).all()
+    assert board.loc["gloss +alg2 n=10", "reward"] == pytest.approx(board.loc["gloss n=10", "reward"] + 100)

@@ -7,8 +7,9 @@ width/depth scale to the paper's size in the GPU preset (hidden=1536, depth=3 is
 The network predicts the velocity v = sqrt(ab_t) eps - sqrt(1 - ab_t) x_0 (Salimans & Ho 2022)
 and returns eps = sqrt(1 - ab_t) x_t + sqrt(ab_t) v. With eps-prediction the first step of a
 schedule with ab_T ~ 1e-7 divides the network's error by sqrt(ab_T) in Tweedie's formula and
-the samples blow up; with v-prediction both ends are well conditioned (x0h = sqrt(ab_t) x_t -
-sqrt(1 - ab_t) v). The interface stays eps_theta(x_t, t), like every other denoiser.
+the samples blow up; with v-prediction the error of eps near t = T is sqrt(ab_T) times the error
+of v, so what Tweedie amplifies is small (only float32 rounding remains, ~0.2 % at t = T). The
+interface stays eps_theta(x_t, t), like every other denoiser.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from benchmark.denoisers.network import ScoreMLP
 from benchmark.diffusion.noise import derive_seed
 from benchmark.diffusion.schedules import VPSchedule, make_schedule
+from benchmark.results import atomic_path
 
 
 def _noised(x0, schedule, t, eps):
@@ -112,13 +113,9 @@ def pretrain(task, *, schedule_name: str = "cosine", T: int = 200, hidden: int =
 
 def save_checkpoint(path: str | Path, model: ScoreMLP, schedule: VPSchedule, report: dict) -> None:
     """Atomic write of a safetensors checkpoint with architecture + schedule + report metadata."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"arch": "ScoreMLP", "config": json.dumps(model.config),
-            "report": json.dumps(report)}
-    tmp = path.with_name(path.name + ".tmp")
-    save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
-    tmp.replace(path)
+    meta = {"arch": "ScoreMLP", "config": json.dumps(model.config), "report": json.dumps(report)}
+    with atomic_path(path) as tmp:
+        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
 
 
 def checkpoint_metadata(path: str | Path) -> dict:

@@ -2,7 +2,8 @@
 
 - denoiser forwards: samples passed through eps_theta (batch size per call);
 - denoiser VJPs: samples whose gradient flowed back through eps_theta's output;
-- objective evaluations / gradients: the same for the objective.
+- objective evaluations / gradients: the same for the objective;
+- fine-tuning samples: samples through one training step (forward + backward) of Algorithm 2.
 
 Backward passes are counted by an identity autograd function whose backward increments the
 counter, so a gradient that never reaches the network costs nothing, as it should.
@@ -21,6 +22,7 @@ class Costs:
     denoiser_vjps: int = 0
     objective_evals: int = 0
     objective_grads: int = 0
+    finetune_samples: int = 0
 
     def snapshot(self) -> "Costs":
         return Costs(**{f.name: getattr(self, f.name) for f in fields(self)})

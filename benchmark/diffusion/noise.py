@@ -42,10 +42,6 @@ class PerSampleNoise:
     def for_chains(cls, base: tuple, n: int, shape, **kw) -> "PerSampleNoise":
         return cls([derive_seed(*base, i) for i in range(n)], shape, **kw)
 
-    @property
-    def batch(self) -> int:
-        return len(self._gens)
-
     def _refill(self) -> None:
         self._buffer = torch.stack([
             torch.randn((self.chunk, *self.shape), generator=g, device=self.device, dtype=self.dtype)

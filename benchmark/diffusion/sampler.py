@@ -80,7 +80,7 @@ class Sampler:
         self.denoiser = denoiser
         self.schedule = schedule
         self.eta = float(eta)
-        grid = timestep_grid(schedule.T, steps or schedule.T)
+        grid = timestep_grid(schedule.T, schedule.T if steps is None else steps)
         ab = schedule.ab.tolist()
         self.steps = [Step(i, len(grid) - 1, t, tp, ab[t], ab[tp], self.eta)
                       for i, (t, tp) in enumerate(zip(grid[:-1], grid[1:]))]

@@ -25,12 +25,6 @@ class VPSchedule:
     def T(self) -> int:
         return self.ab.numel() - 1
 
-    def alpha(self, t: int) -> float:
-        return math.sqrt(float(self.ab[t]))
-
-    def h(self, t: int) -> float:
-        return 1.0 - float(self.ab[t])
-
 
 def _from_betas(name: str, betas: torch.Tensor) -> VPSchedule:
     ab = torch.cumprod(1.0 - betas, dim=0)

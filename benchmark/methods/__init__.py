@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import typing
 
 from benchmark.methods.base import GuidanceMethod, Guide, LinearTarget
 from benchmark.methods.gloss import LookAheadLoss
@@ -18,26 +19,28 @@ METHODS: dict[str, type[GuidanceMethod]] = {
 
 def method_params(name: str) -> dict[str, type]:
     """The hyper-parameters of method `name` and their types (strength included)."""
-    return {f.name: f.type for f in dataclasses.fields(METHODS[name])}
+    hints = typing.get_type_hints(METHODS[name])
+    return {f.name: hints[f.name] for f in dataclasses.fields(METHODS[name])}
 
 
 def make_method(name: str, strength: float = 0.0, **params) -> GuidanceMethod:
     """Build a method by name; unknown names or hyper-parameters raise with what is allowed."""
     if name not in METHODS:
         raise ValueError(f"unknown method {name!r}; allowed: {sorted(METHODS)}")
-    cls = METHODS[name]
-    allowed = {f.name: f for f in dataclasses.fields(cls) if f.name != "strength"}
+    allowed = {k: t for k, t in method_params(name).items() if k != "strength"}
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ValueError(f"method {name!r} has no parameter(s) {unknown}; allowed: {sorted(allowed) or 'none'}")
     typed = {}
     for k, v in params.items():
-        kind = {"float": float, "int": int, "bool": bool, "str": str}.get(str(allowed[k].type), None)
+        kind = allowed[k]
+        if kind is bool and not isinstance(v, bool) or kind in (int, float) and isinstance(v, bool):
+            raise ValueError(f"method {name!r}: parameter {k} must be {kind.__name__}, got {v!r}")
         try:
-            typed[k] = kind(v) if kind is not None else v
+            typed[k] = kind(v) if kind in (float, int, str, bool) else v
         except (TypeError, ValueError):
-            raise ValueError(f"method {name!r}: parameter {k} must be {allowed[k].type}, got {v!r}") from None
-    return cls(strength=float(strength), **typed)
+            raise ValueError(f"method {name!r}: parameter {k} must be {kind.__name__}, got {v!r}") from None
+    return METHODS[name](strength=float(strength), **typed)
 
 
 __all__ = ["METHODS", "GuidanceMethod", "Guide", "LinearTarget", "make_method", "method_params"]

@@ -27,6 +27,11 @@ class NaiveGradient(GuidanceMethod):
 
     sigma: float = 0.1
 
+    def __post_init__(self):
+        super().__post_init__()
+        if self.sigma <= 0:
+            raise ValueError(f"method {self.name!r}: sigma must be > 0 (the observation noise), got {self.sigma}")
+
     def guided_eps(self, x_t, step, sampler, guide):
         g, y = guide.linear.g, guide.linear.y
         e = sampler.eps(x_t, step)

@@ -16,9 +16,8 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-import pyarrow.parquet as pq
 
-from benchmark.results import COLUMNS, STATUSES
+from benchmark.results import STATUSES, read_cell
 
 REWARD_METRIC = "reward_mean"
 # Ordered: a panel's fidelity metric is the first of these it has (lower is better for all).
@@ -32,6 +31,7 @@ COSTS_PER_SAMPLE = {
     "cost_denoiser_vjps": "denoiser_vjps",
     "cost_objective_evals": "objective_evals",
     "cost_objective_grads": "objective_grads",
+    "cost_finetune_samples": "finetune_samples",
 }
 
 # t_{0.975, df} for df = 1..30, used when scipy is not installed.
@@ -87,15 +87,27 @@ def _summarise(df: pd.DataFrame, keys: list[str], value: str, level: float) -> p
     return out.drop(columns="sd")
 
 
+def variant_labels(df: pd.DataFrame) -> pd.Series:
+    """The method name tagged with every variant axis it was run under: '+alg2' (Algorithm 2),
+    '+batch_mean' (one linearisation per batch), and 'n=<steps>' / 'eta=<eta>' where these differ
+    within a panel, so that no two variants are ever averaged together as if they were seeds."""
+    label = df["method"].astype(str)
+    label = label.where(df["algorithm"] == "alg1", label + " +" + df["algorithm"].astype(str))
+    label = label.where(df["linearise"] == "per_sample", label + " +" + df["linearise"].astype(str))
+    for col, tag in (("steps", "n"), ("eta", "eta")):
+        varies = df.groupby(PANEL_KEYS, dropna=False)[col].transform("nunique") > 1
+        label = label.where(~varies, label + f" {tag}=" + df[col].map("{:g}".format))
+    return label
+
+
 def load_results(path: str | Path) -> pd.DataFrame:
-    """The aggregated results file as a DataFrame; errors name the file."""
-    table = pq.read_table(path)
-    missing = sorted(set(COLUMNS) - set(table.column_names))
-    if missing:
-        raise ValueError(f"results file {path} lacks columns {missing}")
-    if table.num_rows == 0:
+    """The aggregated results file as a DataFrame, `method` holding the variant label
+    (see variant_labels); errors name the file."""
+    df = read_cell(path).to_pandas()
+    if df.empty:
         raise ValueError(f"results file {path} has no rows")
-    return table.select(COLUMNS).to_pandas()
+    df["method"] = variant_labels(df)
+    return df
 
 
 def panels(df: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:

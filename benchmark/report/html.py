@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import math
 import numbers
-import os
 from pathlib import Path
 
 import jinja2
+
+from benchmark.results import atomic_path
 
 TEMPLATE = "report.html.j2"
 MISSING = "—"
@@ -53,12 +54,6 @@ def render(context: dict) -> str:
 
 
 def write_text_atomic(text: str, path: str | Path) -> None:
-    """Write to `.<name>.<pid>.tmp` in the same folder, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
+    """Write the page atomically (see benchmark.results.atomic_path)."""
+    with atomic_path(path) as tmp:
         tmp.write_text(text, encoding="utf-8")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)

@@ -31,8 +31,9 @@ class SubspaceTask(Task):
         self.A = q.float()  # [D, d], A^T A = I_d
 
     def project(self, x: torch.Tensor) -> torch.Tensor:
-        """x_par = A A^T x for x: [B, D]."""
-        return (x @ self.A) @ self.A.T
+        """x_par = A A^T x for x: [B, D] (on x's device)."""
+        A = self.A.to(x.device, x.dtype)
+        return (x @ A) @ A.T
 
     def sample_data(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return torch.randn(n, self.d, generator=generator) @ self.A.T

@@ -6,13 +6,17 @@ rule aggregate:
         f"{RESULTS}/all.parquet",
     log:
         "logs/aggregate.log",
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
+    # A `run:` block, not the CLI: thousands of paths overflow one `bash -c` argument (128 KiB).
     run:
         from benchmark.results import aggregate
 
-        aggregate(input, output[0])
+        table = aggregate(input, output[0])
+        with open(log[0], "w") as f:
+            print(f"{output[0]}: {table.num_rows} rows from {len(input)} cells", file=f)
 
 
 rule report:
@@ -30,11 +34,12 @@ rule report:
         ),
     log:
         "logs/report.log",
+    threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    run:
-        from benchmark.report import build_report
-
-        build_report(input.results, output.html, models_dir=MODELS if input.models else None,
-                     figures_dir=output.figures)
+    params:
+        models=f"--models {MODELS}" if TRAINED_TASKS else "",
+    shell:
+        "python -m benchmark report --results {input.results} --out {output.html} {params.models} "
+        "--figures {output.figures} > {log} 2>&1"
