@@ -73,6 +73,7 @@ def test_methods_share_initial_noise(tmp_path):
     (("--algorithm", "alg3"), "unknown algorithm 'alg3'"),
     (("--linearise", "mean"), "unknown linearise 'mean'"),
     (("--steps", "500"), "steps must be in \\[1, T=200\\]"),
+    (("--steps", "0"), "steps must be in \\[1, T=200\\]"),
 ])
 def test_cli_errors_name_the_value_and_what_is_allowed(tmp_path, capsys, change, message):
     import re
@@ -147,3 +148,11 @@ def test_slurm_job_id_in_provenance(monkeypatch):
     monkeypatch.setenv("SLURM_JOB_ID", "4242")
     rows = run_cell(CellSpec(task="subspace", objective="negnorm_ones", method="none", rounds=0, samples=2, steps=5))
     assert {r["slurm_job_id"] for r in rows} == {"4242"}
+
+
+def test_cell_runs_on_the_test_device(device):
+    """Every metric of a subspace cell is computed wherever the samples live (pytest --device cuda)."""
+    rows = run_cell(CellSpec(task="subspace", objective="quadratic_off", method="gloss", strength=0.2, rounds=1,
+                             samples=4, steps=10, device=device))
+    assert {r["status"] for r in rows} == {"ok"} and {r["device"] for r in rows} == {device}
+    assert {"r_off", "reward_mean"} <= {r["metric"] for r in rows}

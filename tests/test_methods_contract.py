@@ -17,6 +17,9 @@ COST_PER_STEP = {
     "none": (1, 0, 0, 0),
     "naive": (1, 0, 0, 0),
     "gloss": (1, 1, 0, 0),
+    "dps": (1, 1, 1, 1),
+    "freedom": (1, 1, 1, 1),
+    "mpgd": (1, 0, 1, 1),
 }
 STRENGTH = {"none": 0.0}
 
@@ -115,3 +118,7 @@ def test_make_method_errors():
         make_method("none", 0.5)
     with pytest.raises(ValueError, match="sigma must be float"):
         make_method("gloss", 0.1, sigma="abc")
+    with pytest.raises(ValueError, match="sigma must be > 0"):
+        make_method("naive", 0.1, sigma=0.0)
+    with pytest.raises(ValueError, match="sigma must be float, got True"):
+        make_method("gloss", 0.1, sigma=True)

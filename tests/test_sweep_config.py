@@ -151,3 +151,16 @@ def test_snakemake_stops_before_any_job(tmp_path):
     assert proc.returncode != 0
     assert "experiments.oracle.methods.glos: unknown method 'glos'" in proc.stdout + proc.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_task_seed_and_exact_strengths_reach_the_cells():
+    config = load()
+    config["task_seed"] = 3
+    config["experiments"]["subspace_oracle"]["methods"]["gloss"]["strengths"] = [0.1234561, 0.1234562]
+    cells = cells_from_config(config)
+    gloss = [c for k, c in cells.items() if c.method == "gloss" and c.experiment == "subspace_oracle"]
+    assert sorted({c.strength for c in gloss}) == [0.1234561, 0.1234562]  # no two cells share a file
+    assert all(c.cli()[c.cli().index("--task-seed") + 1] == "3" for c in cells.values())
+    config["experiments"]["subspace_oracle"]["methods"]["gloss"]["strengths"] = [0.2, 0.2]
+    with pytest.raises(ConfigError, match="methods.gloss.strengths: 0.2 appears twice"):
+        cells_from_config(config)
