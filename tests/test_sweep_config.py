@@ -79,7 +79,7 @@ _DELETE = object()
 BAD = [
     # (mutation, exception, pattern the message must contain)
     (_mutate(["experiments", "subspace_oracle", "methods", "glos"], {"strengths": [0.1]}), ConfigError,
-     r"experiments.subspace_oracle.methods.glos: unknown method 'glos'; allowed: \['gloss', 'naive', 'none'\]"),
+     r"experiments.subspace_oracle.methods.glos: unknown method 'glos'; allowed: \['dps', 'freedom', 'gloss', "),
     (_mutate(["seedz"], [0]), Exception, r"Additional properties are not allowed \('seedz' was unexpected\)"),
     (_mutate(["experiments", "subspace_oracle", "methods", "gloss", "strengths"], ["strong"]), Exception,
      r"'strong' is not of type 'number'"),

@@ -6,7 +6,10 @@ import dataclasses
 import typing
 
 from benchmark.methods.base import GuidanceMethod, Guide, LinearTarget
+from benchmark.methods.dps import DPS
+from benchmark.methods.freedom import FreeDoM
 from benchmark.methods.gloss import LookAheadLoss
+from benchmark.methods.mpgd import MPGD
 from benchmark.methods.naive import NaiveGradient
 from benchmark.methods.none import Unguided
 
@@ -14,6 +17,9 @@ METHODS: dict[str, type[GuidanceMethod]] = {
     "none": Unguided,
     "naive": NaiveGradient,
     "gloss": LookAheadLoss,
+    "dps": DPS,
+    "freedom": FreeDoM,
+    "mpgd": MPGD,
 }
 
 

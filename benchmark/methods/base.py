@@ -60,3 +60,20 @@ class GuidanceMethod:
 
     def guided_eps(self, x_t: torch.Tensor, step: Step, sampler: Sampler, guide: Guide | None) -> torch.Tensor:
         return sampler.eps(x_t, step)
+
+
+def reward_grad_through_denoiser(x_t, step, sampler, objective):
+    """One forward and one VJP through the denoiser: (e, x0h, r(x0h), g_t = grad_{x_t} r(x0h)).
+
+    x_t: [B, D] -> e, x0h, g_t: [B, D], r: [B]; all detached.
+    """
+    with torch.enable_grad():
+        x, e, x0h = sampler.eps_with_graph(x_t, step)
+        r = objective(x0h)                                                   # [B]
+        (g_t,) = torch.autograd.grad(r.sum(), x)                             # one VJP
+    return e.detach(), x0h.detach(), r.detach(), g_t
+
+
+def per_sample(c: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """A per-sample factor c: [B] shaped to broadcast against like: [B, ...]."""
+    return c.view(-1, *(1,) * (like.dim() - 1))
