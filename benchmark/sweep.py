@@ -22,7 +22,10 @@ import re
 from dataclasses import dataclass
 
 SAFE_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*"
-CELL_ID_PATTERN = rf"{SAFE_NAME}(?:/{SAFE_NAME})*"
+# A relative path of SAFE_NAMEs, written flat (lookaheads, no repeated group) because Snakemake
+# matches it against every input file of the aggregate: no component starts with '.' or '-'
+# (so no '..'), no empty component, no leading '/'.
+CELL_ID_PATTERN = r"(?![./-])(?!.*/[.-])(?!.*//)[A-Za-z0-9_.+=/-]+"
 _SAFE = re.compile(rf"^{SAFE_NAME}$")
 
 

@@ -131,6 +131,19 @@ def test_trained_needs_pretrain_section():
         cells_from_config(config)
 
 
+@pytest.mark.parametrize("path, ok", [
+    ("subspace/oracle/exp/quadratic_off/gloss/alg1/s0.2_nall", True), ("a/b.c/d_e+f=g-h", True),
+    ("../x", False), ("a/../b", False), ("a/..", False), (".hidden/x", False), ("a/.x", False), ("/abs/x", False),
+    ("a//b", False), ("-rf/x", False), ("a/-x", False), ("a b", False), ("a/b\\c", False),
+])
+def test_cell_wildcard_constraint(path, ok):
+    """The workflow's `cell` wildcard: a requested path outside the results folder never matches."""
+    assert bool(re.fullmatch(CELL_ID_PATTERN, path)) is ok
+    # As Snakemake embeds it: inside the output pattern, after a '/'.
+    embedded = re.compile(rf"results/cells/(?P<task>subspace)/(?P<den>oracle)/(?P<cell>{CELL_ID_PATTERN})_seed0\.parquet$")
+    assert bool(embedded.match(f"results/cells/subspace/oracle/{path}_seed0.parquet")) is ok
+
+
 def test_unsafe_objective_names_cannot_escape_results(tmp_path):
     from benchmark.sweep import _safe
 

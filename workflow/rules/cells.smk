@@ -16,6 +16,8 @@ rule cell_oracle:
         [f"{RESULTS}/cells/{{task}}/{{denoiser}}/{{cell}}_seed{s}.parquet" for s in SEED_SLOTS],
     log:
         f"logs/cells/{{task}}/{{denoiser}}/{{cell}}_seed{'all' if BATCH_SEEDS else '{seed}'}.log",
+    benchmark:  # the job's wall time, start-up included: its share of overhead is measurable
+        f"logs/benchmarks/{{task}}/{{denoiser}}/{{cell}}_seed{'all' if BATCH_SEEDS else '{seed}'}.tsv"
     wildcard_constraints:
         denoiser="oracle",
     threads: 1

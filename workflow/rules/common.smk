@@ -3,7 +3,7 @@ import shlex
 
 from snakemake.utils import validate
 
-from benchmark.sweep import SAFE_NAME, ConfigError, cells_from_config, jobs_from_cells, pretrain_cli
+from benchmark.sweep import CELL_ID_PATTERN, ConfigError, cells_from_config, jobs_from_cells, pretrain_cli
 
 validate(config, "../schemas/config.schema.yaml")
 try:
@@ -29,7 +29,7 @@ resource_scopes:
 
 # No value can escape the results folder: every path component is a SAFE_NAME (no '/', no '..').
 wildcard_constraints:
-    cell=rf"{SAFE_NAME}(?:/{SAFE_NAME})*",
+    cell=CELL_ID_PATTERN,
     task="|".join(sorted({c.task for c in CELLS.values()})),
     seed=r"\d+",
 
