@@ -84,7 +84,7 @@ def _as_list(value) -> list:
 def check_config(config: dict) -> None:
     """Semantic checks with the registries; raises ConfigError naming the key."""
     from benchmark.denoisers import DENOISERS
-    from benchmark.methods import METHODS, method_params
+    from benchmark.methods import METHODS, make_method, method_params
     from benchmark.optimize import ALGORITHMS, LINEARISATIONS
     from benchmark.tasks import TASKS
 
@@ -136,6 +136,11 @@ def check_config(config: dict) -> None:
                                       f"allowed: {sorted(allowed) or 'none'}")
                 if allowed[k] in (float, int) and (isinstance(v, bool) or not isinstance(v, (int, float))):
                     raise ConfigError(f"{mwhere}.params.{k}: expected a number, got {v!r}")
+            for strength in strengths:  # the method's own checks (ranges, choices), before any job
+                try:
+                    make_method(mname, strength, **(mcfg.get("params") or {}))
+                except ValueError as exc:
+                    raise ConfigError(f"{mwhere}: {exc}") from None
         for steps in _as_list(exp.get("steps")):
             T = config["pretrain"][task]["T"] if exp["denoiser"] == "trained" else 200  # the oracle's T
             if steps is not None and not 1 <= steps <= T:

@@ -100,6 +100,8 @@ BAD = [
      r"methods.gloss.params: 'gloss' has no parameter 'sgima'; allowed: \['sigma'\]"),
     (_mutate(["experiments", "subspace_oracle", "methods", "gloss", "params"], {"sigma": "big"}), ConfigError,
      r"methods.gloss.params.sigma: expected a number, got 'big'"),
+    (_mutate(["experiments", "subspace_oracle", "methods", "gloss", "params"], {"sigma": 0.0}), ConfigError,
+     r"experiments.subspace_oracle.methods.gloss: method 'gloss': sigma must be > 0"),
     (_mutate(["experiments", "subspace_oracle", "methods", "none", "strengths"], [0.5]), ConfigError,
      r"'none' has no strength"),
     (_mutate(["experiments", "subspace_oracle", "steps"], 500), ConfigError,

@@ -1,6 +1,7 @@
 """The one shape of a guidance method: typed hyper-parameters and a guided step of the shared loop.
 
-A method is a dataclass whose fields are its hyper-parameters (one of them `strength`); the
+A method is a dataclass whose fields are its hyper-parameters (one of them `strength`; a field
+typed `Literal[...]` is checked against its choices); the
 sampler calls `step(x_t, step, sampler, guide, noise) -> x_{t-1}`. The default step is the
 plain DDIM update from a (possibly guided) noise prediction returned by `guided_eps`, so a
 method that modifies the score only overrides `guided_eps` (e' = e - sqrt(1 - ab_t) * G).
@@ -9,8 +10,9 @@ method that modifies the score only overrides `guided_eps` (e' = e - sqrt(1 - ab
 from __future__ import annotations
 
 import dataclasses
+import typing
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import ClassVar, Literal
 
 import torch
 
@@ -44,10 +46,14 @@ class GuidanceMethod:
     strength: float = 0.0
 
     def __post_init__(self):
+        hints = typing.get_type_hints(type(self))
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
             if isinstance(value, float) and not (value == value and abs(value) != float("inf")):
                 raise ValueError(f"method {self.name!r}: {f.name} must be finite, got {value}")
+            choices = typing.get_args(hints[f.name]) if typing.get_origin(hints[f.name]) is Literal else ()
+            if choices and value not in choices:
+                raise ValueError(f"method {self.name!r}: {f.name} must be one of {list(choices)}, got {value!r}")
         if self.strength < 0:
             raise ValueError(f"method {self.name!r}: strength must be >= 0, got {self.strength}")
 

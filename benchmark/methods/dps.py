@@ -30,6 +30,7 @@ for Diffusion Models. NeurIPS 2024.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 
@@ -37,20 +38,13 @@ from benchmark.methods.base import GuidanceMethod, per_sample, reward_grad_throu
 
 #: Floor of |r(x0h)| in the "abs_reward" normalisation, so a reward at 0 gives a finite step.
 EPS = 1e-8
-NORMALISE = ("abs_reward", "none")
 
 
 @dataclass
 class DPS(GuidanceMethod):
     name = "dps"
 
-    normalise: str = "abs_reward"
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.normalise not in NORMALISE:
-            raise ValueError(f"method {self.name!r}: normalise must be one of {list(NORMALISE)}, "
-                             f"got {self.normalise!r}")
+    normalise: Literal["abs_reward", "none"] = "abs_reward"
 
     def step(self, x_t, step, sampler, guide, noise):
         e, x0h, r, g_t = reward_grad_through_denoiser(x_t, step, sampler, guide.objective)
