@@ -132,6 +132,14 @@ def test_divergence_and_failure_are_recorded(tmp_path, monkeypatch, cls, status,
     assert df.query("round == 0 and metric == 'reward_mean'").value.notna().all()
 
 
+def test_every_counter_has_a_schema_column():
+    """to_table keeps only schema columns: a counter without its column would vanish silently."""
+    from benchmark.diffusion import Costs
+    from benchmark.results import COLUMNS
+
+    assert [f"cost_{k}" for k in Costs().as_dict()] == [c for c in COLUMNS if c.startswith("cost_")]
+
+
 def test_aggregate_refuses_unreadable_file(tmp_path):
     good = tmp_path / "good.parquet"
     write_cell(CellSpec(task="subspace", objective="negnorm_ones", method="none", rounds=1, samples=2, steps=5), good)

@@ -42,10 +42,7 @@ def make_method(name: str, strength: float = 0.0, **params) -> GuidanceMethod:
         kind = allowed[k]
         if kind is bool and not isinstance(v, bool) or kind in (int, float) and isinstance(v, bool):
             raise ValueError(f"method {name!r}: parameter {k} must be {kind.__name__}, got {v!r}")
-        if typing.get_origin(kind) is typing.Literal:
-            typed[k] = v
-            continue
-        try:
+        try:  # Literal choices pass through as given; the dataclass checks them
             typed[k] = kind(v) if kind in (float, int, str, bool) else v
         except (TypeError, ValueError):
             raise ValueError(f"method {name!r}: parameter {k} must be {kind.__name__}, got {v!r}") from None

@@ -17,7 +17,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from benchmark.results import STATUSES, read_cell
+from benchmark.results import COLUMNS, STATUSES, read_cell
 
 REWARD_METRIC = "reward_mean"
 # Ordered: a panel's fidelity metric is the first of these it has (lower is better for all).
@@ -26,13 +26,8 @@ PANEL_KEYS = ["task", "objective", "denoiser"]
 GROUP_KEYS = ["method", "strength"]
 CELL_KEYS = ["run_id", *PANEL_KEYS, "method", "strength", "seed"]
 UNGUIDED = "none"
-COSTS_PER_SAMPLE = {
-    "cost_denoiser_forwards": "denoiser_forwards",
-    "cost_denoiser_vjps": "denoiser_vjps",
-    "cost_objective_evals": "objective_evals",
-    "cost_objective_grads": "objective_grads",
-    "cost_finetune_samples": "finetune_samples",
-}
+# Every counted cost column of the schema, reported per sample under its name without "cost_".
+COSTS_PER_SAMPLE = {c: c.removeprefix("cost_") for c in COLUMNS if c.startswith("cost_")}
 
 # t_{0.975, df} for df = 1..30, used when scipy is not installed.
 _T975 = [12.706204736174698, 4.302652729749462, 3.182446305284263, 2.7764451051977934, 2.570581835636314,
