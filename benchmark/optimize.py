@@ -104,7 +104,8 @@ def run_rounds(*, task, objective, method, sampler: Sampler, costs: Costs, confi
         else:
             target = (linearise(objective, z, method.strength, config.linearise)
                       if method.uses_linear_target else None)
-            z = sample(sampler, method, x_T, noise, Guide(objective, target))
+            z = sample(sampler, method, x_T, noise, Guide(objective, target, augment=task.augment,
+                                                            noisy_log_prob=getattr(objective, "noisy_log_prob", None)))
             if optimizer is not None and k >= config.finetune_start and torch.isfinite(z).all():
                 trainable.train().requires_grad_(True)
                 for _ in range(config.finetune_steps):

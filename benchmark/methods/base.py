@@ -30,11 +30,22 @@ class LinearTarget:
 
 @dataclass(frozen=True)
 class Guide:
-    """What a method may use to guide: the counted objective and, for Algorithm-1 methods, the
-    per-chain linear target of the current round."""
+    """What a method may use to guide.
+
+    objective: the counted reward r(x) -> [B].
+    linear: for Algorithm-1 methods, the per-chain linear target of the current round.
+    augment: the task's augmentation family for Shen et al.'s random augmentation,
+        augment(x [B, *shape], z [B, *shape]) -> T(x), differentiable in x; z ~ N(0, I) per
+        sample (drawn from the chain's own noise stream, so augmentations are per sample).
+    noisy_log_prob: for classifier guidance, log p(y | x_t, t) -> [B] of a classifier trained on
+        noisy inputs (x_t [B, *shape], t int), counted like the objective; None if the
+        objective has none.
+    """
 
     objective: object
     linear: LinearTarget | None = None
+    augment: object | None = None
+    noisy_log_prob: object | None = None
 
 
 @dataclass

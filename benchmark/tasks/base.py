@@ -11,6 +11,8 @@ class Task:
     name: str = ""
     objectives: tuple[str, ...] = ()
     has_oracle: bool = False
+    #: Scale of the Gaussian jitter that is the default augmentation family (vector tasks).
+    jitter: float = 0.05
 
     def __init__(self, task_seed: int = 0):
         self.task_seed = task_seed
@@ -33,6 +35,12 @@ class Task:
 
     def _make_objective(self, name: str):
         raise NotImplementedError
+
+    def augment(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
+        """One random augmentation T(x) per sample for Shen et al.'s random augmentation:
+        x, z: [B, *shape], z ~ N(0, I) per sample. Vector tasks: Gaussian jitter x + jitter * z.
+        Image tasks override this with image augmentations (differentiable in x)."""
+        return x + self.jitter * z
 
     def oracle(self, schedule):
         raise ValueError(f"task {self.name!r} has no exact (oracle) denoiser; use denoiser 'trained'")

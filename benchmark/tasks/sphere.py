@@ -15,6 +15,7 @@ from benchmark.tasks.base import Task
 class SphereTask(Task):
     name = "sphere"
     objectives = ("linear",)
+    jitter = 0.01  # coordinates of a unit vector in R^64 are ~1/8
 
     def __init__(self, task_seed: int = 0, dim: int = 64):
         super().__init__(task_seed)
