@@ -25,7 +25,8 @@ def _run(task, name, strength=0.0, n=8, steps=20, eta=1.0, seed="training-free",
     sampler = Sampler(CountingDenoiser(task.oracle(sched), costs), sched, steps=steps, eta=eta)
     objective = CountingObjective(task.objective("quadratic_off"), costs)
     noise = PerSampleNoise.for_chains((seed,), n, (64,))
-    x = sample(sampler, make_method(name, strength, **params), noise.draw(), noise, Guide(objective))
+    x = sample(sampler, make_method(name, strength, **params), noise.draw(), noise,
+               Guide(objective, augment=task.augment))
     return x, costs, sampler
 
 
@@ -51,10 +52,18 @@ def test_mpgd_never_backpropagates_through_the_denoiser(subspace):
 
 
 def test_through_denoiser_gradients_stay_on_the_subspace_clean_space_steps_leave_it(subspace):
-    r_off = {name: float(subspace.r_off(_run(subspace, name, s, n=16, steps=50)[0]).mean())
-             for name, s in (("dps", 0.3), ("freedom", 0.3), ("mpgd", 0.1))}
-    assert r_off["dps"] < 1e-3 and r_off["freedom"] < 1e-3
-    assert r_off["mpgd"] > 1e-2
+    """Every step built only from g_t = alpha P grad r(x0h) stays in span(A) (DPS, FreeDoM, LGD-MC,
+    UGD's forward guidance, Shen's, TFG's mean guidance); a clean-space step grad r(x0h) is not
+    projected (MPGD, UGD's backward guidance, TFG's variance guidance with mu > 0)."""
+    runs = {"dps": ("dps", 0.3, {}), "freedom": ("freedom", 0.3, {}), "lgd": ("lgd", 0.3, {}),
+            "ugd_forward": ("ugd", 0.3, {"backward_steps": 0}), "shen": ("shen", 0.02, {}),
+            "tfg_mean": ("tfg", 0.3, {"mu": 0.0}),
+            "mpgd": ("mpgd", 0.1, {}), "ugd": ("ugd", 0.3, {}), "tfg": ("tfg", 0.3, {})}
+    r_off = {key: float(subspace.r_off(_run(subspace, name, s, n=16, steps=50, **p)[0]).mean())
+             for key, (name, s, p) in runs.items()}
+    on, off = ("dps", "freedom", "lgd", "ugd_forward", "shen", "tfg_mean"), ("mpgd", "ugd", "tfg")
+    assert all(r_off[k] < 1e-3 for k in on), r_off
+    assert all(r_off[k] > 1e-2 for k in off), r_off
 
 
 @pytest.mark.parametrize("name,params", [("dps", {}), ("dps", {"normalise": "none"}), ("freedom", {}),

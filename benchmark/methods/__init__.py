@@ -9,9 +9,13 @@ from benchmark.methods.base import GuidanceMethod, Guide, LinearTarget
 from benchmark.methods.dps import DPS
 from benchmark.methods.freedom import FreeDoM
 from benchmark.methods.gloss import LookAheadLoss
+from benchmark.methods.lgd import LGD
 from benchmark.methods.mpgd import MPGD
 from benchmark.methods.naive import NaiveGradient
 from benchmark.methods.none import Unguided
+from benchmark.methods.shen import Shen
+from benchmark.methods.tfg import TFG
+from benchmark.methods.ugd import UGD
 
 METHODS: dict[str, type[GuidanceMethod]] = {
     "none": Unguided,
@@ -20,6 +24,10 @@ METHODS: dict[str, type[GuidanceMethod]] = {
     "dps": DPS,
     "freedom": FreeDoM,
     "mpgd": MPGD,
+    "ugd": UGD,
+    "lgd": LGD,
+    "tfg": TFG,
+    "shen": Shen,
 }
 
 

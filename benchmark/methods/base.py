@@ -10,6 +10,7 @@ method that modifies the score only overrides `guided_eps` (e' = e - sqrt(1 - ab
 from __future__ import annotations
 
 import dataclasses
+import math
 import typing
 from dataclasses import dataclass
 from typing import ClassVar, Literal
@@ -77,6 +78,118 @@ class GuidanceMethod:
 
     def guided_eps(self, x_t: torch.Tensor, step: Step, sampler: Sampler, guide: Guide | None) -> torch.Tensor:
         return sampler.eps(x_t, step)
+
+
+@dataclass
+class LossGuidance(GuidanceMethod):
+    """A method whose gradient goes through the denoiser, g_t = grad_{x_t} r(x0h(x_t)), with the
+    three improvements of Shen et al. (2024) as options:
+
+    augment = |T| > 0: random augmentation (their Alg. 1), the reward averaged over |T| random
+        augmentations of x0h, r_T(x0h) = (1/|T|) sum_j r(T_j(x0h)), so
+        g_t = (1/|T|) sum_j grad_{x_t} r(T_j(x0h)); still one VJP through the denoiser, |T|
+        objective evaluations and gradients. The family T is the task's (`Guide.augment`).
+    polyak: Polyak step size (their Alg. 2), the method's step size replaced per sample by
+        zeta = strength ||e|| / (||g_t||^2 + polyak_eps), e = eps_theta(x_t, t). The guard
+        polyak_eps (in units of ||g_t||^2) makes a vanishing gradient give a vanishing step and
+        bounds the displacement ||zeta g_t|| by strength ||e|| / (2 sqrt(polyak_eps)); without it
+        the displacement strength ||e|| / ||g_t|| diverges at high noise, where g_t ~ sqrt(ab_t) -> 0.
+    recurrence = s > 1: time travel (their Alg. 3, FreeDoM's and UGD's recurrence), the step made s
+        times, each repeat re-noising x_{t-1} back to t first (x_t = sqrt(a_t) x_{t-1} + sqrt(1 - a_t) z),
+        at every step with travel_end <= t <= travel_start (travel_start = 0: no upper limit).
+
+    Reference: Y. Shen, X. Jiang, Y. Yang, Y. Wang, D. Han, D. Li. Understanding and Improving
+    Training-free Loss-based Diffusion Guidance. NeurIPS 2024.
+    """
+
+    augment: int = 0
+    polyak: bool = False
+    polyak_eps: float = 1e-2
+    recurrence: int = 1
+    travel_start: int = 0
+    travel_end: int = 0
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.augment < 0:
+            raise ValueError(f"method {self.name!r}: augment (|T|, the number of random augmentations) must be "
+                             f">= 0 (0 = off), got {self.augment}")
+        if self.polyak_eps <= 0:
+            raise ValueError(f"method {self.name!r}: polyak_eps must be > 0, got {self.polyak_eps}")
+        if self.recurrence < 1:
+            raise ValueError(f"method {self.name!r}: recurrence must be >= 1 (1 = no time travel), "
+                             f"got {self.recurrence}")
+        for name in ("travel_start", "travel_end"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"method {self.name!r}: {name} must be >= 0, got {getattr(self, name)}")
+        if 0 < self.travel_start < self.travel_end:
+            raise ValueError(f"method {self.name!r}: travel_end must be <= travel_start (the window is "
+                             f"travel_end <= t <= travel_start), got {self.travel_end} > {self.travel_start}")
+
+    def repeats(self, t: int) -> int:
+        """How many times the step at timestep t is made (1 outside the time-travel window)."""
+        inside = self.travel_end <= t and (self.travel_start == 0 or t <= self.travel_start)
+        return self.recurrence if inside else 1
+
+    def step(self, x_t, step, sampler, guide, noise):
+        for i in range(self.repeats(step.t)):
+            if i > 0:
+                x_t = sampler.renoise(x_prev, step, noise)
+            x_prev = self.guided_step(x_t, step, sampler, guide, noise)
+        return x_prev
+
+    def guided_step(self, x_t, step, sampler, guide, noise) -> torch.Tensor:
+        """One guided transition x_t -> x_{t-1} (without time travel)."""
+        raise NotImplementedError
+
+    def reward(self, x0: torch.Tensor, guide: Guide, noise) -> torch.Tensor:
+        """r(x0) -> [B], or its mean over `augment` random augmentations; differentiable in x0."""
+        if self.augment == 0:
+            return guide.objective(x0)
+        return augmented_reward(guide, x0, [noise.draw() for _ in range(self.augment)])
+
+    def grad_through_denoiser(self, x_t, step, sampler, guide, noise, reward=None):
+        """One forward and one VJP: (e, x0h, r, g_t = grad_{x_t} r(x0h(x_t))), all detached.
+
+        reward: x0 -> [B], differentiable (default: `self.reward`, i.e. r or its augmented mean)."""
+        with torch.enable_grad():
+            x, e, x0h = sampler.eps_with_graph(x_t, step)
+            r = reward(x0h) if reward is not None else self.reward(x0h, guide, noise)   # [B]
+            (g_t,) = torch.autograd.grad(r.sum(), x)                        # one VJP
+        return e.detach(), x0h.detach(), r.detach(), g_t
+
+    def step_size(self, default: torch.Tensor | float, e: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
+        """The per-sample step [B]: the method's own (`default`), or Polyak's when `polyak`."""
+        if self.polyak:
+            return self.strength * norm(e) / (norm(g) ** 2 + self.polyak_eps)
+        if isinstance(default, torch.Tensor):
+            return default
+        return torch.full((e.shape[0],), float(default), dtype=e.dtype, device=e.device)
+
+
+def norm(x: torch.Tensor) -> torch.Tensor:
+    """Per-sample Euclidean norm: [B, ...] -> [B] (never a norm over the batch)."""
+    return torch.linalg.vector_norm(x.flatten(1), dim=1)
+
+
+def augmented_reward(guide: Guide, x0: torch.Tensor, zs: list[torch.Tensor]) -> torch.Tensor:
+    """(1/|T|) sum_j r(T_j(x0)) -> [N] for x0: [N, ...], N a multiple of the batch B of the draws
+    z_j: [B, ...] (x0 stacked in blocks of B, e.g. LGD's Monte-Carlo copies); one objective call."""
+    if guide.augment is None:
+        raise ValueError("random augmentation needs the task's augmentation family (Guide.augment)")
+    reps = x0.shape[0] // zs[0].shape[0]
+    xs = torch.cat([guide.augment(x0, z.repeat(reps, *(1,) * (z.dim() - 1))) for z in zs])
+    return guide.objective(xs).view(len(zs), x0.shape[0]).mean(0)
+
+
+def log_mean_exp_reward(reward_fn, x0: torch.Tensor, std: float, draws: list[torch.Tensor]) -> torch.Tensor:
+    """log (1/n) sum_i exp r(x0 + std eps_i) -> [B], the Gaussian-smoothed reward of LGD-MC and
+    TFG (one call of reward_fn on all n B points); draws: n tensors eps_i like x0."""
+    if not draws:
+        return reward_fn(x0)
+    n = len(draws)
+    xs = torch.cat([x0 + std * eps for eps in draws])
+    return torch.logsumexp(reward_fn(xs).view(n, x0.shape[0]), dim=0) - math.log(n)
 
 
 def reward_grad_through_denoiser(x_t, step, sampler, objective):

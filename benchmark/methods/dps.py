@@ -20,7 +20,8 @@ with the residual). "abs_reward" is TFG's DPS baseline (Ye et al. 2024), the def
 because our objectives are general rewards, not residual norms.
 
 Cost per step: 1U + 1U_b + 1 objective evaluation + 1 objective gradient (the forward that
-builds the graph is the only forward: no extra network calls for the DDIM part).
+builds the graph is the only forward: no extra network calls for the DDIM part). Shen et al.'s
+options (`augment`, `polyak`, `recurrence`; see LossGuidance) apply: s repeats x (1U + 1U_b + |T| G).
 
 References: H. Chung, J. Kim, M. T. Mccann, M. L. Klasky, J. C. Ye. Diffusion Posterior Sampling
 for General Noisy Inverse Problems. ICLR 2023. H. Ye et al. TFG: Unified Training-Free Guidance
@@ -32,24 +33,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
-
-from benchmark.methods.base import GuidanceMethod, per_sample, reward_grad_through_denoiser
+from benchmark.methods.base import LossGuidance, per_sample
 
 #: Floor of |r(x0h)| in the "abs_reward" normalisation, so a reward at 0 gives a finite step.
 EPS = 1e-8
 
 
 @dataclass
-class DPS(GuidanceMethod):
+class DPS(LossGuidance):
     name = "dps"
 
     normalise: Literal["abs_reward", "none"] = "abs_reward"
 
-    def step(self, x_t, step, sampler, guide, noise):
-        e, x0h, r, g_t = reward_grad_through_denoiser(x_t, step, sampler, guide.objective)
-        if self.normalise == "abs_reward":
-            zeta_t = self.strength / r.abs().clamp_min(EPS)                  # [B], per sample
-        else:
-            zeta_t = torch.full_like(r, self.strength)
+    def guided_step(self, x_t, step, sampler, guide, noise):
+        e, x0h, r, g_t = self.grad_through_denoiser(x_t, step, sampler, guide, noise)
+        zeta_t = self.strength / r.abs().clamp_min(EPS) if self.normalise == "abs_reward" else self.strength
+        zeta_t = self.step_size(zeta_t, e, g_t)                              # [B], per sample
         return sampler.ddim(x0h, e, step, noise) + per_sample(zeta_t, g_t) * g_t
