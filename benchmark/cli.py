@@ -167,7 +167,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", required=True)
     p.add_argument("--models", default=None, help="folder of pre-training reports (*.json) to include")
     p.add_argument("--figures", default=None, help="also save every figure as a PNG in this folder")
-    p = sub.add_parser("perf", help="time one round of none / G / G_loss and count network evaluations")
+    p = sub.add_parser("perf", help="time one round per method, count network evaluations, compare with "
+                                    "the time the cost formula predicts")
+    p.add_argument("--methods", nargs="+", metavar="NAME[=STRENGTH]",
+                   help="methods to time (default: every registered method at a mid-grid strength)")
+    p.add_argument("--steps", type=int, help="sampling steps (default: every step of the schedule)")
     p.add_argument("--task", default="subspace")
     p.add_argument("--objective", default="quadratic_off")
     p.add_argument("--denoiser", default="trained")

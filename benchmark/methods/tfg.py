@@ -37,6 +37,7 @@ Training-Free Guidance for Diffusion Models. NeurIPS 2024.
 from __future__ import annotations
 
 import math
+import weakref
 from dataclasses import dataclass
 from typing import Literal
 
@@ -73,6 +74,7 @@ class TFG(GuidanceMethod):
         for name, low in (("n_recur", 1), ("n_iter", 0), ("n_s", 1)):
             if getattr(self, name) < low:
                 raise ValueError(f"method {self.name!r}: {name} must be >= {low}, got {getattr(self, name)}")
+        self._means = weakref.WeakKeyDictionary()             # schedule means per sampler (grid)
 
     def rho_t(self, step, sampler) -> float:
         return self.strength * self._normalised(self.rho_schedule, step, sampler)
@@ -80,10 +82,11 @@ class TFG(GuidanceMethod):
     def mu_t(self, step, sampler) -> float:
         return self.mu * self._normalised(self.mu_schedule, step, sampler)
 
-    @staticmethod
-    def _normalised(kind, step, sampler) -> float:
-        mean = sum(schedule_value(kind, s) for s in sampler.steps) / len(sampler.steps)
-        return schedule_value(kind, step) / mean
+    def _normalised(self, kind, step, sampler) -> float:
+        means = self._means.setdefault(sampler, {})           # once per grid, not once per step
+        if kind not in means:
+            means[kind] = sum(schedule_value(kind, s) for s in sampler.steps) / len(sampler.steps)
+        return schedule_value(kind, step) / means[kind]
 
     def step(self, x_t, step, sampler, guide, noise):
         rho_t, mu_t = self.rho_t(step, sampler), self.mu_t(step, sampler)
