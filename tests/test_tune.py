@@ -1,0 +1,42 @@
+"""TFG's beam search: the search logic on a known function, and one real (tiny) search."""
+
+import math
+
+import pytest
+
+from benchmark.cell import CellSpec
+from benchmark.tune import TFG_FACTORS, TFG_START, beam_search, best, cell_score
+
+
+def test_beam_search_climbs_a_known_function_and_scores_each_setting_once():
+    calls = []
+
+    def score(p):                                   # best at strength = 2, mu = 1 (on the grid 0.25 * 2^k)
+        calls.append(p)
+        return -(math.log2(p["strength"]) - 1) ** 2 - math.log2(p["mu"]) ** 2
+
+    trials = beam_search(score, {"strength": 0.25, "mu": 0.25}, {"strength": 2.0, "mu": 2.0}, beam=2, rounds=6)
+    assert best(trials).as_dict() == {"strength": 2.0, "mu": 1.0}
+    assert len(calls) == len({tuple(sorted(c.items())) for c in calls}) == len(trials)
+    assert len(trials) <= 1 + 6 * 2 * 2
+
+
+def test_diverged_settings_rank_last():
+    trials = beam_search(lambda p: math.nan if p["strength"] > 1 else p["strength"], {"strength": 0.25},
+                         {"strength": 2.0}, beam=1, rounds=4)
+    assert best(trials).as_dict() == {"strength": 1.0}
+
+
+def test_bad_arguments():
+    with pytest.raises(ValueError, match="beam must be >= 1"):
+        beam_search(lambda p: 0.0, {"strength": 1.0}, {"strength": 2.0}, beam=0)
+    with pytest.raises(ValueError, match="without a start value: \\['gamma'\\]"):
+        beam_search(lambda p: 0.0, {"strength": 1.0}, {"gamma": 10.0})
+
+
+def test_tfg_search_on_the_oracle_improves_on_its_start():
+    base = CellSpec(task="subspace", objective="negnorm_random", method="tfg", samples=4, steps=10,
+                    denoiser="oracle", device="cpu")
+    trials = beam_search(cell_score(base, {"n_s": 2}), TFG_START, TFG_FACTORS, beam=2, rounds=2)
+    start = next(t for t in trials if t.round == 0)
+    assert best(trials).score > start.score
