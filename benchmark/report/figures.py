@@ -56,6 +56,21 @@ def _log_if_wide(values, axis_setter) -> None:
         axis_setter("log")
 
 
+def robust_limits(values, k: float = 3.0) -> tuple[float, float] | None:
+    """(lo, hi) = quartiles -/+ k IQR when some finite value lies outside them (a run-away
+    strength would otherwise squash every other point into a line); None when none does."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) < 4:
+        return None
+    q1, q3 = np.percentile(v, [25, 75])
+    span = max(q3 - q1, 1e-9 * max(abs(q1), abs(q3), 1.0))
+    lo, hi = q1 - k * span, q3 + k * span
+    if v.min() >= lo and v.max() <= hi:
+        return None
+    return float(max(v.min(), lo)), float(min(v.max(), hi))
+
+
 def curves_figure(curve: pd.DataFrame, strengths: dict[str, float], metric: str, palette: dict,
                   title: str = "", save_to: str | Path | None = None) -> str:
     """`metric` vs round, one line per method at `strengths[method]`, mean over seeds ± CI band.
@@ -94,22 +109,32 @@ def tradeoff_figure(points: pd.DataFrame, fidelity: str, reward: str, palette: d
     `points` is aggregate.tradeoff(...): method, strength, fidelity, reward, pareto. Points are
     annotated with their strength; the Pareto front (lower x, higher y) is ringed and joined.
     """
-    pts = points.dropna(subset=["fidelity", "reward"])
+    pts = points.dropna(subset=["fidelity", "reward"]).copy()
+    limits = robust_limits(pts["reward"])
+    pts["shown"] = pts["reward"].clip(*limits) if limits else pts["reward"]
     with sns.axes_style(STYLE):
         fig, ax = plt.subplots(figsize=FIGSIZE)
         for method, p in pts.groupby("method", sort=True):
             p = p.sort_values("strength")
-            ax.plot(p["fidelity"], p["reward"], marker="o", color=palette.get(method), label=method)
+            ax.plot(p["fidelity"], p["shown"], marker="o", color=palette.get(method), label=method)
             for _, row in p.iterrows():
-                ax.annotate(f"{row['strength']:g}", (row["fidelity"], row["reward"]), xytext=(4, 4),
+                off = row["shown"] != row["reward"]       # off the scale: drawn at the edge, value given
+                text = f"{row['strength']:g}" + (f" (reward {row['reward']:.3g})" if off else "")
+                ax.annotate(text, (row["fidelity"], row["shown"]), xytext=(4, 4),
                             textcoords="offset points", fontsize="x-small")
+                if off:
+                    ax.scatter([row["fidelity"]], [row["shown"]], marker="v" if row["reward"] < row["shown"] else "^",
+                               s=60, color=palette.get(method), zorder=4)
         front = pts[pts["pareto"]].sort_values("fidelity")
         if not front.empty:
-            ax.plot(front["fidelity"], front["reward"], linestyle="--", color="0.3", linewidth=1, zorder=1)
-            ax.scatter(front["fidelity"], front["reward"], s=140, facecolors="none", edgecolors="black",
+            ax.plot(front["fidelity"], front["shown"], linestyle="--", color="0.3", linewidth=1, zorder=1)
+            ax.scatter(front["fidelity"], front["shown"], s=140, facecolors="none", edgecolors="black",
                        linewidths=1.5, zorder=3, label="Pareto front")
         ax.set_xlabel(f"final {fidelity} (lower is better)")
         ax.set_ylabel(f"final {reward} (higher is better)")
+        if limits:
+            ax.text(0.99, 0.01, "triangles: off the scale, value in brackets", ha="right", va="bottom",
+                    fontsize="x-small", transform=ax.transAxes)
         _log_if_wide(pts["fidelity"], ax.set_xscale)
         if title:
             ax.set_title(title)
