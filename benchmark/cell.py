@@ -1,5 +1,6 @@
 """One cell of a sweep: build (task, denoiser, objective, method) from names, run the rounds,
-measure every round, and write one Parquet file, whatever happens.
+measure every round, and write one Parquet file, whatever happens (and for an image task a PNG
+gallery of the last round's samples beside it: the same path with suffix .png).
 
 Errors in the cell's *specification* (unknown names, impossible combinations) raise ValueError
 before anything runs and nothing is written. Errors *while running* (an exception, samples that
@@ -23,6 +24,7 @@ import torch
 
 from benchmark.denoisers import DENOISERS, load_checkpoint
 from benchmark.diffusion import Costs, CountingDenoiser, CountingObjective, Sampler, make_schedule
+from benchmark.gallery import gallery_path, save_gallery
 from benchmark.methods import make_method
 from benchmark.metrics import sample_metrics
 from benchmark.optimize import RoundsConfig, run_rounds
@@ -53,9 +55,12 @@ class CellSpec:
     task_seed: int = 0
     device: str = "auto"
     params: dict = field(default_factory=dict)   # the method's own hyper-parameters
+    objective_params: dict = field(default_factory=dict)  # e.g. the target class of digits' 'label'
+    models_dir: str | None = None      # pre-trained classifiers of tasks that load them (digits)
 
     def run_id(self) -> str:
-        blob = json.dumps(dataclasses.asdict(self) | {"device": None, "checkpoint": None}, sort_keys=True)
+        blob = json.dumps(dataclasses.asdict(self) | {"device": None, "checkpoint": None, "models_dir": None},
+                          sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
 
@@ -77,12 +82,13 @@ class Cell:
         self.device = resolve_device(spec.device)
         if spec.denoiser not in DENOISERS:
             raise ValueError(f"unknown denoiser {spec.denoiser!r}; allowed: {list(DENOISERS)}")
-        self.task = make_task(spec.task, spec.task_seed)
-        self.objective = self.task.objective(spec.objective).to(self.device)
+        self.task = make_task(spec.task, spec.task_seed, models_dir=spec.models_dir)
         self.method = make_method(spec.method, spec.strength, **spec.params)
         self.config = RoundsConfig(rounds=spec.rounds, samples=spec.samples, algorithm=spec.algorithm,
                                    linearise=spec.linearise, finetune_start=spec.finetune_start,
                                    finetune_lr=spec.finetune_lr, finetune_steps=spec.finetune_steps)
+        self.objective = (self.task.objective(spec.objective, spec.objective_params)
+                          .for_chains(spec.samples).to(self.device))
         self.trainable = None
         if spec.denoiser == "oracle":
             if spec.algorithm == "alg2":
@@ -98,10 +104,23 @@ class Cell:
                                  f"(task_seed {report.get('task_seed')}), not {spec.task!r} ({spec.task_seed})")
             model.requires_grad_(False)
             self.trainable = model
+        if getattr(self.method, "uses_noisy_log_prob", False):
+            self._check_noisy_classifier(schedule)
         self.costs = Costs()
         self.sampler = Sampler(CountingDenoiser(model.to(self.device), self.costs), schedule,
                                steps=spec.steps, eta=spec.eta)
         self.schedule = schedule
+
+    def _check_noisy_classifier(self, schedule) -> None:
+        """Classifier guidance needs log p(c | x_t, t) trained on the sampler's own timesteps."""
+        if not hasattr(self.objective, "noisy_log_prob"):
+            raise ValueError(f"method {self.spec.method!r} needs an objective with a noise-conditional classifier "
+                             f"(noisy_log_prob); objective {self.spec.objective!r} of task {self.spec.task!r} has none")
+        trained_on = tuple(self.objective.noise_schedule)
+        if trained_on != (schedule.name, schedule.T):
+            raise ValueError(f"the noise-conditional classifier was trained on schedule {trained_on[0]!r} with "
+                             f"T={trained_on[1]}, the denoiser samples with {schedule.name!r}, T={schedule.T}; "
+                             "pre-train them with the same --schedule and --T")
 
     def rounds(self):
         counted = CountingObjective(self.objective, self.costs)
@@ -116,14 +135,18 @@ def _peak_memory_mb(device: str) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def run_cell(spec: CellSpec, progress: bool | None = None) -> list[dict]:
-    """Run the cell and return its rows (status recorded on every row)."""
+def run_cell(spec: CellSpec, progress: bool | None = None, gallery: str | Path | None = None) -> list[dict]:
+    """Run the cell and return its rows (status recorded on every row).
+
+    gallery: for an image task, where to write the last round's samples as a PNG grid (written
+    whatever the status: a cell with no samples gets a tile saying so)."""
     cell = Cell(spec)
     spec_params = cell.method.params() | {
         "algorithm": spec.algorithm, "linearise": spec.linearise, "rounds": spec.rounds,
         "denoiser": spec.denoiser, "schedule": cell.schedule.name, "T": cell.schedule.T,
         "finetune_start": spec.finetune_start, "finetune_lr": spec.finetune_lr,
         "finetune_steps": spec.finetune_steps, "task_seed": spec.task_seed,
+        "objective_params": cell.objective.params(),
     }
     base = {
         "run_id": spec.run_id(), "task": spec.task, "objective": spec.objective, "denoiser": spec.denoiser,
@@ -142,8 +165,10 @@ def run_cell(spec: CellSpec, progress: bool | None = None) -> list[dict]:
     if progress:
         from tqdm import tqdm
         iterator = tqdm(iterator, total=spec.rounds + 1, desc=f"{spec.method} {spec.objective}", unit="round")
+    last = None
     try:
         for rnd in iterator:
+            last = rnd.z
             finite = bool(torch.isfinite(rnd.z).all())
             metrics = sample_metrics(rnd.z, cell.objective, cell.task) if finite else {"reward_mean": math.nan}
             cost = {f"cost_{k}": v for k, v in rnd.costs.as_dict().items()}
@@ -161,10 +186,14 @@ def run_cell(spec: CellSpec, progress: bool | None = None) -> list[dict]:
     peak = _peak_memory_mb(cell.device)
     for r in rows:
         r.update(status=status, error=error, peak_memory_mb=peak)
+    if gallery is not None and cell.task.is_image:
+        save_gallery(last, gallery)
     return rows
 
 
 def write_cell(spec: CellSpec, out: str | Path, progress: bool | None = None) -> list[dict]:
-    rows = run_cell(spec, progress=progress)
+    """Run the cell and write its Parquet file; for an image task its gallery first (`gallery_path(out)`,
+    the same path with suffix .png), so a cell whose Parquet file exists has its gallery too."""
+    rows = run_cell(spec, progress=progress, gallery=gallery_path(out))
     write_atomic(to_table(rows), out)
     return rows

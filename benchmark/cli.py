@@ -14,7 +14,7 @@ import sys
 
 def _param(text: str) -> tuple[str, str]:
     if "=" not in text:
-        raise argparse.ArgumentTypeError(f"--param expects NAME=VALUE, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expects NAME=VALUE, got {text!r}")
     key, value = text.split("=", 1)
     return key.strip(), value.strip()
 
@@ -53,24 +53,40 @@ def _add_run(sub):
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
                    help="a method hyper-parameter (repeatable), e.g. --param sigma=0.1")
-    p.add_argument("--out", required=True, nargs="+", help="the cell's Parquet file (one per --seed)")
+    p.add_argument("--objective-param", type=_param, action="append", default=[], metavar="NAME=VALUE",
+                   help="an objective parameter (repeatable), e.g. --objective-param target=3 for digits' label")
+    p.add_argument("--models-dir", help="folder of the task's pre-trained classifiers (digits: "
+                   "digits_classifier / digits_noisy_classifier / digits_evaluator .safetensors)")
+    p.add_argument("--out", required=True, nargs="+",
+                   help="the cell's Parquet file (one per --seed); image tasks also write the .png gallery beside it")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: when stderr is a terminal)")
 
 
+NETWORKS = ("denoiser", "classifier", "noisy_classifier", "evaluator")
+
+
 def _add_pretrain(sub):
-    p = sub.add_parser("pretrain", help="pre-train a denoiser by denoising score matching")
+    p = sub.add_parser("pretrain", help="pre-train a denoiser (or, for an image task, one of its classifiers)")
     p.add_argument("--task", required=True)
+    p.add_argument("--network", default="denoiser", choices=NETWORKS,
+                   help="what to train: the denoiser (any task) or an image task's classifier, noise-conditional "
+                        "classifier or independent evaluator")
     p.add_argument("--out", required=True, help="safetensors checkpoint to write")
     p.add_argument("--report", help="also write the training report (JSON) here")
-    p.add_argument("--schedule", default="cosine")
-    p.add_argument("--T", type=int, default=200)
-    p.add_argument("--hidden", type=int, default=256)
-    p.add_argument("--depth", type=int, default=3)
-    p.add_argument("--epochs", type=int, default=20)
-    p.add_argument("--batch-size", type=int, default=256)
-    p.add_argument("--lr", type=float, default=1e-3)
-    p.add_argument("--n-train", type=int, default=65_536)
+    p.add_argument("--schedule", default="cosine", help="noise schedule (denoiser and noisy_classifier)")
+    p.add_argument("--T", type=int, default=200, help="diffusion length (denoiser and noisy_classifier)")
+    p.add_argument("--hidden", type=int, default=256, help="ScoreMLP width (vector tasks)")
+    p.add_argument("--depth", type=int, default=3, help="ScoreMLP depth (vector tasks)")
+    p.add_argument("--width", type=int, help="base channels of an image task's networks (default: the network's)")
+    p.add_argument("--epochs", type=int, help="default: 20 for a ScoreMLP, the network's own for image tasks")
+    p.add_argument("--batch-size", type=int, help="default: 256 for a ScoreMLP, the network's own for image tasks")
+    p.add_argument("--lr", type=float, help="default: 1e-3 for a ScoreMLP, the network's own for image tasks")
+    p.add_argument("--n-train", type=int, default=65_536, help="training samples drawn (vector tasks)")
+    p.add_argument("--evaluator", help="image denoiser: the evaluator checkpoint that scores unguided samples "
+                                       "(FD, confidence) in the report; without it the report has no sample quality")
+    p.add_argument("--quality-samples", type=int, help="unguided samples scored (default: the test-set size)")
+    p.add_argument("--quality-steps", type=int, default=50, help="sampling steps of the quality check")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--task-seed", type=int, default=0)
     p.add_argument("--device", default="auto")
@@ -100,7 +116,9 @@ def _run_one(args, seed: int, out: str) -> None:
                     T=args.T, algorithm=args.algorithm, linearise=args.linearise,
                     finetune_start=args.finetune_start, finetune_lr=args.finetune_lr,
                     finetune_steps=args.finetune_steps, task_seed=args.task_seed, device=args.device,
-                    params={k: _parse_value(v) for k, v in args.param})
+                    params={k: _parse_value(v) for k, v in args.param},
+                    objective_params={k: _parse_value(v) for k, v in args.objective_param},
+                    models_dir=args.models_dir)
     rows = write_cell(spec, out, progress=args.progress)
     status = rows[0]["status"] if rows else "failed"
     print(f"{out}: {len(rows)} rows, status {status}" + (f" ({rows[0]['error']})" if status != "ok" else ""),
@@ -111,25 +129,65 @@ def cmd_pretrain(args) -> int:
     from pathlib import Path
 
     from benchmark.cell import resolve_device
-    from benchmark.denoisers import pretrain, save_checkpoint
     from benchmark.tasks import make_task
 
     task = make_task(args.task, args.task_seed)
     device = resolve_device(args.device)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    model, schedule, report = pretrain(task, schedule_name=args.schedule, T=args.T, hidden=args.hidden,
-                                       depth=args.depth, n_train=args.n_train, epochs=args.epochs,
-                                       batch_size=args.batch_size, lr=args.lr, seed=args.seed, device=device,
-                                       progress=progress)
-    import resource
-    report["device"] = device
-    report["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    save_checkpoint(args.out, model, schedule, report)
+    if task.is_image:
+        report = _pretrain_image_network(args, task, device, progress)
+    else:
+        from benchmark.denoisers import pretrain, save_checkpoint
+
+        if args.network != "denoiser":
+            raise ValueError(f"task {args.task!r} has no {args.network!r} to pre-train; allowed: ['denoiser'] "
+                             "(classifiers belong to image tasks)")
+        model, schedule, report = pretrain(task, schedule_name=args.schedule, T=args.T, hidden=args.hidden,
+                                           depth=args.depth, n_train=args.n_train, epochs=args.epochs or 20,
+                                           batch_size=args.batch_size or 256, lr=args.lr or 1e-3, seed=args.seed,
+                                           device=device, progress=progress)
+        _add_run_facts(report, device)
+        save_checkpoint(args.out, model, schedule, report)
     if args.report:
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2), file=sys.stderr)
     return 0
+
+
+def _add_run_facts(report: dict, device: str) -> None:
+    import resource
+
+    report["device"] = device
+    report["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _pretrain_image_network(args, task, device: str, progress: bool) -> dict:
+    """An image task's U-Net denoiser or one of its classifiers; writes the checkpoint, returns the report."""
+    kw = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, width=args.width, seed=args.seed,
+              device=device, progress=progress)
+    if args.network == "denoiser":
+        from benchmark.classifiers import load_classifier
+        from benchmark.denoisers import pretrain_unet, save_checkpoint
+
+        evaluator = None
+        if args.evaluator:
+            evaluator, ev_report = load_classifier(args.evaluator, "evaluator")
+            if ev_report.get("task") != task.name or ev_report.get("task_seed") != task.task_seed:
+                raise ValueError(f"--evaluator {args.evaluator} was trained on task {ev_report.get('task')!r} "
+                                 f"(task_seed {ev_report.get('task_seed')}), not {task.name!r} ({task.task_seed})")
+        model, schedule, report = pretrain_unet(task, schedule_name=args.schedule, T=args.T, evaluator=evaluator,
+                                                quality_samples=args.quality_samples,
+                                                quality_steps=args.quality_steps, **kw)
+        _add_run_facts(report, device)
+        save_checkpoint(args.out, model, schedule, report)
+        return report
+    from benchmark.classifiers import pretrain_classifier, save_classifier
+
+    model, report = pretrain_classifier(task, args.network, schedule_name=args.schedule, T=args.T, **kw)
+    _add_run_facts(report, device)
+    save_classifier(args.out, model, args.network, report)
+    return report
 
 
 def cmd_aggregate(args) -> int:

@@ -25,5 +25,5 @@ def sample_metrics(x: torch.Tensor, objective, task) -> dict[str, float]:
             out["gap"] = objective.optimum - out["reward_mean"]
         if objective.optimum_on_support is not None:
             out["gap_support"] = objective.optimum_on_support - out["reward_mean"]
-        out.update(task.sample_metrics(x))
+        out.update(task.sample_metrics(x, objective))
     return out

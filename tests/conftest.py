@@ -19,3 +19,22 @@ def subspace():
     from benchmark.tasks import make_task
 
     return make_task("subspace")
+
+
+@pytest.fixture(scope="session")
+def digits_models(tmp_path_factory):
+    """A models folder with tiny digits networks (one epoch each, a few seconds in all) under the file
+    names a digits cell loads; T = 50 for the denoiser and the noise-conditional classifier."""
+    from benchmark.classifiers import pretrain_classifier, save_classifier
+    from benchmark.denoisers import pretrain_unet, save_checkpoint
+    from benchmark.tasks import make_task
+    from benchmark.tasks.digits import MODEL_FILES
+
+    folder = tmp_path_factory.mktemp("digits_models")
+    task = make_task("digits")
+    for kind in ("classifier", "noisy_classifier", "evaluator"):
+        model, report = pretrain_classifier(task, kind, epochs=1, width=4, T=50)
+        save_classifier(folder / MODEL_FILES[kind], model, kind, report)
+    model, schedule, report = pretrain_unet(task, T=50, epochs=1, width=4)
+    save_checkpoint(folder / MODEL_FILES["denoiser"], model, schedule, report)
+    return folder

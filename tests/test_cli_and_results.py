@@ -65,7 +65,7 @@ def test_methods_share_initial_noise(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     (("--method", "gradient"), "unknown method 'gradient'; allowed:"),
-    (("--task", "cube"), "unknown task 'cube'; allowed: \\['sphere', 'subspace'\\]"),
+    (("--task", "cube"), "unknown task 'cube'; allowed: \\['digits', 'sphere', 'subspace'\\]"),
     (("--objective", "quadratic"), "has no objective 'quadratic'; allowed:"),
     (("--strength", "-0.5"), "strength must be >= 0"),
     (("--denoiser", "exact"), "unknown denoiser 'exact'; allowed: \\['oracle', 'trained'\\]"),

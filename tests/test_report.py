@@ -231,3 +231,115 @@ def test_variants_are_never_averaged_as_seeds(tmp_path):
     assert set(board.index) == {"gloss n=10", "gloss +alg2 n=10", "gloss n=5"}
     assert (board["seeds"] == len(SEEDS)).all()
     assert board.loc["gloss +alg2 n=10", "reward"] == pytest.approx(board.loc["gloss n=10", "reward"] + 100)
+
+
+def _image_cell(method: str, strength: float, seed: int, objective: str, objective_params: dict) -> list[dict]:
+    """A digits cell's rows: rounds 0 (unguided) and 1, with the metrics of `objective`."""
+    base = _base("none" if method == "none" else "gloss", strength, seed) | {
+        "run_id": f"digits-{objective}-{json.dumps(objective_params, sort_keys=True)}-{method}-{strength:g}-{seed}",
+        "task": "digits", "objective": objective, "denoiser": "trained", "method": method, "steps": 50,
+        "params_json": json.dumps({"objective_params": objective_params})}
+    metrics = {"label": {"reward_mean": -2.0, "fd": 10.0, "eval_accuracy": 0.1, "guide_accuracy": 0.1},
+               "inpaint": {"reward_mean": -5.0, "ssim": 0.2, "psnr": 10.0, "meas_error": 5.0}}[objective]
+    gain = strength + 0.01 * seed
+    rows = []
+    for rnd in (0, 1):
+        for metric, value in metrics.items():
+            if metric in ("reward_mean", "ssim", "psnr", "eval_accuracy", "guide_accuracy"):
+                value = value + rnd * gain * (0.1 if metric in ("ssim", "eval_accuracy", "guide_accuracy") else 1)
+            rows.append(base | {"round": rnd, "metric": metric, "value": value})
+    return rows
+
+
+def _png(path, shade: int) -> bytes:
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new("L", (3, 2), shade).save(path, format="PNG")
+    return path.read_bytes()
+
+
+@pytest.fixture
+def image_results(tmp_path):
+    """An image task's sweep laid out as the workflow writes it: results/cells/<cell>.parquet + .png."""
+    from benchmark.results import aggregate
+
+    cells_dir = tmp_path / "results" / "cells"
+    pngs, files = {}, []
+    for objective, params in (("inpaint", {"sigma_y": 0.05}), ("label", {"target": "all"})):
+        for method, strengths in (("none", (0.0,)), ("dps", (0.3, 1.0))):
+            for strength in strengths:
+                for seed in (1, 0):  # the lowest seed's gallery is shown, whatever the order on disk
+                    cell = f"digits/trained/exp/{objective}/{method}/alg1/s{strength}_n50_seed{seed}"
+                    rows = _image_cell(method, strength, seed, objective, params)
+                    write_atomic(to_table(rows), cells_dir / f"{cell}.parquet")
+                    files.append(cells_dir / f"{cell}.parquet")
+                    pngs[rows[0]["run_id"]] = _png(cells_dir / f"{cell}.png", shade=len(pngs) * 10)
+    # Not galleries of these results: a PNG with no Parquet file, and one of a cell left out of the aggregate.
+    _png(cells_dir / "digits/trained/exp/stray.png", 250)
+    stale = "digits/trained/old/label/dps/alg1/s9.0_n50_seed0"
+    write_atomic(to_table(_image_cell("dps", 9.0, 0, "label", {"target": "all"})), cells_dir / f"{stale}.parquet")
+    _png(cells_dir / f"{stale}.png", 251)
+    results = tmp_path / "results" / "all.parquet"
+    aggregate(files, results)
+    return results, pngs
+
+
+def test_fidelity_of_image_panels(image_results):
+    df = agg.load_results(image_results[0])
+    by_objective = {key[1]: rows for key, rows in agg.panels(df)}
+    assert agg.fidelity_metric(by_objective["label"]) == "fd"
+    inpaint = by_objective["inpaint"]
+    assert agg.fidelity_metric(inpaint) == "1-ssim"  # derived: lower is better, like every fidelity metric
+    board = agg.leaderboard(inpaint, "1-ssim", extra=agg.panel_metrics(inpaint, "1-ssim")).set_index(["method", "strength"])
+    ssim = [0.2 + 0.1 * (1.0 + 0.01 * s) for s in (0, 1)]
+    assert board.loc[("dps", 1.0), "fidelity"] == pytest.approx(1 - np.mean(ssim))
+    assert board.loc[("dps", 1.0), "ssim"] == pytest.approx(np.mean(ssim))
+    assert agg.panel_metrics(inpaint, "1-ssim") == ["psnr", "ssim", "meas_error"]
+    assert agg.panel_metrics(by_objective["label"], "fd") == ["eval_accuracy", "guide_accuracy"]
+
+
+def test_report_embeds_the_lowest_seeds_gallery_per_method_and_strength(image_results, tmp_path):
+    import base64
+
+    from benchmark.report.galleries import find_galleries
+
+    results, pngs = image_results
+    found = find_galleries(results.parent / "cells")
+    assert len(found) == len(pngs) + 1  # the stale cell's gallery is found, not shown (not in the results)
+    out = tmp_path / "index.html"
+    build_report(results, out)  # galleries from the `cells` folder beside the results file
+    html = out.read_text()
+    shown = {run_id for run_id, data in pngs.items() if base64.b64encode(data).decode() in html}
+    assert shown == {r for r in pngs if r.endswith("-0")}  # seed 0 of each (objective, method, strength)
+    assert len(shown) == 6
+    assert html.count("<h3>Sample galleries</h3>") == 2
+    assert "<b>dps</b>, strength 0.3 (seed 0)" in html
+    none_at = html.index("<b>none</b>, strength 0 (seed 0)")
+    assert none_at < html.index("<b>dps</b>, strength 0.3 (seed 0)")  # the unguided baseline first
+    for stray in ("digits/trained/exp/stray.png", "digits/trained/old/label/dps/alg1/s9.0_n50_seed0.png"):
+        assert base64.b64encode((results.parent / "cells" / stray).read_bytes()).decode() not in html
+    assert "fidelity metric: <b>1-ssim</b>" in html and "fidelity metric: <b>fd</b>" in html
+    assert "eval_accuracy ↑" in html and "meas_error ↓" in html
+    assert "http://" not in html and "https://" not in html
+
+
+def test_report_without_galleries_has_no_gallery_section(results, tmp_path):
+    out = tmp_path / "index.html"
+    build_report(results, out, cells_dir=tmp_path / "nowhere")
+    assert "Sample galleries" not in out.read_text()
+
+
+def test_objective_settings_are_separate_panels(tmp_path):
+    rows = _image_cell("dps", 1.0, 0, "label", {"target": 3}) + _image_cell("dps", 1.0, 0, "label", {"target": "all"})
+    path = tmp_path / "targets.parquet"
+    write_atomic(to_table(rows), path)
+    df = agg.load_results(path)
+    assert [key[1] for key, _ in agg.panels(df)] == ["label target=3", "label target=all"]
+    one = agg.load_results(_write(tmp_path / "one.parquet", rows[: len(rows) // 2]))
+    assert set(one["objective"]) == {"label"}  # a single setting keeps the plain name
+
+
+def _write(path, rows):
+    write_atomic(to_table(rows), path)
+    return path

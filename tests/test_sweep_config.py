@@ -34,7 +34,9 @@ def test_default_sweep_table():
     cells = cells_from_config(config)
     n = 0
     for exp in config["experiments"].values():
-        n += len(exp["objectives"]) * sum(len(m["strengths"]) for m in exp["methods"].values()) * len(config["seeds"])
+        for obj in exp["objectives"]:
+            n += sum(len(m["strengths"]) for m in exp["methods"].values()
+                     if obj in m.get("objectives", exp["objectives"])) * len(config["seeds"])
     assert len(cells) == n
     c = cells["subspace/oracle/subspace_oracle/quadratic_off/gloss/alg1/s0.2_nall_seed1"]
     assert (c.task, c.method, c.strength, c.seed, c.denoiser) == ("subspace", "gloss", 0.2, 1, "oracle")
@@ -67,7 +69,7 @@ def _mutate(path, value):
     def f(config):
         node = config
         for key in path[:-1]:
-            node = node[key]
+            node = node.setdefault(key, {})
         if value is _DELETE:
             del node[path[-1]]
         else:
@@ -79,7 +81,7 @@ _DELETE = object()
 BAD = [
     # (mutation, exception, pattern the message must contain)
     (_mutate(["experiments", "subspace_oracle", "methods", "glos"], {"strengths": [0.1]}), ConfigError,
-     r"experiments.subspace_oracle.methods.glos: unknown method 'glos'; allowed: \['dps', 'freedom', 'gloss', "),
+     r"experiments.subspace_oracle.methods.glos: unknown method 'glos'; allowed: \['cg', 'dps', 'freedom', 'gloss', "),
     (_mutate(["seedz"], [0]), Exception, r"Additional properties are not allowed \('seedz' was unexpected\)"),
     (_mutate(["experiments", "subspace_oracle", "methods", "gloss", "strengths"], ["strong"]), Exception,
      r"'strong' is not of type 'number'"),
@@ -91,7 +93,7 @@ BAD = [
     (_mutate(["experiments", "subspace_oracle", "objectives"], ["quadratic"]), ConfigError,
      r"experiments.subspace_oracle.objectives: task 'subspace' has no objective 'quadratic'; allowed:"),
     (_mutate(["experiments", "subspace_oracle", "task"], "cube"), ConfigError,
-     r"experiments.subspace_oracle.task: unknown task 'cube'; allowed: \['sphere', 'subspace'\]"),
+     r"experiments.subspace_oracle.task: unknown task 'cube'; allowed: \['digits', 'sphere', 'subspace'\]"),
     (_mutate(["experiments", "sphere", "denoiser"], "oracle"), ConfigError,
      r"experiments.sphere.denoiser: task 'sphere' has no oracle denoiser"),
     (_mutate(["experiments", "subspace_oracle", "algorithm"], "alg2"), ConfigError,
@@ -113,6 +115,34 @@ BAD = [
                                        "methods": {"none": {"strengths": [0]}}}), Exception, r"does not match"),
     (_mutate(["experiments", "subspace_oracle", "denoiser"], _DELETE), Exception, r"'denoiser' is a required property"),
     (_mutate(["experiments", "subspace_trained", "rounds"], "many"), Exception, r"'many' is not of type 'integer'"),
+    # digits: per-network pre-training, objective parameters, methods restricted to some objectives
+    (_mutate(["experiments", "digits", "objective_params"], {"traget": 3}), ConfigError,
+     r"experiments.digits.objective_params: objective 'label' of task 'digits' has no parameter 'traget'; "
+     r"allowed: \['target'\]"),
+    (_mutate(["experiments", "digits", "objective_params"], {"target": 3}), ConfigError,
+     r"objective 'inpaint' of task 'digits' has no parameter 'target'; allowed: \['image', 'mask', 'sigma_y'\] "
+     r"\(the parameters reach every objective of the experiment"),
+    (_mutate(["experiments", "subspace_oracle", "objective_params"], {"target": 3}), ConfigError,
+     r"objective 'quadratic_off' of task 'subspace' has no parameter 'target'; allowed: none"),
+    (_mutate(["experiments", "digits", "objective_params"], {"target": [1, 2]}), Exception,
+     r"\[1, 2\] is not of type 'string', 'number', 'boolean'"),
+    (_mutate(["experiments", "digits", "objective_params"], {"../x": 1}), Exception, r"does not match"),
+    (_mutate(["experiments", "digits", "methods", "cg", "objectives"], ["superres"]), ConfigError,
+     r"experiments.digits.methods.cg.objectives: 'superres' is not an objective of the experiment; "
+     r"allowed: \['label', 'inpaint'\]"),
+    (_mutate(["experiments", "digits", "methods", "cg", "objectives"], []), Exception, r"should be non-empty|is too short"),
+    (_mutate(["pretrain", "digits", "evaluator", "epoch"], 3), Exception,
+     r"Additional properties are not allowed \('epoch' was unexpected\)"),
+    (_mutate(["pretrain", "digits", "denoiser", "width"], 0), Exception, r"0 is less than the minimum of 1"),
+    (_mutate(["pretrain", "digits", "hidden"], 256), Exception,
+     r"Additional properties are not allowed \('hidden' was unexpected\)"),
+    (_mutate(["pretrain", "digits", "schedule"], "cubic"), Exception, r"'cubic' is not one of \['cosine', 'linear'\]"),
+    (_mutate(["pretrain", "subspace", "width"], 32), Exception,
+     r"Additional properties are not allowed \('width' was unexpected\)"),
+    (_mutate(["experiments", "digits", "denoiser"], "oracle"), ConfigError,
+     r"experiments.digits.denoiser: task 'digits' has no oracle denoiser"),
+    (_mutate(["experiments", "digits", "steps"], 500), ConfigError,
+     r"experiments.digits.steps: 500 out of range; allowed: 1..200"),
 ]
 
 
@@ -179,3 +209,80 @@ def test_task_seed_and_exact_strengths_reach_the_cells():
     config["experiments"]["subspace_oracle"]["methods"]["gloss"]["strengths"] = [0.2, 0.2]
     with pytest.raises(ConfigError, match="methods.gloss.strengths: 0.2 appears twice"):
         cells_from_config(config)
+
+
+def test_digits_cells_get_models_dir_and_objective_params():
+    config = load("smoke.yaml")
+    config["models_dir"] = "elsewhere/models"
+    cells = cells_from_config(config)
+    label = cells["digits/trained/digits_label/label/cg/alg1/s1.0_n10_seed0"]  # the id format is unchanged
+    args = label.cli()
+    assert args[args.index("--models-dir") + 1] == "elsewhere/models"
+    assert args[args.index("--objective-param") + 1] == "target=3"
+    inpaint = cells["digits/trained/digits_inpaint/inpaint/dps/alg1/s0.5_n10_seed0"].cli()
+    assert inpaint[inpaint.index("--objective-param") + 1] == "sigma_y=0.1"
+    for c in cells.values():
+        assert ("--models-dir" in c.cli()) == (c.task == "digits")
+        assert ("--objective-param" in c.cli()) == (c.task == "digits")
+
+
+def test_methods_run_on_their_objectives_only():
+    config = load()
+    exp = config["experiments"]["digits"]
+    cells = cells_from_config(config)
+    digits = [c for c in cells.values() if c.experiment == "digits"]
+    assert {c.objective for c in digits if c.method == "cg"} == {"label"}
+    assert {c.objective for c in digits if c.method == "none"} == set(exp["objectives"])
+
+
+def test_config_values_reach_the_cli_as_it_parses_them():
+    from benchmark.cli import _parse_value
+    from benchmark.sweep import _cli_value
+
+    for value in (True, False, 3, 0.05, 1e-06, "all", "centre"):
+        assert _parse_value(_cli_value(value)) == value
+    config = load("smoke.yaml")
+    config["experiments"]["oracle"]["methods"]["gloss"]["params"] = {"sigma": 0.1}
+    config["experiments"]["digits_label"]["objective_params"] = {"target": "all"}
+    cells = cells_from_config(config)
+    assert "sigma=0.1" in cells["subspace/oracle/oracle/quadratic_off/gloss/alg1/s0.2_n20_seed0"].cli()
+    assert "target=all" in cells["digits/trained/digits_label/label/cg/alg1/s1.0_n10_seed0"].cli()
+
+
+def test_pretrain_cli_per_network():
+    from benchmark.sweep import NETWORKS, pretrain_cli
+
+    config = load("smoke.yaml")
+    config["task_seed"] = 2
+    config["pretrain"]["digits"]["classifier"] = {"epochs": 3, "lr": 0.01, "batch_size": None}
+
+    def flags(args):
+        return dict(zip(args[::2], args[1::2]))
+
+    denoiser = flags(pretrain_cli(config, "digits", "denoiser"))
+    assert denoiser == {"--network": "denoiser", "--seed": "0", "--task-seed": "2", "--schedule": "cosine", "--T": "50",
+                        "--epochs": "1", "--width": "8", "--quality-samples": "16", "--quality-steps": "5"}
+    classifier = flags(pretrain_cli(config, "digits", "classifier"))
+    assert classifier == {"--network": "classifier", "--seed": "0", "--task-seed": "2", "--epochs": "3", "--lr": "0.01"}
+    # classifier guidance checks that the noisy classifier shares the denoiser's schedule
+    noisy = flags(pretrain_cli(config, "digits", "noisy_classifier"))
+    assert (noisy["--schedule"], noisy["--T"]) == (denoiser["--schedule"], denoiser["--T"])
+    assert "--schedule" not in flags(pretrain_cli(config, "digits", "evaluator"))
+    with pytest.raises(ConfigError, match=r"pretrain.digits: no network 'unet'; allowed: \['denoiser', "):
+        pretrain_cli(config, "digits", "unet")
+    with pytest.raises(ConfigError, match=r"pretrain.subspace: task 'subspace' has one network; allowed: \['denoiser'\]"):
+        pretrain_cli(config, "subspace", "evaluator")
+    assert pretrain_cli(config, "subspace")[:2] == ["--schedule", "cosine"]
+    assert set(NETWORKS) == {"denoiser", "classifier", "noisy_classifier", "evaluator"}
+
+
+def test_network_files_are_the_tasks_contract():
+    """The rules name `<models_dir>/<task>_<network>.safetensors`; the task loads the same files, and
+    every task that loads networks is an image task (its cells' rule declares the galleries)."""
+    from benchmark.sweep import NETWORKS, pretrain_tasks
+    from benchmark.tasks import TASKS
+    from benchmark.tasks.digits import MODEL_FILES
+
+    assert MODEL_FILES == {n: f"digits_{n}.safetensors" for n in NETWORKS}
+    assert all(t.uses_models == t.is_image for t in TASKS.values())
+    assert pretrain_tasks(cells_from_config(load())) == (["sphere", "subspace"], ["digits"])

@@ -1,5 +1,6 @@
-"""The workflow end to end on the smoke preset: every cell lands, the report is self-contained,
-and a sweep killed with SIGKILL resumes, recomputing only the unfinished cells, to the same aggregate."""
+"""The workflow end to end on the smoke preset: every cell lands (an image task's with its gallery,
+after its four networks), the report is self-contained, and a sweep killed with SIGKILL resumes,
+recomputing only the unfinished cells, to the same aggregate."""
 
 import base64
 import os
@@ -14,7 +15,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from benchmark.sweep import cells_from_config
+from benchmark.sweep import NETWORKS, cells_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "config/smoke.yaml"
@@ -65,6 +66,13 @@ def test_every_cell_lands_and_report_is_self_contained(full_run):
     for method in {c.method for c in cells.values()}:
         assert method in html
     assert (full_run / config["models_dir"] / "subspace_denoiser.safetensors").exists()
+    for network in NETWORKS:  # the image task's four networks, each with its training report
+        assert (full_run / config["models_dir"] / f"digits_{network}.safetensors").exists()
+        assert (full_run / config["models_dir"] / f"digits_{network}.json").exists()
+    galleries = {str(p.relative_to(results / "cells").with_name(p.stem)) for p in (results / "cells").rglob("*.png")}
+    assert galleries == {c for c, cell in cells.items() if cell.task == "digits"}
+    assert html.count("<h3>Sample galleries</h3>") == len({(c.task, c.objective) for c in cells.values()
+                                                            if c.task == "digits"})
     assert not list(full_run.rglob("*.tmp"))
 
 

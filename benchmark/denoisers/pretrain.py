@@ -7,7 +7,8 @@ Held-out quality is reported as the eps-loss of Ho et al. 2020 (eq. 14), the com
 every denoiser (the oracle's eps-loss is the irreducible part).
 
 Checkpoints are safetensors files (tensors only, no pickle); the architecture, schedule and
-training report travel in the file's string metadata.
+training report travel in the file's string metadata. ARCHITECTURES lists the denoiser networks a
+checkpoint may hold (ScoreMLP for vector tasks, UNet for image tasks; pretrain_images.py trains the latter).
 """
 
 from __future__ import annotations
@@ -21,9 +22,14 @@ import torch
 from safetensors.torch import load_file, safe_open, save_file
 
 from benchmark.denoisers.network import ScoreMLP
+from benchmark.denoisers.unet import UNet
 from benchmark.diffusion.noise import derive_seed
 from benchmark.diffusion.schedules import VPSchedule, make_schedule
 from benchmark.results import atomic_path
+
+
+#: The denoiser architectures a checkpoint may hold, by the name stored in its metadata.
+ARCHITECTURES = {"ScoreMLP": ScoreMLP, "UNet": UNet}
 
 
 def _noised(x0, schedule, t, eps):
@@ -111,9 +117,12 @@ def pretrain(task, *, schedule_name: str = "cosine", T: int = 200, hidden: int =
     return model, schedule, report
 
 
-def save_checkpoint(path: str | Path, model: ScoreMLP, schedule: VPSchedule, report: dict) -> None:
+def save_checkpoint(path: str | Path, model: ScoreMLP | UNet, schedule: VPSchedule, report: dict) -> None:
     """Atomic write of a safetensors checkpoint with architecture + schedule + report metadata."""
-    meta = {"arch": "ScoreMLP", "config": json.dumps(model.config), "report": json.dumps(report)}
+    arch = type(model).__name__
+    if arch not in ARCHITECTURES:
+        raise ValueError(f"cannot save a {arch} as a denoiser checkpoint; allowed: {sorted(ARCHITECTURES)}")
+    meta = {"network": "denoiser", "arch": arch, "config": json.dumps(model.config), "report": json.dumps(report)}
     with atomic_path(path) as tmp:
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
 
@@ -121,19 +130,22 @@ def save_checkpoint(path: str | Path, model: ScoreMLP, schedule: VPSchedule, rep
 def checkpoint_metadata(path: str | Path) -> dict:
     with safe_open(str(path), framework="pt") as f:
         meta = f.metadata()
-    return {"arch": meta["arch"], "config": json.loads(meta["config"]), "report": json.loads(meta["report"])}
+    return {"network": meta.get("network", "denoiser"), "arch": meta["arch"], "config": json.loads(meta["config"]),
+            "report": json.loads(meta["report"])}
 
 
-def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[ScoreMLP, VPSchedule, dict]:
+def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[ScoreMLP | UNet, VPSchedule, dict]:
     """Load a checkpoint written by `save_checkpoint` (safetensors: no code is unpickled)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist; run `python -m benchmark pretrain` "
                                 "(or the workflow's pretrain rule) first")
     meta = checkpoint_metadata(path)
-    if meta["arch"] != "ScoreMLP":
-        raise ValueError(f"{path}: unknown architecture {meta['arch']!r}")
-    model = ScoreMLP(**meta["config"])
+    if meta["network"] != "denoiser":
+        raise ValueError(f"{path} is a {meta['network']!r} checkpoint, not a denoiser")
+    if meta["arch"] not in ARCHITECTURES:
+        raise ValueError(f"{path}: unknown architecture {meta['arch']!r}; allowed: {sorted(ARCHITECTURES)}")
+    model = ARCHITECTURES[meta["arch"]](**meta["config"])
     model.load_state_dict(load_file(str(path)))
     model.to(device).eval()
     return model, make_schedule(meta["config"]["schedule"], meta["config"]["T"]), meta["report"]

@@ -68,7 +68,11 @@ class CountingDenoiser:
 
 
 class CountingObjective:
-    """A reward r(x) -> [B] with counted evaluations and gradients; exposes the wrapped attributes."""
+    """A reward r(x) -> [B] with counted evaluations and gradients; exposes the wrapped attributes.
+
+    The objective's `counted_methods` (e.g. a label objective's `noisy_log_prob(x_t, t)`, the
+    noise-conditional classifier of classifier guidance) are counted like the reward itself: an
+    objective evaluation per sample per call, an objective gradient per sample per backward."""
 
     def __init__(self, objective, costs: Costs):
         self.objective = objective
@@ -79,4 +83,13 @@ class CountingObjective:
         return self.objective(_count_backward(x, self.costs, "objective_grads"))
 
     def __getattr__(self, name):
-        return getattr(self.objective, name)
+        attr = getattr(self.objective, name)
+        if name in getattr(self.objective, "counted_methods", ()):
+            return self._counted(attr)
+        return attr
+
+    def _counted(self, fn):
+        def counted(x: torch.Tensor, *args, **kwargs):
+            self.costs.objective_evals += x.shape[0]
+            return fn(_count_backward(x, self.costs, "objective_grads"), *args, **kwargs)
+        return counted

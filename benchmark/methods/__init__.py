@@ -6,6 +6,7 @@ import dataclasses
 import typing
 
 from benchmark.methods.base import GuidanceMethod, Guide, LinearTarget
+from benchmark.methods.cg import ClassifierGuidance
 from benchmark.methods.dps import DPS
 from benchmark.methods.freedom import FreeDoM
 from benchmark.methods.gloss import LookAheadLoss
@@ -24,6 +25,7 @@ METHODS: dict[str, type[GuidanceMethod]] = {
     "dps": DPS,
     "freedom": FreeDoM,
     "mpgd": MPGD,
+    "cg": ClassifierGuidance,
     "ugd": UGD,
     "lgd": LGD,
     "tfg": TFG,

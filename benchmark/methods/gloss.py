@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmark.methods.base import GuidanceMethod
+from benchmark.methods.base import GuidanceMethod, per_sample
 
 
 @dataclass
@@ -35,10 +35,10 @@ class LookAheadLoss(GuidanceMethod):
         g, y = guide.linear.g, guide.linear.y
         with torch.enable_grad():
             x, e, x0h = sampler.eps_with_graph(x_t, step)
-            f = (g * x0h).sum(-1)                                                 # g^T x0h: [B]
+            f = (g * x0h).flatten(1).sum(-1)                                      # g^T x0h: [B]
             (grad_f,) = torch.autograd.grad(f.sum(), x)                           # one VJP
         e, f = e.detach(), f.detach()
         a2 = step.alpha ** 2
-        beta = (a2 / 2) / (a2 * self.sigma ** 2 + step.h * (grad_f * grad_f).sum(-1))  # [B]
-        G = (2 * beta * (y - f)).unsqueeze(-1) * grad_f
+        beta = (a2 / 2) / (a2 * self.sigma ** 2 + step.h * (grad_f * grad_f).flatten(1).sum(-1))  # [B]
+        G = per_sample(2 * beta * (y - f), grad_f) * grad_f
         return e - math.sqrt(step.h) * G

@@ -17,7 +17,7 @@ import math
 from dataclasses import dataclass
 
 from benchmark.diffusion.sampler import tweedie
-from benchmark.methods.base import GuidanceMethod
+from benchmark.methods.base import GuidanceMethod, per_sample
 
 
 @dataclass
@@ -36,7 +36,7 @@ class NaiveGradient(GuidanceMethod):
         g, y = guide.linear.g, guide.linear.y
         e = sampler.eps(x_t, step)
         x0h = tweedie(x_t, e, step.ab_t)
-        beta = step.alpha / (self.sigma ** 2 + step.h * (g * g).sum(-1))          # [B]
-        G = (beta * (y - (g * x0h).sum(-1))).unsqueeze(-1) * g                    # [B, D]
+        beta = step.alpha / (self.sigma ** 2 + step.h * (g * g).flatten(1).sum(-1))   # [B]
+        G = per_sample(beta * (y - (g * x0h).flatten(1).sum(-1)), g) * g              # [B, *shape]
         return e - math.sqrt(step.h) * G
 

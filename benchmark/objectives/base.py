@@ -11,11 +11,38 @@ class Objective(nn.Module):
 
     `optimum` is sup_x r(x) (None when unbounded); `optimum_on_support` is the sup over the
     data's support (the subspace span(A), the sphere), so a report can show both gaps.
+
+    Objectives with per-chain parameters (a target class or a ground-truth image per chain) read
+    row j of a batch as chain j; after `for_chains(n)`, a batch of k n rows is read as k stacked
+    copies of the n chains (row j is chain j mod n, as `torch.cat([x] * k)` stacks them).
     """
 
     name: str = ""
     optimum: float | None = None
     optimum_on_support: float | None = None
+    #: Methods besides forward that cost an objective evaluation (and a gradient when differentiated);
+    #: CountingObjective counts them like forward.
+    counted_methods: tuple[str, ...] = ()
+    #: Chains per round, set by `for_chains`; None: row j of a batch is chain j.
+    chains: int | None = None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError
+
+    def params(self) -> dict:
+        """The objective's parameters as resolved (defaults filled in), recorded with the results."""
+        return {}
+
+    def for_chains(self, n: int) -> "Objective":
+        if n < 1:
+            raise ValueError(f"objective {self.name!r}: chains must be >= 1, got {n}")
+        self.chains = n
+        return self
+
+    def chain_index(self, B: int, L: int, device) -> torch.Tensor:
+        """Which of L per-chain entries each row of a batch of B uses: chain i takes entry i mod L. [B]"""
+        n = self.chains or B
+        if L > 1 and B % n:
+            raise ValueError(f"objective {self.name!r} has per-chain parameters for {n} chains; a batch of {B} "
+                             f"rows is neither the chains nor stacked copies of them (row j is chain j mod {n})")
+        return torch.arange(B, device=device) % n % L

@@ -20,8 +20,17 @@ import pandas as pd
 from benchmark.results import COLUMNS, STATUSES, read_cell
 
 REWARD_METRIC = "reward_mean"
-# Ordered: a panel's fidelity metric is the first of these it has (lower is better for all).
-FIDELITY_METRICS = ["r_off", "norm_error", "fd"]
+# Metrics the report derives from measured ones, so that every fidelity metric is an error
+# (lower is better): name -> (measured metric, transform of its values).
+DERIVED_METRICS = {"1-ssim": ("ssim", lambda v: 1.0 - v)}
+# Ordered: a panel's fidelity metric is the first of these it has (lower is better for all):
+# the off-support ratio (subspace), the norm error (sphere), the Frechet distance to real images
+# (digits label and reward), the structural error to the ground truth (digits inverse problems).
+FIDELITY_METRICS = ["r_off", "norm_error", "fd", "1-ssim"]
+# Further final-round metrics a leaderboard shows when its panel measures them (the image task's
+# headline numbers): name -> True when higher is better.
+PANEL_METRICS = {"eval_accuracy": True, "guide_accuracy": True, "fd": False, "diversity": True,
+                 "digit_confidence": True, "psnr": True, "ssim": True, "meas_error": False}
 PANEL_KEYS = ["task", "objective", "denoiser"]
 GROUP_KEYS = ["method", "strength"]
 CELL_KEYS = ["run_id", *PANEL_KEYS, "method", "strength", "seed"]
@@ -95,14 +104,50 @@ def variant_labels(df: pd.DataFrame) -> pd.Series:
     return label
 
 
+def objective_labels(df: pd.DataFrame) -> pd.Series:
+    """The objective name tagged with its parameters that differ within a (task, objective, denoiser),
+    e.g. 'label target=3' next to 'label target=all', so that each setting is a panel of its own.
+    The parameters are those recorded as params_json's "objective_params"."""
+    def params(blob) -> dict:
+        try:
+            value = json.loads(blob).get("objective_params") if isinstance(blob, str) else None
+        except (json.JSONDecodeError, AttributeError):
+            return {}
+        return value if isinstance(value, dict) else {}
+
+    parsed = {blob: params(blob) for blob in df["params_json"].unique()}
+    label = df["objective"].astype(str)
+    for _, rows in df.groupby(PANEL_KEYS, dropna=False, sort=False):
+        settings = [parsed[b] for b in rows["params_json"].unique()]
+        varying = sorted(k for k in set().union(*settings) if len({json.dumps(s.get(k)) for s in settings}) > 1)
+        if varying:
+            tags = rows["params_json"].map(lambda b: " ".join(f"{k}={parsed[b].get(k)}" for k in varying))
+            label.loc[rows.index] = rows["objective"].astype(str) + " " + tags
+    return label
+
+
+def derived_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """Rows of the DERIVED_METRICS, computed from the measured rows they derive from."""
+    parts = []
+    for name, (source, transform) in DERIVED_METRICS.items():
+        rows = df[df["metric"] == source].copy()
+        if not rows.empty:
+            rows["value"] = transform(rows["value"].astype(float))
+            rows["metric"] = name
+            parts.append(rows)
+    return pd.concat(parts, ignore_index=True) if parts else df.iloc[:0]
+
+
 def load_results(path: str | Path) -> pd.DataFrame:
-    """The aggregated results file as a DataFrame, `method` holding the variant label
-    (see variant_labels); errors name the file."""
+    """The aggregated results file as a DataFrame, with the DERIVED_METRICS' rows added, `method`
+    holding the variant label (see variant_labels) and `objective` the objective's setting (see
+    objective_labels); errors name the file."""
     df = read_cell(path).to_pandas()
     if df.empty:
         raise ValueError(f"results file {path} has no rows")
+    df["objective"] = objective_labels(df)
     df["method"] = variant_labels(df)
-    return df
+    return pd.concat([df, derived_rows(df)], ignore_index=True)
 
 
 def panels(df: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:
@@ -144,12 +189,21 @@ def final_values(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     return out.drop(columns="round")
 
 
-def leaderboard(df: pd.DataFrame, fidelity: str | None = None, level: float = 0.95) -> pd.DataFrame:
-    """Per (method, strength) of one panel: final-round reward (and fidelity) over seeds.
+def panel_metrics(df: pd.DataFrame, fidelity: str | None = None) -> list[str]:
+    """The PANEL_METRICS measured in `df`, in that order, less the reward and `fidelity`."""
+    present = set(df["metric"].unique()) - {REWARD_METRIC, fidelity}
+    return [m for m in PANEL_METRICS if m in present]
+
+
+def leaderboard(df: pd.DataFrame, fidelity: str | None = None, level: float = 0.95,
+                extra: Sequence[str] = ()) -> pd.DataFrame:
+    """Per (method, strength) of one panel: final-round reward (and fidelity, and `extra` metrics)
+    over seeds.
 
     Columns: method, strength, final_round, reward, reward_ci, reward_n, [fidelity, fidelity_ci,
-    fidelity_n], seeds, ok, diverged, failed, best (the method's strength of highest final reward).
-    Sorted by final reward, best first; groups without a finite reward last.
+    fidelity_n], [<m>, <m>_ci, <m>_n for m in extra], seeds, ok, diverged, failed, best (the
+    method's strength of highest final reward). Sorted by final reward, best first; groups without
+    a finite reward last.
     """
     c = cells(df)
     out = c.groupby(GROUP_KEYS, sort=True).agg(seeds=("seed", "nunique")).reset_index()
@@ -159,7 +213,7 @@ def leaderboard(df: pd.DataFrame, fidelity: str | None = None, level: float = 0.
         out[s] = out[s].fillna(0).astype(int)
     final_round = c[c["status"] == "ok"].groupby(GROUP_KEYS)["last_round"].max().rename("final_round")
     out = out.merge(final_round, left_on=GROUP_KEYS, right_index=True, how="left")
-    for name, metric in (("reward", REWARD_METRIC), ("fidelity", fidelity)):
+    for name, metric in (("reward", REWARD_METRIC), ("fidelity", fidelity), *((m, m) for m in extra)):
         if metric is None:
             continue
         s = _summarise(final_values(df, metric), GROUP_KEYS, "value", level)
@@ -267,4 +321,4 @@ def model_reports(models_dir: str | Path) -> pd.DataFrame:
         except (OSError, json.JSONDecodeError) as exc:
             raise ValueError(f"cannot read model report {path}: {exc}") from exc
         rows.append({"file": path.name} | (_scalars(data) if isinstance(data, dict) else {}))
-    return pd.DataFrame(rows)
+    return pd.DataFrame(rows, dtype=object)  # an integer stays one where another report lacks the entry

@@ -11,6 +11,7 @@ import pandas as pd
 
 from benchmark.report import aggregate as agg
 from benchmark.report import figures as figs
+from benchmark.report.galleries import find_galleries, panel_galleries
 from benchmark.report.html import render, write_text_atomic
 
 
@@ -27,12 +28,13 @@ def _records(df: pd.DataFrame) -> list[dict]:
 
 
 def _panel(index: int, key: tuple, rows: pd.DataFrame, palette: dict, fidelity_metrics: Sequence[str],
-           level: float, figures_dir: Path | None) -> dict:
+           level: float, figures_dir: Path | None, galleries: dict[str, Path]) -> dict:
     task, objective, denoiser = (_label(k) for k in key)
     title = f"{task} · {objective} · {denoiser}"
     slug = f"{index:02d}_{_slug(*key)}"
     fidelity = agg.fidelity_metric(rows, fidelity_metrics)
-    board = agg.leaderboard(rows, fidelity, level)
+    extra = agg.panel_metrics(rows, fidelity)
+    board = agg.leaderboard(rows, fidelity, level, extra=extra)
     strengths = agg.best_strengths(board)
 
     def png(kind: str) -> Path | None:
@@ -65,25 +67,31 @@ def _panel(index: int, key: tuple, rows: pd.DataFrame, palette: dict, fidelity_m
     costs = agg.cost_table(rows)
     return {
         "id": f"panel-{index}", "title": title, "task": task, "objective": objective, "denoiser": denoiser,
-        "fidelity": fidelity, "leaderboard": _records(board), "figures": figures,
+        "fidelity": fidelity, "extra_metrics": [{"name": m, "higher_is_better": agg.PANEL_METRICS[m]} for m in extra],
+        "leaderboard": _records(board), "figures": figures, "galleries": panel_galleries(rows, galleries),
         "pareto": _records(tradeoff[tradeoff["pareto"]]) if tradeoff is not None else [],
         "costs": _records(costs), "has_unguided": bool((costs["method"] == agg.UNGUIDED).any()),
     }
 
 
 def build_context(df: pd.DataFrame, source: str = "", models_dir: str | Path | None = None,
-                  figures_dir: str | Path | None = None,
+                  figures_dir: str | Path | None = None, galleries: dict[str, Path] | None = None,
                   fidelity_metrics: Sequence[str] = agg.FIDELITY_METRICS, level: float = 0.95) -> dict:
-    """Everything the template shows, computed from the tidy results `df`."""
+    """Everything the template shows, computed from the tidy results `df`.
+
+    galleries: {run_id: PNG} of the cells that have a sample gallery (galleries.find_galleries)."""
     counts, bad = agg.status_summary(df)
     palette = figs.method_palette(df["method"].dropna().unique())
     figures_dir = Path(figures_dir) if figures_dir is not None else None
-    panels = [_panel(i, key, rows, palette, fidelity_metrics, level, figures_dir)
+    panels = [_panel(i, key, rows, palette, fidelity_metrics, level, figures_dir, galleries or {})
               for i, (key, rows) in enumerate(agg.panels(df), 1)]
     models = None
     if models_dir is not None:
         m = agg.model_reports(models_dir)
-        models = {"columns": list(m.columns), "rows": _records(m), "folder": str(models_dir)}
+        # One column per model file, one row per entry: the reports of different networks share few keys.
+        entries = [c for c in m.columns if c != "file"]
+        models = {"files": list(m["file"]) if "file" in m else [], "folder": str(models_dir),
+                  "rows": [{"entry": c, "values": list(m[c])} for c in entries]}
     return {
         "source": source, "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "level": level, "counts": counts, "bad_cells": _records(bad), "panels": panels,
@@ -93,14 +101,19 @@ def build_context(df: pd.DataFrame, source: str = "", models_dir: str | Path | N
 
 
 def build_report(results_path: str | Path, out_html_path: str | Path, models_dir: str | Path | None = None,
-                 figures_dir: str | Path | None = None) -> Path:
+                 figures_dir: str | Path | None = None, cells_dir: str | Path | None = None) -> Path:
     """Write the HTML comparison report of `results_path` to `out_html_path` (atomically).
 
     models_dir: a folder of pre-training reports (*.json) shown as a table.
     figures_dir: also save every figure there as a PNG (for `snakemake --report`).
+    cells_dir: where the cells' Parquet files and sample galleries lie (default: the folder `cells`
+        beside `results_path`, the workflow's layout); image tasks' galleries are shown from there.
     """
     df = agg.load_results(results_path)
-    context = build_context(df, source=Path(results_path).name, models_dir=models_dir, figures_dir=figures_dir)
+    cells_dir = Path(results_path).parent / "cells" if cells_dir is None else Path(cells_dir)
+    galleries = find_galleries(cells_dir, tasks=sorted(df["task"].dropna().unique()))
+    context = build_context(df, source=Path(results_path).name, models_dir=models_dir, figures_dir=figures_dir,
+                            galleries=galleries)
     out = Path(out_html_path)
     write_text_atomic(render(context), out)
     return out

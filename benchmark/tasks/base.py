@@ -13,6 +13,12 @@ class Task:
     has_oracle: bool = False
     #: Scale of the Gaussian jitter that is the default augmentation family (vector tasks).
     jitter: float = 0.05
+    #: Objective name -> {parameter: default} of the objectives that take parameters.
+    objective_params: dict[str, dict] = {}
+    #: Image tasks get a sample gallery (PNG) next to each cell's results.
+    is_image: bool = False
+    #: Tasks that load pre-trained networks (classifiers, evaluators) from a cell's models folder.
+    uses_models: bool = False
 
     def __init__(self, task_seed: int = 0):
         self.task_seed = task_seed
@@ -28,12 +34,19 @@ class Task:
     def sample_data(self, n: int, generator: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
 
-    def objective(self, name: str):
+    def objective(self, name: str, params: dict | None = None):
+        """The objective `name` with its parameters `params` (defaults in `objective_params[name]`)."""
         if name not in self.objectives:
             raise ValueError(f"task {self.name!r} has no objective {name!r}; allowed: {list(self.objectives)}")
-        return self._make_objective(name)
+        params = dict(params or {})
+        allowed = self.objective_params.get(name, {})
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            raise ValueError(f"objective {name!r} of task {self.name!r} has no parameter(s) {unknown}; "
+                             f"allowed: {sorted(allowed) or 'none'}")
+        return self._make_objective(name, **params)
 
-    def _make_objective(self, name: str):
+    def _make_objective(self, name: str, **params):
         raise NotImplementedError
 
     def augment(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
@@ -45,6 +58,7 @@ class Task:
     def oracle(self, schedule):
         raise ValueError(f"task {self.name!r} has no exact (oracle) denoiser; use denoiser 'trained'")
 
-    def sample_metrics(self, x: torch.Tensor) -> dict[str, float]:
-        """Fidelity metrics of a batch of samples, averaged over samples."""
+    def sample_metrics(self, x: torch.Tensor, objective=None) -> dict[str, float]:
+        """Fidelity metrics of a batch of samples, averaged over samples (`objective`: the cell's, for
+        metrics that depend on it, e.g. a target class or a ground truth)."""
         return {}

@@ -60,5 +60,5 @@ class SubspaceTask(Task):
         par = self.project(x)
         return torch.linalg.vector_norm(x - par, dim=-1) / torch.linalg.vector_norm(par, dim=-1)
 
-    def sample_metrics(self, x: torch.Tensor) -> dict[str, float]:
+    def sample_metrics(self, x: torch.Tensor, objective=None) -> dict[str, float]:
         return {"r_off": float(self.r_off(x).mean())}

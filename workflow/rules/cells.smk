@@ -1,19 +1,19 @@
 # One job runs one cell, or with `batch_seeds` all seeds of a cell configuration in one process
 # (the start-up, mostly `import torch`, is then paid once); either way every seed is its own cell
 # and Parquet file. Task and denoiser lead the cell path, so the checkpoint is named by pattern.
-
-
-def cell_args(wc, output, input=None):
-    key = f"{wc.task}/{wc.denoiser}/{wc.cell}"
-    seeds = [str(s) for s in SEED_SLOTS] if BATCH_SEEDS else [wc.seed]
-    model = ["--checkpoint", input.model] if input and "model" in input.keys() else []
-    return quote(JOB_ARGS[key] + model + ["--seed", *seeds, "--out", *output])
+#
+# Galleries: a cell of an image task also writes its samples as a PNG grid next to its Parquet
+# file (same path, suffix .png). They are declared outputs of `cell_image`, not side files, so
+# Snakemake treats them like the results: a missing gallery reruns its cell, a failed job's are
+# removed with its Parquet files, a killed job's are redone by `--rerun-incomplete`, and
+# `--delete-all-output` knows them. The report finds them next to the Parquet files
+# (benchmark.report.galleries), keyed by the run id inside each.
 
 
 rule cell_oracle:
     """Cells sampled with the exact (oracle) denoiser: no upstream job."""
     output:
-        [f"{RESULTS}/cells/{{task}}/{{denoiser}}/{{cell}}_seed{s}.parquet" for s in SEED_SLOTS],
+        parquet=cell_files("parquet"),
     log:
         f"logs/cells/{{task}}/{{denoiser}}/{{cell}}_seed{'all' if BATCH_SEEDS else '{seed}'}.log",
     benchmark:  # the job's wall time, start-up included: its share of overhead is measurable
@@ -33,7 +33,22 @@ rule cell_oracle:
 
 
 use rule cell_oracle as cell_trained with:
+    # Cells of a vector task sampled with its pre-trained denoiser.
     input:
         model=f"{MODELS}/{{task}}_denoiser.safetensors",
     wildcard_constraints:
+        task=one_of(DENOISER_TASKS),
+        denoiser="trained",
+
+
+use rule cell_oracle as cell_image with:
+    # Cells of an image task: its denoiser and classifiers (--models-dir), and a gallery per seed.
+    input:
+        model=f"{MODELS}/{{task}}_denoiser.safetensors",
+        networks=[f"{MODELS}/{{task}}_{n}.safetensors" for n in NETWORKS if n != "denoiser"],
+    output:
+        parquet=cell_files("parquet"),
+        gallery=cell_files("png"),
+    wildcard_constraints:
+        task=one_of(NETWORK_TASKS),
         denoiser="trained",

@@ -1,9 +1,11 @@
 # Config validation and the target list: one tested function (benchmark.sweep.cells_from_config).
+import re
 import shlex
 
 from snakemake.utils import validate
 
-from benchmark.sweep import CELL_ID_PATTERN, ConfigError, cells_from_config, jobs_from_cells, pretrain_cli
+from benchmark.sweep import (CELL_ID_PATTERN, NETWORKS, ConfigError, cells_from_config, jobs_from_cells, pretrain_cli,
+                             pretrain_tasks)
 
 validate(config, "../schemas/config.schema.yaml")
 try:
@@ -16,7 +18,9 @@ MODELS = config["models_dir"]
 REPORT = config["report"]
 RES = config["resources"]
 GPU = 1 if config["gpu"] else 0
-TRAINED_TASKS = sorted({c.task for c in CELLS.values() if c.denoiser == "trained"})
+# Trained tasks with one network (a denoiser), and image tasks with four (NETWORKS: denoiser + classifiers).
+DENOISER_TASKS, NETWORK_TASKS = pretrain_tasks(CELLS)
+TRAINED_TASKS = DENOISER_TASKS + NETWORK_TASKS
 BATCH_SEEDS = config["batch_seeds"]
 SEED_SLOTS = config["seeds"] if BATCH_SEEDS else ["{seed}"]
 # The `python -m benchmark run` arguments of every job (its cells differ only in their seed).
@@ -36,3 +40,21 @@ wildcard_constraints:
 
 def quote(args):
     return " ".join(shlex.quote(a) for a in args)
+
+
+def one_of(names):
+    """A wildcard constraint matching exactly `names` (none: matches nothing)."""
+    return "|".join(re.escape(n) for n in names) or "(?!)"
+
+
+def cell_files(suffix):
+    """A job's files: one per seed slot (all seeds with batch_seeds, else the {seed} wildcard)."""
+    return [f"{RESULTS}/cells/{{task}}/{{denoiser}}/{{cell}}_seed{s}.{suffix}" for s in SEED_SLOTS]
+
+
+def cell_args(wc, output, input=None):
+    """`python -m benchmark run` arguments of a cell job (its Parquet files are the --out)."""
+    key = f"{wc.task}/{wc.denoiser}/{wc.cell}"
+    seeds = [str(s) for s in SEED_SLOTS] if BATCH_SEEDS else [wc.seed]
+    model = ["--checkpoint", input.model] if input and "model" in input.keys() else []
+    return quote(JOB_ARGS[key] + model + ["--seed", *seeds, "--out", *output.parquet])

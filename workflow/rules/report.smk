@@ -23,7 +23,10 @@ rule report:
     """The self-contained HTML comparison report (figures embedded)."""
     input:
         results=f"{RESULTS}/all.parquet",
-        models=[f"{MODELS}/{t}_denoiser.json" for t in TRAINED_TASKS],
+        models=[f"{MODELS}/{t}_denoiser.json" for t in DENOISER_TASKS]
+        + [f"{MODELS}/{t}_{n}.json" for t in NETWORK_TASKS for n in NETWORKS],
+        # Read by the report from next to each cell's Parquet file (RESULTS/cells), not passed on.
+        galleries=[f"{RESULTS}/cells/{c}.png" for c, cell in CELLS.items() if cell.task in NETWORK_TASKS],
     output:
         html=REPORT,
         figures=report(
