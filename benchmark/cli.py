@@ -206,6 +206,30 @@ def cmd_report(args) -> int:
     return 0
 
 
+def cmd_tune(args) -> int:
+    """TFG's beam search (benchmark/tune.py) on one cell configuration, one guided round per setting."""
+    from benchmark.cell import Cell, CellSpec
+    from benchmark.tune import TFG_FACTORS, TFG_START, beam_search, best, cell_score
+
+    base = CellSpec(task=args.task, objective=args.objective, method="tfg", seed=args.seed, rounds=1,
+                    samples=args.samples, denoiser=args.denoiser, checkpoint=args.checkpoint, steps=args.steps,
+                    device=args.device, models_dir=args.models_dir,
+                    objective_params={k: _parse_value(v) for k, v in args.objective_param})
+    Cell(base)  # a bad specification stops here, before any search
+    start = {k: v * args.start / TFG_START[k] for k, v in TFG_START.items()}
+    trials = beam_search(cell_score(base, {}, metric=args.metric, maximise=not args.minimise), start,
+                         TFG_FACTORS, beam=args.beam, rounds=args.rounds)
+    sign = -1 if args.minimise else 1
+    print(f"{'round':>5} {'rho':>8} {'mu':>8} {'gamma':>8} {args.metric:>12}")
+    for t in sorted(trials, key=lambda t: (t.round, -t.score if t.score == t.score else 0)):
+        p = t.as_dict()
+        print(f"{t.round:5d} {p['strength']:8.4g} {p['mu']:8.4g} {p['gamma']:8.4g} {sign * t.score:12.4g}")
+    b = best(trials).as_dict()
+    print(f"best: --method tfg --strength {b['strength']:g} --param mu={b['mu']:g} --param gamma={b['gamma']:g}"
+          f" ({len(trials)} settings scored)")
+    return 0
+
+
 def cmd_perf(args) -> int:
     from benchmark.perf import main as perf_main
 
@@ -238,9 +262,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     p.add_argument("--device", default="auto")
+    p = sub.add_parser("tune", help="TFG's beam search over (rho, mu, gamma) on a small batch")
+    p.add_argument("--task", required=True)
+    p.add_argument("--objective", required=True)
+    p.add_argument("--denoiser", default="oracle")
+    p.add_argument("--checkpoint")
+    p.add_argument("--models-dir")
+    p.add_argument("--objective-param", type=_param, action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--samples", type=int, default=16, help="chains per scored setting (TFG: a small batch)")
+    p.add_argument("--steps", type=int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--start", type=float, default=0.25, help="start value of rho, mu and gamma (TFG: 0.25 or 0.5)")
+    p.add_argument("--beam", type=int, default=2)
+    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--metric", default="reward_mean", help="the final-round metric to maximise")
+    p.add_argument("--minimise", action="store_true", help="minimise --metric instead")
+    p.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     handler = {"run": cmd_run, "pretrain": cmd_pretrain, "aggregate": cmd_aggregate, "report": cmd_report,
-               "perf": cmd_perf}
+               "perf": cmd_perf, "tune": cmd_tune}
     try:
         return handler[args.command](args)
     except (ValueError, FileNotFoundError) as exc:

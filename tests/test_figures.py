@@ -20,3 +20,19 @@ def test_tradeoff_figure_draws_off_scale_points_at_the_edge():
                         "pareto": [False, False, False, True, False, True]})
     png = tradeoff_figure(pts, "r_off", "reward_mean", method_palette(["a", "none"]))
     assert len(png) > 1000
+
+
+def test_method_variants_with_different_parameters_are_not_averaged_as_seeds():
+    """Two FreeDoM cells at the same strength, one with Polyak's step: two labels, not one."""
+    import json
+
+    from benchmark.report.aggregate import variant_labels
+
+    def row(params, seed):
+        return {"task": "t", "objective": "o", "denoiser": "d", "method": "freedom", "algorithm": "alg1",
+                "linearise": "per_sample", "steps": 50, "eta": 1.0, "seed": seed,
+                "params_json": json.dumps({"strength": 0.3, "polyak": params, "recurrence": 1})}
+    df = pd.DataFrame([row(False, 0), row(False, 1), row(True, 0)])
+    assert list(variant_labels(df)) == ["freedom polyak=False", "freedom polyak=False", "freedom polyak=True"]
+    same = pd.DataFrame([row(False, 0), row(False, 1)])
+    assert list(variant_labels(same)) == ["freedom", "freedom"]

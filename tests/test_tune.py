@@ -40,3 +40,13 @@ def test_tfg_search_on_the_oracle_improves_on_its_start():
     trials = beam_search(cell_score(base, {"n_s": 2}), TFG_START, TFG_FACTORS, beam=2, rounds=2)
     start = next(t for t in trials if t.round == 0)
     assert best(trials).score > start.score
+
+
+def test_tune_cli_prints_every_setting_and_the_best(capsys):
+    from benchmark.cli import main
+
+    assert main(["tune", "--task", "subspace", "--objective", "negnorm_random", "--samples", "4", "--steps", "5",
+                 "--rounds", "1", "--device", "cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "best: --method tfg --strength" in out and "(4 settings scored)" in out
+    assert main(["tune", "--task", "subspace", "--objective", "nope"]) == 2

@@ -101,7 +101,31 @@ def variant_labels(df: pd.DataFrame) -> pd.Series:
     for col, tag in (("steps", "n"), ("eta", "eta")):
         varies = df.groupby(PANEL_KEYS, dropna=False)[col].transform("nunique") > 1
         label = label.where(~varies, label + f" {tag}=" + df[col].map("{:g}".format))
-    return label
+    return label + _param_tags(df)
+
+
+#: params_json keys never used as variant tags: the swept strength, the objective's settings (a
+#: panel of their own, see objective_labels) and the axes variant_labels tags already.
+_UNTAGGED = {"strength", "objective_params", "algorithm", "linearise"}
+
+
+def _param_tags(df: pd.DataFrame) -> pd.Series:
+    """' k=v' for every hyper-parameter in params_json that differs between the cells of one method
+    within a panel (e.g. FreeDoM with and without `polyak`, two Algorithm-2 learning rates)."""
+    if "params_json" not in df.columns or df.empty:
+        return pd.Series("", index=df.index)
+    parsed = {p: json.loads(p) if isinstance(p, str) and p else {} for p in df["params_json"].unique()}
+    tags = pd.Series("", index=df.index)
+    for _, rows in df.groupby([*PANEL_KEYS, "method"], dropna=False, sort=False):
+        variants = [parsed[p] for p in rows["params_json"].unique()]
+        if len(variants) < 2:
+            continue
+        keys = sorted({k for v in variants for k in v} - _UNTAGGED)
+        varying = [k for k in keys if len({json.dumps(v.get(k), sort_keys=True) for v in variants}) > 1]
+        if varying:
+            tags.loc[rows.index] = rows["params_json"].map(
+                lambda p: "".join(f" {k}={parsed[p].get(k)}" for k in varying))
+    return tags
 
 
 def objective_labels(df: pd.DataFrame) -> pd.Series:
