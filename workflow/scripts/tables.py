@@ -1,0 +1,46 @@
+"""Text tables for closing notes and READMEs, from an aggregated results file.
+
+    python workflow/scripts/tables.py best RESULTS.parquet [FIDELITY]
+        per panel, each method at its best strength (highest mean final reward): reward with its
+        95 % t-interval, the fidelity metric (default r_off), denoiser forwards / VJPs per sample
+    python workflow/scripts/tables.py metrics RESULTS.parquet OBJECTIVE METRIC [METRIC ...]
+        per (method, strength) of OBJECTIVE: each metric's final-round mean ± 95 % t-interval over seeds
+"""
+
+import sys
+
+import numpy as np
+
+from benchmark.report.aggregate import cost_table, leaderboard, load_results, mean_ci, panels
+
+
+def best(path: str, fidelity: str = "r_off") -> None:
+    for key, rows in panels(load_results(path)):
+        board = leaderboard(rows, fidelity)
+        costs = cost_table(rows).set_index(["method", "strength"])
+        print(f"\n{key}")
+        print(f"{'method':24} {'strength':>8} {'reward (95% CI)':>20} {fidelity:>9} {'fwd/sample':>10} {'VJP/sample':>10}")
+        for _, r in board[board["best"]].sort_values("method").iterrows():
+            c = costs.loc[(r.method, r.strength)]
+            print(f"{r.method:24} {r.strength:8g} {r.reward:9.3g} ± {r.reward_ci:7.2g} {r.get('fidelity', np.nan):9.2g} "
+                  f"{c.denoiser_forwards:10.0f} {c.denoiser_vjps:10.0f}")
+
+
+def metrics(path: str, objective: str, names: list[str]) -> None:
+    df = load_results(path)
+    last = df[(df["objective"] == objective) & (df["status"] == "ok")]
+    last = last[last["round"] == last.groupby("run_id")["round"].transform("max")]
+    piv = last.pivot_table(index=["method", "strength", "seed"], columns="metric", values="value").reset_index()
+    print(f"{'method':40}" + "".join(f"{m:>24}" for m in names))
+    for (m, s), g in piv.groupby(["method", "strength"]):
+        cells = [mean_ci(g[n].values) if n in g else (np.nan, np.nan, 0) for n in names]
+        print(f"{m + f' s={s:g}':40}" + "".join(f"{f'{v:.3g} ± {ci:.2g} (n={k})':>24}" for v, ci, k in cells))
+
+
+if __name__ == "__main__":
+    if len(sys.argv) >= 3 and sys.argv[1] == "best":
+        best(*sys.argv[2:4])
+    elif len(sys.argv) >= 5 and sys.argv[1] == "metrics":
+        metrics(sys.argv[2], sys.argv[3], sys.argv[4:])
+    else:
+        sys.exit(__doc__)
