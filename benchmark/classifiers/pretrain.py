@@ -29,6 +29,7 @@ from safetensors.torch import load_file, safe_open, save_file
 from torch.nn import functional as F
 
 from benchmark.classifiers.networks import NETWORKS
+from benchmark.denoisers.pretrain import fit
 from benchmark.denoisers.pretrain_images import warmup_cosine
 from benchmark.diffusion.noise import derive_seed
 from benchmark.diffusion.schedules import make_schedule
@@ -111,34 +112,22 @@ def pretrain_classifier(task, network: str, *, epochs: int | None = None, batch_
         opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=1e-4)
         steps_per_epoch = math.ceil(len(x) / cfg["batch_size"])
         sched = warmup_cosine(opt, cfg["epochs"] * steps_per_epoch, warmup=0.1)
-        iterator = range(cfg["epochs"])
-        if progress:
-            from tqdm import tqdm
-            iterator = tqdm(iterator, desc=f"pretrain {task.name} {network}", unit="epoch")
-        losses = []
+
+        def batch_loss(idx):
+            xb, yb = x[idx], y[idx]
+            if network == "evaluator":
+                logits = model(_shift(xb, gen))
+            elif network == "noisy_classifier":
+                t = torch.randint(1, T + 1, (len(idx),), generator=gen).to(device)
+                eps = torch.randn(xb.shape, generator=gen).to(device)
+                logits = model(_noised(xb, ab, t, eps), t)
+            else:
+                logits = model(xb)
+            return F.cross_entropy(logits, yb)
+
         model.train()
-        for _ in iterator:
-            perm = torch.randperm(len(x), generator=gen).to(device)
-            running = 0.0
-            for i in range(steps_per_epoch):
-                idx = perm[i * cfg["batch_size"]:(i + 1) * cfg["batch_size"]]
-                xb, yb = x[idx], y[idx]
-                if network == "evaluator":
-                    xb = _shift(xb, gen)
-                    logits = model(xb)
-                elif network == "noisy_classifier":
-                    t = torch.randint(1, T + 1, (len(idx),), generator=gen).to(device)
-                    eps = torch.randn(xb.shape, generator=gen).to(device)
-                    logits = model(_noised(xb, ab, t, eps), t)
-                else:
-                    logits = model(xb)
-                loss = F.cross_entropy(logits, yb)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                running += loss.item()
-            losses.append(running / steps_per_epoch)
+        losses = fit(model, opt, sched, batch_loss, n=len(x), batch_size=cfg["batch_size"], epochs=cfg["epochs"],
+                     gen=gen, device=device, desc=f"pretrain {task.name} {network}", progress=progress)
         model.eval()
     held = derive_seed("heldout", seed)
     report = {

@@ -68,6 +68,31 @@ def heldout_loss(model, x0: torch.Tensor, schedule: VPSchedule, seed: int, batch
     return total / len(x0)
 
 
+def fit(model, opt, sched, batch_loss, *, n: int, batch_size: int, epochs: int, gen: torch.Generator,
+        device, desc: str = "", progress: bool = False) -> list[float]:
+    """The one training loop of every pre-training: each epoch a permutation of the n examples
+    (drawn from `gen`), mini-batches of their indices, `batch_loss(idx)` -> loss, one optimiser and
+    one scheduler step per batch. Returns the mean loss of each epoch."""
+    steps_per_epoch = math.ceil(n / batch_size)
+    iterator = range(epochs)
+    if progress:
+        from tqdm import tqdm
+        iterator = tqdm(iterator, desc=desc, unit="epoch")
+    losses = []
+    for _ in iterator:
+        perm = torch.randperm(n, generator=gen).to(device)
+        running = 0.0
+        for i in range(steps_per_epoch):
+            loss = batch_loss(perm[i * batch_size:(i + 1) * batch_size])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            running += loss.item()
+        losses.append(running / steps_per_epoch)
+    return losses
+
+
 def pretrain(task, *, schedule_name: str = "cosine", T: int = 200, hidden: int = 256, depth: int = 3,
              n_train: int = 65_536, n_heldout: int = 4_096, epochs: int = 20, batch_size: int = 256,
              lr: float = 1e-3, seed: int = 0, device: str = "cpu", progress: bool = False):
@@ -83,24 +108,13 @@ def pretrain(task, *, schedule_name: str = "cosine", T: int = 200, hidden: int =
     steps_per_epoch = math.ceil(n_train / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
                                                 pct_start=0.05)
-    losses = []
-    iterator = range(epochs)
-    if progress:
-        from tqdm import tqdm
-        iterator = tqdm(iterator, desc=f"pretrain {task.name}", unit="epoch")
-    for _ in iterator:
-        perm = torch.randperm(n_train, generator=gen).to(device)
-        running = 0.0
-        for i in range(steps_per_epoch):
-            idx = perm[i * batch_size:(i + 1) * batch_size]
-            t, eps = _draw_t_eps(len(idx), data.shape[1:], T, gen, device)
-            loss = v_loss(model, data[idx], schedule, t, eps)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            running += loss.item()
-        losses.append(running / steps_per_epoch)
+
+    def batch_loss(idx):
+        t, eps = _draw_t_eps(len(idx), data.shape[1:], T, gen, device)
+        return v_loss(model, data[idx], schedule, t, eps)
+
+    losses = fit(model, opt, sched, batch_loss, n=n_train, batch_size=batch_size, epochs=epochs, gen=gen,
+                 device=device, desc=f"pretrain {task.name}", progress=progress)
     model.eval()
     report = {
         "task": task.name, "task_seed": task.task_seed, "seed": seed, "epochs": epochs,

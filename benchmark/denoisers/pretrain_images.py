@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from benchmark.denoisers.pretrain import heldout_loss, v_loss
+from benchmark.denoisers.pretrain import fit, heldout_loss, v_loss
 from benchmark.denoisers.unet import UNet
 from benchmark.diffusion import Costs, CountingDenoiser, PerSampleNoise, Sampler, make_schedule, sample
 from benchmark.diffusion.noise import derive_seed
@@ -94,25 +94,15 @@ def pretrain_unet(task, *, schedule_name: str = "cosine", T: int = 200, epochs: 
     opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=0.0)
     steps_per_epoch = math.ceil(len(data) / cfg["batch_size"])
     sched = warmup_cosine(opt, cfg["epochs"] * steps_per_epoch, warmup=0.05)
-    iterator = range(cfg["epochs"])
-    if progress:
-        from tqdm import tqdm
-        iterator = tqdm(iterator, desc=f"pretrain {task.name} denoiser", unit="epoch")
-    losses = []
-    for _ in iterator:
-        perm = torch.randperm(len(data), generator=gen).to(device)
-        running = 0.0
-        for i in range(steps_per_epoch):
-            x0 = data[perm[i * cfg["batch_size"]:(i + 1) * cfg["batch_size"]]]
-            t = torch.randint(1, T + 1, (len(x0),), generator=gen).to(device)
-            eps = torch.randn(x0.shape, generator=gen).to(device)
-            loss = v_loss(model, x0, schedule, t, eps)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            running += loss.item()
-        losses.append(running / steps_per_epoch)
+
+    def batch_loss(idx):
+        x0 = data[idx]
+        t = torch.randint(1, T + 1, (len(x0),), generator=gen).to(device)
+        eps = torch.randn(x0.shape, generator=gen).to(device)
+        return v_loss(model, x0, schedule, t, eps)
+
+    losses = fit(model, opt, sched, batch_loss, n=len(data), batch_size=cfg["batch_size"], epochs=cfg["epochs"],
+                 gen=gen, device=device, desc=f"pretrain {task.name} denoiser", progress=progress)
     model.eval()
     report = {
         "network": "denoiser", "arch": "UNet", "task": task.name, "task_seed": task.task_seed, "seed": seed,
