@@ -1,7 +1,8 @@
 """Sample galleries: a grid of image samples saved as a PNG next to a cell's Parquet file.
 
 Contract with the report: for an image task the gallery of `X.parquet` is `X.png` (the final
-round's samples, at most 8 x 8 tiles, each pixel shown as a `scale` x `scale` block, samples
+round's samples, at most 10 x 10 tiles, 10 to a row so that with digits' `target=all` (chain i
+targets class i mod 10) column j holds class j, each pixel shown as a `scale` x `scale` block, samples
 clipped to [-1, 1] and shown black = -1 to white = 1), written atomically like every result.
 """
 
@@ -16,7 +17,8 @@ from PIL import Image, ImageDraw
 
 from benchmark.results import atomic_path
 
-MAX_TILES = 8
+MAX_COLS = 10
+MAX_TILES = MAX_COLS ** 2
 
 
 def gallery_path(parquet: str | Path) -> Path:
@@ -25,16 +27,16 @@ def gallery_path(parquet: str | Path) -> Path:
 
 
 def grid_image(x: torch.Tensor | None, scale: int = 4, border: int = 1) -> Image.Image:
-    """x: [B, C, H, W] in [-1, 1] (C = 1 or 3) -> a grid of the first 64 samples, 8 per row at most.
+    """x: [B, C, H, W] in [-1, 1] (C = 1 or 3) -> a grid of the first 100 samples, 10 per row at most.
 
     None or an empty batch gives a small grey tile saying so (a cell that produced no samples)."""
     if x is None or x.shape[0] == 0:
         img = Image.new("L", (96, 24), 128)
         ImageDraw.Draw(img).text((4, 6), "no samples", fill=0)
         return img
-    x = torch.nan_to_num(x.detach().float().cpu(), nan=0.0).clamp(-1, 1)[:MAX_TILES ** 2]
+    x = torch.nan_to_num(x.detach().float().cpu(), nan=0.0).clamp(-1, 1)[:MAX_TILES]
     B, C, H, W = x.shape
-    cols = min(MAX_TILES, B)
+    cols = min(MAX_COLS, B)
     rows = math.ceil(B / cols)
     tile_h, tile_w = H * scale + border, W * scale + border
     canvas = np.full((rows * tile_h + border, cols * tile_w + border, C), 96, dtype=np.uint8)

@@ -5,30 +5,43 @@ The structure of the config is checked by the JSON schema in workflow/schemas/ (
 against the registries (methods, their hyper-parameters, tasks, objectives, denoisers) and
 impossible combinations. `cells_from_config` is the one function that makes the target list.
 
-A cell id is a relative path
-`<task>/<denoiser>/<experiment>/<objective>/<method>/<algorithm>/s<strength>_n<steps>_seed<seed>`
-whose every component matches SAFE_NAME, so no value can escape the results folder. Task and
-denoiser lead the path so the workflow's rules can name the checkpoint a cell needs by pattern.
+A cell is identified by everything that determines its values, never by the experiment that asked
+for it: two experiments that ask for the same cell get one cell (computed once, counted once). Its
+id is a relative path
+`<task>/<denoiser>/<objective>/<method>/<algorithm>/v<hash>/s<strength>[_<param>=<value>..]_n<steps>_seed<seed>`
+whose every component matches SAFE_NAME, so no value can escape the results folder. `v<hash>`
+hashes the settings that are fixed for the cell's selection group (rounds, samples, eta, the
+method's fixed parameters, the objective's parameters, the pre-training settings of its
+checkpoint...), so a different checkpoint configuration is a different cell. Task and denoiser lead
+the path so the workflow's rules can name the checkpoint a cell needs by pattern.
+
+The comparison protocol (DESIGN 3b) runs in two stages. Tuning: every setting of a method's grid
+(its strengths, times the values of the parameters its `grid` declares tunable) on the tuning seeds;
+every method variant gets the same number of settings, `protocol.budget`. Selection
+(benchmark.report.verdict) picks one setting per selection group (`CellArgs.group`: a method variant
+in one panel). Evaluation: the chosen settings on the evaluation seeds, disjoint from the tuning
+seeds; the report's headline comes from these only. `cells_from_config` makes the tuning cells,
+`evaluation_cells` the evaluation cells of the chosen jobs.
 
 A job is a cell id without its `_seed<seed>` suffix: with `batch_seeds` one process runs all
-seeds of a job (the start-up, mostly `import torch`, is paid once), each seed still its own
-cell and file; without it every cell is its own job.
+seeds of a job of one stage (the start-up, mostly `import torch`, is paid once), each seed still
+its own cell and file; without it every cell is its own job.
 
 Tasks that load pre-trained networks (`Task.uses_models`, the image task digits) have four of them,
 each pre-trained by its own rule into the models folder as `<task>_<network>.safetensors`
 (NETWORKS); their cells get `--models-dir` and depend on all four. An experiment's
-`objective_params` reach every one of its cells as `--objective-param NAME=VALUE`; they are not
-part of the cell id (the experiment name is). A method runs on every objective of its experiment,
-or on the subset its `objectives` names (classifier guidance only where there is a noise-conditional
-classifier).
+`objective_params` reach every one of its cells as `--objective-param NAME=VALUE`. A method runs on
+every objective of its experiment, or on the subset its `objectives` names (classifier guidance
+only where there is a noise-conditional classifier).
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 SAFE_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*"
 # A relative path of SAFE_NAMEs, written flat (lookaheads, no repeated group) because Snakemake
@@ -71,6 +84,8 @@ class CellArgs:
     params: tuple[tuple[str, object], ...]
     objective_params: tuple[tuple[str, object], ...] = ()
     models_dir: str | None = None   # set for tasks that load pre-trained networks from it
+    group: str = ""                 # the selection group: the cell id less strength, tuned values and seed
+    tuned: tuple[str, ...] = ()     # the parameters (besides the strength) tuned over a grid
 
     def cli(self) -> list[str]:
         """`python -m benchmark run` arguments (everything but --seed/--checkpoint/--out/--device/--threads)."""
@@ -108,8 +123,199 @@ def _as_list(value) -> list:
     return list(value) if isinstance(value, (list, tuple)) else [value]
 
 
+#: Default of the config key `max_cells`: a sweep asking for more cells stops before any is made.
+MAX_CELLS = 100_000
+# A number as YAML 1.2 writes it; PyYAML (YAML 1.1, what Snakemake reads config files with) reads
+# `1e6`, `1.0e6` and `1e-3` as strings: an exponent needs a dot and a signed power there (`1.0e+6`).
+_YAML12_NUMBER = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+)?$")
+
+
+def count_cells(config: dict) -> tuple[int, int]:
+    """(tuning cells, at most this many evaluation cells) the config asks for, counted from the grid
+    sizes without making any cell: per method, objectives x strengths x tuned values x algorithms x
+    steps x tuning seeds, and one chosen setting per group x evaluation seeds. A seed list counts as
+    tuning seeds only. Cells asked for by two experiments count twice (an upper bound)."""
+    seeds = config.get("seeds") or []
+    tuning, evaluation = (seeds.get("tuning") or [], seeds.get("evaluation") or []) if isinstance(seeds, dict) else (seeds, [])
+    n_tune = n_eval = 0
+    for exp in (config.get("experiments") or {}).values():
+        axes = len(_as_list(exp.get("algorithm", "alg1"))) * len(_as_list(exp.get("steps")))
+        for mcfg in (exp.get("methods") or {}).values():
+            objectives = len(mcfg.get("objectives") or exp.get("objectives") or [])
+            settings = len(mcfg.get("strengths") or [])
+            for values in (mcfg.get("grid") or {}).values():
+                settings *= len(_as_list(values))
+            n_tune += objectives * axes * settings * len(tuning)
+            n_eval += objectives * axes * len(evaluation)
+    return n_tune, n_eval
+
+
+def _check_size(config: dict) -> None:
+    n_tune, n_eval = count_cells(config)
+    limit = config.get("max_cells", MAX_CELLS)
+    if n_tune + n_eval > limit:
+        n = n_tune + n_eval
+        raise ConfigError(f"max_cells: the sweep asks for {n:,} cells ({n_tune:,} tuning + up to {n_eval:,} evaluation), "
+                          f"more than max_cells = {limit:,}; shrink the grids, or raise the limit with `max_cells: {n}` "
+                          f"in the config file or `--config max_cells={n}` on the snakemake command line")
+
+
+def _check_finite(node, where: str = "") -> None:
+    """Every number in the config is finite: `.nan` and `.inf` pass the schema's bounds (NaN compares
+    false with everything), and a job would refuse them or compute garbage from them."""
+    import math
+
+    if isinstance(node, float) and not math.isfinite(node):
+        raise ConfigError(f"{where or 'config'}: {node!r} is not a finite number; NaN and infinities are refused "
+                          "wherever a number is used")
+    if isinstance(node, dict):
+        for key, value in node.items():
+            _check_finite(value, f"{where}.{key}" if where else str(key))
+    elif isinstance(node, (list, tuple)):
+        for i, value in enumerate(node):
+            _check_finite(value, f"{where}[{i}]")
+
+
+def schema_file():
+    """The config's JSON schema (what Snakemake's `validate` checks in workflow/rules/common.smk)."""
+    from pathlib import Path
+
+    return Path(__file__).resolve().parents[1] / "workflow" / "schemas" / "config.schema.yaml"
+
+
+def coerce_numbers(config: dict, schema: dict | str | None = None) -> None:
+    """In place: a string that YAML 1.2 reads as a number (`1e6`, `1.0e6`, `2.5e-3`) becomes that number
+    where the schema expects a number (an integer where it expects an integer and the value is whole),
+    and in a method's `params` / `grid` where the method types the parameter float or int. PyYAML, which
+    Snakemake reads config files with, follows YAML 1.1 and leaves such numbers strings."""
+    import yaml
+
+    if not isinstance(schema, dict):
+        with open(schema or schema_file(), encoding="utf-8") as f:
+            schema = yaml.safe_load(f)
+    _coerce(config, schema, schema)
+    from benchmark.methods import METHODS, method_params
+
+    for exp in (config.get("experiments") or {}).values():
+        for mname, mcfg in ((exp or {}).get("methods") or {}).items():
+            if mname not in METHODS or not isinstance(mcfg, dict):
+                continue
+            types = method_params(mname)
+            for key in ("params", "grid"):
+                for k, v in (mcfg.get(key) or {}).items():
+                    if types.get(k) in (float, int):
+                        kinds = {"number"} if types[k] is float else {"integer"}
+                        mcfg[key][k] = [_number(x, kinds) for x in v] if key == "grid" and isinstance(v, list) \
+                            else _number(v, kinds)
+
+
+def _number(value, kinds: set[str]):
+    if not isinstance(value, str) or not kinds & {"number", "integer"} or not _YAML12_NUMBER.match(value.strip()):
+        return value
+    number = float(value)
+    return int(number) if "number" not in kinds and number.is_integer() else number
+
+
+def _schema_types(schema: dict, root: dict) -> set[str]:
+    schema = _resolve(schema, root)
+    types = schema.get("type", [])
+    types = {types} if isinstance(types, str) else set(types)
+    for branch in schema.get("oneOf", []) + schema.get("anyOf", []):
+        types |= _schema_types(branch, root)
+    return types
+
+
+def _resolve(schema: dict, root: dict) -> dict:
+    ref = schema.get("$ref") if isinstance(schema, dict) else None
+    if ref and ref.startswith("#/"):
+        node = root
+        for part in ref[2:].split("/"):
+            node = node[part]
+        return _resolve(node, root)
+    return schema if isinstance(schema, dict) else {}
+
+
+def _coerce(node, schema: dict, root: dict):
+    schema = _resolve(schema, root)
+    branches = [_resolve(b, root) for b in schema.get("oneOf", []) + schema.get("anyOf", [])]
+    if isinstance(node, dict):
+        for sch in [schema] + [b for b in branches if "object" in _schema_types(b, root)]:
+            props, extra = sch.get("properties", {}), sch.get("additionalProperties")
+            for key in list(node):
+                sub = props.get(key, extra if isinstance(extra, dict) else None)
+                if sub is not None:
+                    node[key] = _coerce(node[key], sub, root)
+        return node
+    if isinstance(node, list):
+        for sch in [schema] + [b for b in branches if "array" in _schema_types(b, root)]:
+            if isinstance(sch.get("items"), dict):
+                node[:] = [_coerce(x, sch["items"], root) for x in node]
+        return node
+    return _number(node, _schema_types(schema, root))
+
+
+def check_config_file(path: str) -> int:
+    """`python -m benchmark check-config`: a config file as the workflow would take it (YAML syntax and
+    duplicate keys named by file:line:column, numbers as YAML 1.2 writes them, the schema, `check_config`,
+    the size guard); returns its number of cells. What Snakemake cannot say: its own config loader
+    reports a YAML error without the file or the line."""
+    import yaml
+    from snakemake.utils import validate
+
+    with open(path, encoding="utf-8") as f:
+        text = f.read()
+    try:
+        config = yaml.load(text, Loader=_unique_key_loader())
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        context = f" ({exc.context} at line {exc.context_mark.line + 1})" if exc.context and exc.context_mark else ""
+        raise ConfigError(f"{where}: YAML syntax error: {exc.problem}{context}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: YAML error: {str(exc).splitlines()[0]}") from None
+    if not isinstance(config, dict):
+        raise ConfigError(f"{path}: a config file is a mapping of keys (results_dir, seeds, experiments ...)")
+    coerce_numbers(config)
+    try:
+        validate(config, str(schema_file()))
+    except Exception as exc:  # snakemake's WorkflowError: the schema's message, and where it failed
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        problem = next((line for line in lines if line.startswith("ValidationError")), lines[0] if lines else "")
+        where = next((line.rstrip(":") for line in lines if line.startswith("On instance")), "")
+        raise ConfigError(f"{path}: {problem}" + (f" ({where.lower()})" if where else "")) from None
+    try:
+        return len(cells_from_config(config))
+    except ConfigError as exc:
+        raise ConfigError(f"{path}: {exc}") from None
+
+
+def _unique_key_loader():
+    import yaml
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        """PyYAML keeps the last of two equal keys silently; a config with one is refused, at its line."""
+
+        def construct_mapping(self, node, deep=False):
+            seen = {}
+            for key_node, _ in node.value:  # the mapping's own keys; merged ones (<<: *x) may be overridden
+                if not isinstance(key_node, yaml.ScalarNode) or key_node.tag == "tag:yaml.org,2002:merge":
+                    continue
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(
+                        None, None, f"duplicate key {key!r} (first at line {seen[key] + 1}): PyYAML would keep "
+                        "only the last", key_node.start_mark)
+                seen[key] = key_node.start_mark.line
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
+
+
 def check_config(config: dict) -> None:
-    """Semantic checks with the registries; raises ConfigError naming the key."""
+    """Semantic checks with the registries; raises ConfigError naming the key. Everything a job would
+    refuse is refused here, before any job: every number finite, the size of the sweep (counted
+    before any cell is made, `max_cells`), names, combinations, the methods' and objectives' own
+    parameter checks (without loading a network), methods that need an objective capability."""
     from benchmark.denoisers import DENOISERS
     from benchmark.methods import METHODS, make_method, method_params
     from benchmark.optimize import ALGORITHMS, LINEARISATIONS
@@ -119,6 +325,8 @@ def check_config(config: dict) -> None:
         raise ConfigError("experiments: empty; declare at least one experiment")
     if not config.get("seeds"):
         raise ConfigError("seeds: empty grid; give at least one seed")
+    _check_finite(config)
+    _check_size(config)
     for name, exp in config["experiments"].items():
         where = f"experiments.{name}"
         _safe(where, name)
@@ -146,6 +354,10 @@ def check_config(config: dict) -> None:
                                       + ("" if len(exp["objectives"]) == 1 else
                                          " (the parameters reach every objective of the experiment: give "
                                          "objectives with other parameters their own experiment)"))
+            try:  # the objective's own checks of the values, without building it
+                t.check_objective_params(obj, dict(exp.get("objective_params") or {}), config.get("task_seed", 0))
+            except ValueError as exc:
+                raise ConfigError(f"{where}.objective_params: {exc}") from None
         for alg in _as_list(exp.get("algorithm", "alg1")):
             if alg not in ALGORITHMS:
                 raise ConfigError(f"{where}.algorithm: unknown {alg!r}; allowed: {list(ALGORITHMS)}")
@@ -163,6 +375,13 @@ def check_config(config: dict) -> None:
                 if obj not in exp["objectives"]:
                     raise ConfigError(f"{mwhere}.objectives: {obj!r} is not an objective of the experiment; "
                                       f"allowed: {list(exp['objectives'])}")
+            if getattr(METHODS[mname], "uses_noisy_log_prob", False):  # classifier guidance
+                capable = list(t.noisy_log_prob_objectives)
+                lacking = [o for o in mcfg.get("objectives") or exp["objectives"] if o not in capable]
+                if lacking:
+                    raise ConfigError(f"{mwhere}: {mname!r} needs an objective with a noise-conditional classifier; "
+                                      f"{lacking} of task {task!r} have none; allowed: {capable or 'none'}"
+                                      + (f" (restrict it with `objectives: {capable}`)" if capable else ""))
             strengths = mcfg.get("strengths")
             if not strengths:
                 raise ConfigError(f"{mwhere}.strengths: empty grid; give at least one strength")
@@ -186,34 +405,169 @@ def check_config(config: dict) -> None:
                 raise ConfigError(f"{where}.steps: {steps} out of range; allowed: 1..{T} (T of the denoiser)")
 
 
+def tuning_seeds(config: dict) -> list[int]:
+    return list(config["seeds"]["tuning"])
+
+
+def evaluation_seeds(config: dict) -> list[int]:
+    return list(config["seeds"]["evaluation"])
+
+
+def method_grid(mcfg: dict) -> list[tuple[float, tuple[tuple[str, object], ...]]]:
+    """A method's settings: [(strength, ((tuned parameter, value), ...))], strengths times the grid."""
+    grid = mcfg.get("grid") or {}
+    names = sorted(grid)
+    return [(float(s), tuple(zip(names, values)))
+            for s in mcfg["strengths"] for values in itertools.product(*(grid[n] for n in names))]
+
+
+def check_protocol(config: dict) -> None:
+    """The comparison protocol: disjoint tuning / evaluation seeds, one budget for every method,
+    gates on known tasks; raises ConfigError naming the key."""
+    from benchmark.methods import make_method, method_params
+    from benchmark.tasks import TASKS
+
+    seeds = config.get("seeds")
+    if not isinstance(seeds, dict):
+        raise ConfigError("seeds: give the two disjoint sets of the protocol, e.g. {tuning: [0], evaluation: [1, 2, 3]} "
+                          f"(settings are chosen on the tuning seeds, reported on the evaluation seeds); got {seeds!r}")
+    for stage in ("tuning", "evaluation"):
+        if not seeds.get(stage):
+            raise ConfigError(f"seeds.{stage}: empty; give at least one seed")
+    shared = sorted(set(seeds["tuning"]) & set(seeds["evaluation"]))
+    if shared:
+        raise ConfigError(f"seeds: {shared} are both tuning and evaluation seeds; the two sets must be disjoint "
+                          "(a setting chosen on a seed must not be scored on it)")
+    protocol = config.get("protocol") or {}
+    budget = protocol.get("budget")
+    for task, gates in (protocol.get("gate") or {}).items():
+        if task not in TASKS:
+            raise ConfigError(f"protocol.gate.{task}: unknown task; allowed: {sorted(TASKS)}")
+    for name, exp in config["experiments"].items():
+        for mname, mcfg in exp["methods"].items():
+            mwhere = f"experiments.{name}.methods.{mname}"
+            grid = mcfg.get("grid") or {}
+            for k, values in (mcfg.get("variants") or {}).items():
+                if k not in {p for p in method_params(mname) if p != "strength"} or k in grid or \
+                        k in (mcfg.get("params") or {}):
+                    raise ConfigError(f"{mwhere}.variants: {k!r} must be a parameter of {mname!r} that is neither "
+                                      "fixed in params nor tuned in grid")
+                for v in values:
+                    try:
+                        make_method(mname, mcfg["strengths"][0], **(mcfg.get("params") or {}), **{k: v})
+                    except ValueError as exc:
+                        raise ConfigError(f"{mwhere}.variants.{k}: {exc}") from None
+            allowed = {k for k in method_params(mname) if k != "strength"}
+            for k, values in grid.items():
+                if k not in allowed:
+                    raise ConfigError(f"{mwhere}.grid: {mname!r} has no parameter {k!r}; allowed: {sorted(allowed)}")
+                if k in (mcfg.get("params") or {}):
+                    raise ConfigError(f"{mwhere}.grid.{k}: also fixed in params; a parameter is either fixed or tuned")
+                if not values:
+                    raise ConfigError(f"{mwhere}.grid.{k}: empty; give at least one value")
+            settings = method_grid(mcfg)
+            for strength, values in settings if grid else ():  # the tuned values pass the method's own checks
+                try:
+                    make_method(mname, strength, **(mcfg.get("params") or {}), **dict(values))
+                except ValueError as exc:
+                    raise ConfigError(f"{mwhere}.grid: {exc}") from None
+            n = len(settings)
+            if budget is not None and n > 1 and n != budget:
+                raise ConfigError(f"{mwhere}: {n} settings (strengths x grid) but protocol.budget is {budget}: every "
+                                  "tuned method gets the same number of settings (a method with one setting is "
+                                  "not tuned)")
+
+
+def _variant_hash(config: dict, exp: dict, mcfg: dict, alg: str, tuned: set[str]) -> str:
+    """A short hash of everything fixed within a selection group besides the path's own parts."""
+    fixed = {
+        "rounds": exp["rounds"], "samples": exp["samples"], "eta": float(exp.get("eta", 1.0)),
+        "linearise": exp.get("linearise", "per_sample"), "task_seed": config.get("task_seed", 0),
+        "params": {k: v for k, v in (mcfg.get("params") or {}).items() if k not in tuned},
+        "objective_params": exp.get("objective_params") or {},
+    }
+    if alg == "alg2":
+        fixed |= {"finetune_start": exp.get("finetune_start", 50), "finetune_lr": float(exp.get("finetune_lr", 1e-6)),
+                  "finetune_steps": exp.get("finetune_steps", 1)}
+    if exp["denoiser"] == "trained":  # another checkpoint configuration is another cell
+        fixed["pretrain"] = config["pretrain"][exp["task"]]
+        fixed["models_dir"] = config.get("models_dir", "models")
+    blob = json.dumps(fixed, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:8]
+
+
 def cells_from_config(config: dict) -> dict[str, CellArgs]:
-    """Every cell of the sweep, keyed by its id (a safe relative path)."""
+    """Every tuning cell of the sweep (each setting of each grid on the tuning seeds), keyed by its id
+    (a safe relative path). A cell asked for by several experiments appears once."""
     check_config(config)
+    check_protocol(config)
     cells: dict[str, CellArgs] = {}
     for name, exp in config["experiments"].items():
-        for obj, (mname, mcfg), alg, steps, seed in itertools.product(
+        own: set[str] = set()
+        for obj, (mname, mcfg), alg, steps in itertools.product(
                 exp["objectives"], exp["methods"].items(), _as_list(exp.get("algorithm", "alg1")),
-                _as_list(exp.get("steps")), config["seeds"]):
+                _as_list(exp.get("steps"))):
             if obj not in (mcfg.get("objectives") or exp["objectives"]):
                 continue
-            params = tuple(sorted((mcfg.get("params") or {}).items()))
-            objective_params = tuple(sorted((exp.get("objective_params") or {}).items()))
-            models_dir = config.get("models_dir", "models") if _uses_models(exp["task"]) else None
-            for strength in mcfg["strengths"]:
-                cell_id = "/".join([exp["task"], exp["denoiser"], name, _safe(f"experiments.{name}.objectives", obj), mname, alg,
-                                    _safe(f"experiments.{name}.methods.{mname}.strengths",
-                                          f"s{float(strength)!r}_n{steps or 'all'}_seed{seed}")])
-                if cell_id in cells:
-                    raise ConfigError(f"experiments.{name}.methods.{mname}.strengths: {strength!r} appears twice")
-                cells[cell_id] = CellArgs(
-                    experiment=name, task=exp["task"], objective=obj, denoiser=exp["denoiser"], method=mname,
-                    strength=float(strength), seed=int(seed), rounds=exp["rounds"], samples=exp["samples"],
-                    steps=steps, eta=float(exp.get("eta", 1.0)), algorithm=alg,
-                    linearise=exp.get("linearise", "per_sample"),
-                    finetune_start=exp.get("finetune_start", 50), finetune_lr=float(exp.get("finetune_lr", 1e-6)),
-                    finetune_steps=exp.get("finetune_steps", 1), task_seed=config.get("task_seed", 0),
-                    params=params, objective_params=objective_params, models_dir=models_dir)
+            for params in method_variants(mcfg):
+                _add_cells(cells, own, config, name, exp, obj, mname, mcfg | {"params": params}, alg, steps)
     return cells
+
+
+def method_variants(mcfg: dict) -> list[dict]:
+    """A method's fixed parameters, once per combination of its `variants` (each its own selection
+    group: e.g. best-of-N at several N, a compute axis that is not tuned)."""
+    variants = mcfg.get("variants") or {}
+    names = sorted(variants)
+    return [dict(mcfg.get("params") or {}) | dict(zip(names, values))
+            for values in itertools.product(*(variants[n] for n in names))]
+
+
+def _add_cells(cells: dict, own: set, config: dict, name: str, exp: dict, obj: str, mname: str, mcfg: dict,
+               alg: str, steps: int | None) -> None:
+    """Add the tuning cells of one method variant's grid (see cells_from_config); `own`: the
+    experiment's cell ids so far (a setting listed twice is an error, one shared with another
+    experiment is the same cell)."""
+    where = f"experiments.{name}.methods.{mname}"
+    tuned = tuple(sorted(mcfg.get("grid") or {}))
+    fixed = dict(mcfg.get("params") or {})
+    objective_params = tuple(sorted((exp.get("objective_params") or {}).items()))
+    models_dir = config.get("models_dir", "models") if _uses_models(exp["task"]) else None
+    prefix = "/".join([exp["task"], exp["denoiser"], _safe(f"experiments.{name}.objectives", obj), mname, alg,
+                       "v" + _variant_hash(config, exp, mcfg, alg, set(tuned))])
+    group = f"{prefix}/n{steps or 'all'}"
+    for strength, values in method_grid(mcfg):
+        setting = "_".join([f"s{strength!r}", *(f"{k}={_cli_value(v)}" for k, v in values), f"n{steps or 'all'}"])
+        for seed in tuning_seeds(config):
+            cell_id = f"{prefix}/{_safe(f'{where}.strengths', f'{setting}_seed{seed}')}"
+            if cell_id in own:
+                raise ConfigError(f"{where}.strengths: setting {setting.rpartition('_n')[0]!r} appears twice")
+            own.add(cell_id)
+            args = CellArgs(
+                experiment=name, task=exp["task"], objective=obj, denoiser=exp["denoiser"], method=mname,
+                strength=strength, seed=int(seed), rounds=exp["rounds"], samples=exp["samples"],
+                steps=steps, eta=float(exp.get("eta", 1.0)), algorithm=alg,
+                linearise=exp.get("linearise", "per_sample"),
+                finetune_start=exp.get("finetune_start", 50), finetune_lr=float(exp.get("finetune_lr", 1e-6)),
+                finetune_steps=exp.get("finetune_steps", 1), task_seed=config.get("task_seed", 0),
+                params=tuple(sorted((fixed | dict(values)).items())), objective_params=objective_params,
+                models_dir=models_dir, group=group, tuned=tuned)
+            if cell_id in cells:  # asked for by an earlier experiment too: the same cell, computed once
+                if replace(cells[cell_id], experiment=name) != args:
+                    raise ConfigError(f"{where}: cell {cell_id} differs from the one experiment "
+                                      f"{cells[cell_id].experiment!r} asks for under the same id")
+                continue
+            cells[cell_id] = args
+
+
+def evaluation_cells(cells: dict[str, CellArgs], jobs: list[str], seeds: list[int]) -> dict[str, CellArgs]:
+    """The evaluation cells: each chosen job (a tuning cell id less its seed) on each evaluation seed."""
+    by_job = {job_key(c): a for c, a in cells.items()}
+    unknown = sorted(set(jobs) - set(by_job))
+    if unknown:
+        raise ValueError(f"chosen settings that are not tuning jobs of this config: {unknown[:3]}"
+                         f"{' ...' if len(unknown) > 3 else ''}; rerun the selection (delete the selected folder)")
+    return {f"{job}_seed{s}": replace(by_job[job], seed=int(s)) for job in jobs for s in seeds}
 
 
 def _uses_models(task: str) -> bool:

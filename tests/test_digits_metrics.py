@@ -132,11 +132,14 @@ def test_reward_metrics_and_clipping(loaded):
 # --- galleries -------------------------------------------------------------------------------------
 
 def test_gallery_grid_and_atomic_write(tmp_path):
-    x = torch.linspace(-1, 1, 70 * 64).view(70, 1, 8, 8)
+    x = torch.linspace(-1, 1, 110 * 64).view(110, 1, 8, 8)
     path = save_gallery(x, gallery_path(tmp_path / "cell.parquet"), scale=2)
     assert path == tmp_path / "cell.png" and sorted(p.name for p in tmp_path.iterdir()) == ["cell.png"]
     img = Image.open(path)
-    assert img.format == "PNG" and img.size == (8 * 17 + 1, 8 * 17 + 1)     # 8 x 8 tiles at most
+    assert img.format == "PNG" and img.size == (10 * 17 + 1, 10 * 17 + 1)   # 10 x 10 tiles at most
+    a = np.array(grid_image(x[:40], scale=1))
+    assert a.shape == (4 * 9 + 1, 10 * 9 + 1)            # 10 per row: chain i (class i mod 10) in column i mod 10
+    assert a[1 + 9, 1 + 3 * 9] == round((float(x[13, 0, 0, 0]) + 1) * 127.5)
     a = np.array(grid_image(x[:3], scale=1))
     assert a.shape == (1 * 9 + 1, 3 * 9 + 1)                                 # one row of three
     assert a[1, 1] == 0 and a[8, 8] == round((float(x[0, 0, 7, 7]) + 1) * 127.5)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import shutil
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -11,8 +12,10 @@ import pandas as pd
 
 from benchmark.report import aggregate as agg
 from benchmark.report import figures as figs
+from benchmark.report import verdict as vd
 from benchmark.report.galleries import find_galleries, panel_galleries
 from benchmark.report.html import render, write_text_atomic
+from benchmark.results import atomic_path
 
 
 def _label(value) -> str:
@@ -70,21 +73,79 @@ def _panel(index: int, key: tuple, rows: pd.DataFrame, palette: dict, fidelity_m
         "fidelity": fidelity, "extra_metrics": [{"name": m, "higher_is_better": agg.PANEL_METRICS[m]} for m in extra],
         "leaderboard": _records(board), "figures": figures, "galleries": panel_galleries(rows, galleries),
         "pareto": _records(tradeoff[tradeoff["pareto"]]) if tradeoff is not None else [],
-        "costs": _records(costs), "has_unguided": bool((costs["method"] == agg.UNGUIDED).any()),
+        "costs": _records(costs), "has_unguided": bool(agg.is_unguided(costs["method"]).any()),
     }
+
+
+def _verdict_context(df: pd.DataFrame, selected: str | Path, palette: dict, level: float,
+                     figures_dir: Path | None, panel_ids: dict) -> dict:
+    """The report's first screen: per panel the held-out, gated, compute-matched verdict, then the
+    summary across panels (see benchmark.report.verdict)."""
+    header, selections = vd.read_selection(selected)
+    level = float(header.get("level", level))
+    panels = vd.verdict(df, header, selections)
+    resamples = int(header.get("bootstrap", 2000))
+    tuning = df[df["seed"].isin(header["seeds"]["tuning"])]
+    out = []
+    for i, p in enumerate(panels, 1):
+        key = (p["panel"]["task"], p["panel"]["objective"], p["panel"]["denoiser"])
+        title = " · ".join(_label(k) for k in key)
+        png = figures_dir / f"verdict_{i:02d}_{_slug(*key)}_compute.png" if figures_dir is not None else None
+        settings = [{k: v for k, v in r.items() if k != "cells"} for r in p["settings"]]
+        hv = _hypervolumes(tuning, key, p, selections)
+        for m in p["methods"]:
+            m["hypervolume"] = hv.get(m["label"], hv.get(m["method"]))
+        out.append({
+            "title": title, "anchor": panel_ids.get(key), "gate": p["gate"], "methods": p["methods"],
+            "settings": sorted(settings, key=lambda r: (r["method"], r[vd.COMPUTE])),
+            "excluded": p["excluded"], "budgets": p["budgets"], "equal_compute": p["equal_compute"],
+            "metrics": [m for m in agg.PANEL_METRICS if any(m in r for r in p["methods"])],
+            "unguided_reward": next((r["reward"] for r in p["methods"] if r["method"] == vd.UNGUIDED), None),
+            "figure": figs.compute_figure(settings, palette, title=title, save_to=png),
+        })
+    return {"protocol": header, "panels": out, "summary": vd.summary(panels, level, resamples), "level": level}
+
+
+def _hypervolumes(tuning: pd.DataFrame, key: tuple, panel: dict, selections: list[dict]) -> dict[str, float]:
+    """Per method label (tuning seeds, every strength): the hypervolume of its reward-vs-fidelity
+    points, reference: unguided reward and the gate's worst admissible value of the fidelity metric."""
+    rows = tuning[(tuning["task"] == key[0]) & (tuning["objective"] == key[1]) & (tuning["denoiser"] == key[2])]
+    fidelity = agg.fidelity_metric(rows)
+    if fidelity is None or rows.empty:
+        return {}
+    board = agg.leaderboard(rows, fidelity)
+    none = board[agg.is_unguided(board["method"])]
+    if none.empty:
+        return {}
+    rule = next((g for g in panel["gate"] if g["metric"] == fidelity), None)
+    f_ref = vd.threshold(rule, float(none["fidelity"].mean())) if rule else float(board["fidelity"].max())
+    r_ref = float(none["reward"].mean())
+    return {m: vd.hypervolume(pts, f_ref, r_ref) for m, pts in board.groupby("method")}
 
 
 def build_context(df: pd.DataFrame, source: str = "", models_dir: str | Path | None = None,
                   figures_dir: str | Path | None = None, galleries: dict[str, Path] | None = None,
-                  fidelity_metrics: Sequence[str] = agg.FIDELITY_METRICS, level: float = 0.95) -> dict:
+                  fidelity_metrics: Sequence[str] = agg.FIDELITY_METRICS, level: float = 0.95,
+                  selected: str | Path | None = None, download: str | None = None) -> dict:
     """Everything the template shows, computed from the tidy results `df`.
 
-    galleries: {run_id: PNG} of the cells that have a sample gallery (galleries.find_galleries)."""
+    galleries: {run_id: PNG} of the cells that have a sample gallery (galleries.find_galleries).
+    selected: the protocol's selection folder; with it the page opens with the verdict (evaluation
+        seeds) and the drill-down panels show the tuning seeds (every setting)."""
     counts, bad = agg.status_summary(df)
     palette = figs.method_palette(df["method"].dropna().unique())
     figures_dir = Path(figures_dir) if figures_dir is not None else None
+    verdict = None
+    drill = df
+    if selected is not None:
+        header = vd.read_selection(selected)[0]
+        drill = df[df["seed"].isin(header["seeds"]["tuning"])]
+    panel_list = agg.panels(drill)
+    panel_ids = {tuple(key): f"panel-{i}" for i, (key, _) in enumerate(panel_list, 1)}
+    if selected is not None:
+        verdict = _verdict_context(df, selected, palette, level, figures_dir, panel_ids)
     panels = [_panel(i, key, rows, palette, fidelity_metrics, level, figures_dir, galleries or {})
-              for i, (key, rows) in enumerate(agg.panels(df), 1)]
+              for i, (key, rows) in enumerate(panel_list, 1)]
     models = None
     if models_dir is not None:
         m = agg.model_reports(models_dir)
@@ -96,24 +157,33 @@ def build_context(df: pd.DataFrame, source: str = "", models_dir: str | Path | N
         "source": source, "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "level": level, "counts": counts, "bad_cells": _records(bad), "panels": panels,
         "fidelity_metrics": list(fidelity_metrics), "reward_metric": agg.REWARD_METRIC,
-        "models": models, "provenance": agg.provenance_summary(df),
+        "models": models, "provenance": agg.provenance_summary(df), "verdict": verdict, "download": download,
     }
 
 
 def build_report(results_path: str | Path, out_html_path: str | Path, models_dir: str | Path | None = None,
-                 figures_dir: str | Path | None = None, cells_dir: str | Path | None = None) -> Path:
-    """Write the HTML comparison report of `results_path` to `out_html_path` (atomically).
+                 figures_dir: str | Path | None = None, cells_dir: str | Path | None = None,
+                 selected: str | Path | None = None) -> Path:
+    """Write the HTML comparison report of `results_path` to `out_html_path` (atomically), and the
+    results file beside it (same name, suffix .parquet) for download.
 
     models_dir: a folder of pre-training reports (*.json) shown as a table.
     figures_dir: also save every figure there as a PNG (for `snakemake --report`).
     cells_dir: where the cells' Parquet files and sample galleries lie (default: the folder `cells`
         beside `results_path`, the workflow's layout); image tasks' galleries are shown from there.
+    selected: the protocol's selection folder (the workflow's results/selected): the verdict first.
     """
-    df = agg.load_results(results_path)
+    df = vd.add_derived(agg.read_cell(results_path).to_pandas()) if selected is not None \
+        else agg.load_results(results_path)
+    if df.empty:
+        raise ValueError(f"results file {results_path} has no rows")
     cells_dir = Path(results_path).parent / "cells" if cells_dir is None else Path(cells_dir)
     galleries = find_galleries(cells_dir, tasks=sorted(df["task"].dropna().unique()))
-    context = build_context(df, source=Path(results_path).name, models_dir=models_dir, figures_dir=figures_dir,
-                            galleries=galleries)
     out = Path(out_html_path)
+    download = out.with_suffix(".parquet")
+    context = build_context(df, source=Path(results_path).name, models_dir=models_dir, figures_dir=figures_dir,
+                            galleries=galleries, selected=selected, download=download.name)
+    with atomic_path(download) as tmp:
+        shutil.copyfile(results_path, tmp)
     write_text_atomic(render(context), out)
     return out

@@ -143,3 +143,37 @@ def tradeoff_figure(points: pd.DataFrame, fidelity: str, reward: str, palette: d
         else:
             ax.legend(fontsize="small")
     return encode(fig, save_to)
+
+
+def compute_figure(settings: list[dict], palette: dict, title: str = "", save_to: str | Path | None = None) -> str:
+    """Held-out final reward (y, mean ± CI over evaluation seeds) against compute per output sample
+    (x, denoiser forwards + VJPs, log scale): one point per method variant at its chosen setting, a
+    line per method through its variants in compute order; inadmissible settings drawn hollow."""
+    with sns.axes_style(STYLE):
+        fig, ax = plt.subplots(figsize=FIGSIZE)
+        by_method: dict[str, list[dict]] = {}
+        for s in settings:
+            if np.isfinite(s.get("compute", np.nan)) and np.isfinite(s.get("reward", np.nan)) and s["compute"] > 0:
+                by_method.setdefault(s["method"], []).append(s)
+        for method, pts in sorted(by_method.items()):
+            pts = sorted(pts, key=lambda s: s["compute"])
+            x = [p["compute"] for p in pts]
+            y = [p["reward"] for p in pts]
+            err = [p["reward_ci"] if np.isfinite(p.get("reward_ci", np.nan)) else 0.0 for p in pts]
+            colour = palette.get(method, palette.get(method.split()[0]))
+            ax.errorbar(x, y, yerr=err, color=colour, marker="o", linestyle="--" if method == UNGUIDED else "-",
+                        capsize=2, label=method)
+            hollow = [p for p in pts if not p["admissible"]]
+            if hollow:
+                ax.scatter([p["compute"] for p in hollow], [p["reward"] for p in hollow], s=90, facecolors="white",
+                           edgecolors=colour, linewidths=1.5, zorder=4)
+        ax.set_xscale("log")
+        ax.set_xlabel("compute per output sample (denoiser forwards + VJPs, log scale)")
+        ax.set_ylabel("held-out final reward (higher is better)")
+        if title:
+            ax.set_title(title)
+        if by_method:
+            ax.legend(fontsize="small")
+        else:
+            ax.text(0.5, 0.5, "no evaluated settings", ha="center", va="center", transform=ax.transAxes)
+    return encode(fig, save_to)

@@ -4,9 +4,16 @@ import shlex
 
 from snakemake.utils import validate
 
-from benchmark.sweep import (CELL_ID_PATTERN, NETWORKS, ConfigError, cells_from_config, jobs_from_cells, pretrain_cli,
-                             pretrain_tasks)
+from benchmark.sweep import (CELL_ID_PATTERN, NETWORKS, ConfigError, cells_from_config, evaluation_cells,
+                             evaluation_seeds, job_key,
+                             jobs_from_cells, pretrain_cli, pretrain_tasks, tuning_seeds)
 
+# Numbers written as YAML 1.2 writes them (1e6, 1.0e6) are numbers where the schema expects one:
+# Snakemake reads config files with PyYAML (YAML 1.1), which leaves them strings. A YAML syntax error
+# stops Snakemake before this file runs, without file or line: `python -m benchmark check-config FILE`.
+from benchmark.sweep import coerce_numbers
+
+coerce_numbers(config)  # against workflow/schemas/config.schema.yaml, as validate below
 validate(config, "../schemas/config.schema.yaml")
 try:
     CELLS = cells_from_config(config)
@@ -22,7 +29,8 @@ GPU = 1 if config["gpu"] else 0
 DENOISER_TASKS, NETWORK_TASKS = pretrain_tasks(CELLS)
 TRAINED_TASKS = DENOISER_TASKS + NETWORK_TASKS
 BATCH_SEEDS = config["batch_seeds"]
-SEED_SLOTS = config["seeds"] if BATCH_SEEDS else ["{seed}"]
+# The two stages of the protocol: every setting on the tuning seeds, the chosen ones on the evaluation seeds.
+STAGE_SEEDS = {"tune": tuning_seeds(config), "eval": evaluation_seeds(config)}
 # The `python -m benchmark run` arguments of every job (its cells differ only in their seed).
 JOB_ARGS = {key: CELLS[members[0]].cli() for key, members in jobs_from_cells(CELLS).items()}
 
@@ -35,7 +43,6 @@ resource_scopes:
 wildcard_constraints:
     cell=CELL_ID_PATTERN,
     task="|".join(sorted({c.task for c in CELLS.values()})),
-    seed=r"\d+",
 
 
 def quote(args):
@@ -47,14 +54,23 @@ def one_of(names):
     return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
-def cell_files(suffix):
-    """A job's files: one per seed slot (all seeds with batch_seeds, else the {seed} wildcard)."""
-    return [f"{RESULTS}/cells/{{task}}/{{denoiser}}/{{cell}}_seed{s}.{suffix}" for s in SEED_SLOTS]
+def seed_slots(stage):
+    """A stage's seeds in a job's file names: all of them with batch_seeds, else the {seed} wildcard."""
+    return STAGE_SEEDS[stage] if BATCH_SEEDS else ["{seed}"]
 
 
-def cell_args(wc, output, input=None):
-    """`python -m benchmark run` arguments of a cell job (its Parquet files are the --out)."""
-    key = f"{wc.task}/{wc.denoiser}/{wc.cell}"
-    seeds = [str(s) for s in SEED_SLOTS] if BATCH_SEEDS else [wc.seed]
-    model = ["--checkpoint", input.model] if input and "model" in input.keys() else []
-    return quote(JOB_ARGS[key] + model + ["--seed", *seeds, "--out", *output.parquet])
+def cell_files(suffix, stage):
+    """A job's files of one stage: one per seed slot."""
+    return [f"{RESULTS}/cells/{{task}}/{{denoiser}}/{{cell}}_seed{s}.{suffix}" for s in seed_slots(stage)]
+
+
+def cell_args(stage):
+    """The rule's `python -m benchmark run` arguments of a cell job (its Parquet files are the --out)."""
+
+    def args(wc, output, input=None):
+        key = f"{wc.task}/{wc.denoiser}/{wc.cell}"
+        seeds = [str(s) for s in STAGE_SEEDS[stage]] if BATCH_SEEDS else [wc.seed]
+        model = ["--checkpoint", input.model] if input and "model" in input.keys() else []
+        return quote(JOB_ARGS[key] + model + ["--seed", *seeds, "--out", *output.parquet])
+
+    return args

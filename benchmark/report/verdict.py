@@ -1,0 +1,509 @@
+"""The verdict: which method, at which setting, for this problem, at this compute (DESIGN 3b).
+
+The protocol, in the order it is applied:
+1. Validity before reward (the gate). A setting is *admissible* on a set of seeds when every cell
+   finished ok and each gate metric of its task (config `protocol.gate`) is no worse than the
+   unguided samples' (method `none`, same panel, same seeds, same number of steps where there is
+   such a run) by more than the tolerance: value <= ref + tol (or ref * (1 + tol) when relative;
+   mirrored for a metric where higher is better).
+2. Tune, then evaluate. Per selection group (a method variant in one panel: benchmark.sweep's
+   `CellArgs.group`) the admissible setting of highest mean final reward on the *tuning* seeds is
+   chosen (`gated_max_reward`); `select` writes the choice, every candidate and every exclusion with
+   its reason to one human-readable YAML file per panel. The chosen settings then run on the
+   *evaluation* seeds, and every headline number comes from those runs only. In-sample optimism
+   = tuning-seed reward - evaluation-seed reward of the chosen setting.
+3. Compute on the axis: compute per output sample = (denoiser forwards + VJPs) of the guided rounds
+   (round >= 1) / samples. `at_equal_compute`: per budget, each method's group of highest tuning
+   reward among those within the budget, scored on the evaluation seeds.
+4. Paired statistics. Every method of a panel samples from the same per-chain noise streams
+   (seed, round, chain), so differences are paired chain by chain where the cells record per-chain
+   rewards (`per_sample`), else seed by seed; the CI is a percentile bootstrap of the mean paired
+   difference (scipy.stats.bootstrap). Differences whose CI contains 0 are ties, in ranks and
+   fronts alike.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import yaml
+
+from benchmark.report import aggregate as agg
+
+SELECTIONS = ("gated_max_reward",)
+PROTOCOL_FILE = "protocol.yaml"
+#: Metrics where higher is better; every other gate or fidelity metric is an error (lower is better).
+HIGHER_IS_BETTER = {k for k, v in agg.PANEL_METRICS.items() if v}
+COMPUTE = "compute"          # denoiser forwards + VJPs per output sample
+UNGUIDED = agg.UNGUIDED
+
+
+# ---------------------------------------------------------------------------------------------
+# per cell
+
+def job_of(cell: str) -> str:
+    """A cell id (path less suffix) less its `_seed<seed>`: the job, i.e. the setting."""
+    return cell.rpartition("_seed")[0]
+
+
+def cell_table(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
+    """One row per cell: identity, `cell`/`job` (when the results carry the `cell` column), status,
+    final-round reward and `metrics`, per-chain final rewards (`chains`, or None), compute and wall
+    seconds per output sample over the guided rounds."""
+    c = agg.cells(df)
+    if "cell" in df.columns:
+        c = c.merge(df.groupby("run_id")["cell"].first().rename("cell"), left_on="run_id", right_index=True)
+        c["job"] = c["cell"].map(job_of)
+    final = df.merge(c[["run_id", "last_round"]], left_on=["run_id", "round"], right_on=["run_id", "last_round"])
+    ok = c.set_index("run_id")["status"].eq("ok")
+    for m in [agg.REWARD_METRIC, *metrics]:
+        v = final[final["metric"] == m].groupby("run_id")["value"].first()
+        c[m if m != agg.REWARD_METRIC else "reward"] = c["run_id"].map(v.where(ok.reindex(v.index, fill_value=False)))
+    if "per_sample" in df.columns:
+        ch = final[final["metric"] == agg.REWARD_METRIC].groupby("run_id")["per_sample"].first()
+        c["chains"] = c["run_id"].map(ch)
+    else:
+        c["chains"] = None
+    guided = df[df["round"] >= 1].drop_duplicates(["run_id", "round"])
+    per = guided.groupby("run_id").agg(fwd=("cost_denoiser_forwards", "sum"), vjp=("cost_denoiser_vjps", "sum"),
+                                       wall=("wall_seconds", "sum"), samples=("samples", "first"))
+    c[COMPUTE] = c["run_id"].map((per["fwd"] + per["vjp"]) / per["samples"])
+    c["wall_per_sample"] = c["run_id"].map(per["wall"] / per["samples"])
+    c["steps"] = c["run_id"].map(df.groupby("run_id")["steps"].first())
+    c["method_name"] = c["run_id"].map(df.groupby("run_id")["method_name"].first()) if "method_name" in df else \
+        c["method"].str.split().str[0]
+    return c
+
+
+# ---------------------------------------------------------------------------------------------
+# the gate
+
+def gates_for(protocol: dict, task: str, objective: str, present: set[str]) -> list[dict]:
+    """The gate rules of a panel: the task's, restricted to its objective and to measured metrics."""
+    out = []
+    for g in (protocol.get("gate") or {}).get(task, []):
+        if g.get("objectives") and objective.split()[0] not in g["objectives"]:
+            continue
+        if g["metric"] in present:
+            out.append({"metric": g["metric"], "tolerance": float(g["tolerance"]),
+                        "relative": bool(g.get("relative", False)),
+                        "higher_is_better": bool(g.get("higher_is_better", g["metric"] in HIGHER_IS_BETTER))})
+    return out
+
+
+def threshold(rule: dict, ref: float) -> float:
+    """The worst admissible value of a gate metric, given the unguided reference value."""
+    tol = rule["tolerance"] * (abs(ref) if rule["relative"] else 1.0)
+    return ref - tol if rule["higher_is_better"] else ref + tol
+
+
+def references(panel_cells: pd.DataFrame, rules: list[dict]) -> dict[object, dict[str, float]]:
+    """{steps: {metric: mean over the unguided cells with that many steps}}, plus key None: the
+    unguided runs with the most steps (the reference where a step count has no unguided run)."""
+    none = panel_cells[(panel_cells["method_name"] == UNGUIDED) & (panel_cells["status"] == "ok")]
+    out: dict[object, dict[str, float]] = {}
+    for steps, rows in none.groupby("steps"):
+        out[steps] = {r["metric"]: float(rows[r["metric"]].mean()) for r in rules} | {"reward": float(rows["reward"].mean())}
+    if out:
+        out[None] = out[max(k for k in out)]
+    return out
+
+
+def admissibility(setting: pd.DataFrame, rules: list[dict], refs: dict) -> tuple[bool, str]:
+    """(admissible, reason) of one setting's cells on one set of seeds."""
+    bad = setting[setting["status"] != "ok"]
+    if len(bad):
+        return False, f"{bad['status'].iloc[0]} on seed {int(bad['seed'].iloc[0])}"
+    if not np.isfinite(setting["reward"].to_numpy(dtype=float)).all():
+        return False, "no finite reward"
+    ref = refs.get(setting["steps"].iloc[0], refs.get(None))
+    if ref is None:
+        return (True, "no unguided reference: not gated") if rules else (True, "")
+    reasons = []
+    for r in rules:
+        value, limit = float(setting[r["metric"]].mean()), threshold(r, ref[r["metric"]])
+        if not math.isfinite(value):
+            reasons.append(f"{r['metric']} not finite")
+        elif (value < limit) if r["higher_is_better"] else (value > limit):
+            reasons.append(f"{r['metric']} {value:.3g} {'<' if r['higher_is_better'] else '>'} {limit:.3g} "
+                           f"(unguided {ref[r['metric']]:.3g} {'-' if r['higher_is_better'] else '+'} "
+                           f"{r['tolerance']:g}{' x unguided' if r['relative'] else ''})")
+    return (not reasons), "; ".join(reasons)
+
+
+# ---------------------------------------------------------------------------------------------
+# selection (the workflow's `select` checkpoint)
+
+def _gate_metrics(protocol: dict) -> list[str]:
+    return sorted({g["metric"] for gates in (protocol.get("gate") or {}).values() for g in gates})
+
+
+def add_derived(df: pd.DataFrame) -> pd.DataFrame:
+    """Objective and method labels as the report shows them, the raw method name, derived metrics."""
+    df = df.copy()
+    df["method_name"] = df["method"]
+    df["objective"] = agg.objective_labels(df)
+    df["method"] = agg.variant_labels(df)
+    return pd.concat([df, agg.derived_rows(df)], ignore_index=True)
+
+
+def select(df: pd.DataFrame, groups: dict[str, str], protocol: dict) -> list[dict]:
+    """Per panel: the chosen setting of every selection group on the tuning results `df` (with the
+    `cell` column); `groups` maps each job to its group. Returns one dict per panel (see write_selection)."""
+    if protocol.get("selection", "gated_max_reward") not in SELECTIONS:
+        raise ValueError(f"protocol.selection: unknown {protocol['selection']!r}; allowed: {list(SELECTIONS)}")
+    gate_metrics = _gate_metrics(protocol)
+    panels = []
+    for key, rows in agg.panels(df):
+        present = set(rows["metric"].unique())
+        rules = gates_for(protocol, str(key[0]), str(key[1]), present)
+        c = cell_table(rows, [m for m in gate_metrics if m in present])
+        c["group"] = c["job"].map(groups)
+        unknown = sorted(c.loc[c["group"].isna(), "job"].unique())
+        if unknown:
+            raise ValueError(f"results of jobs this config does not have: {unknown[:3]}")
+        refs = references(c, rules)
+        out_groups = []
+        for group, g in c.groupby("group", sort=True):
+            candidates = []
+            for job, s in g.groupby("job", sort=True):
+                ok, why = admissibility(s, rules, refs)
+                candidates.append({
+                    "job": job, "label": str(s["method"].iloc[0]), "strength": float(s["strength"].iloc[0]),
+                    "reward": _float(s["reward"].mean()), "seeds": sorted(int(x) for x in s["seed"]),
+                    "compute": _float(s[COMPUTE].mean()),
+                    **{r["metric"]: _float(s[r["metric"]].mean()) for r in rules},
+                    "admissible": ok, **({"reason": why} if why else {})})
+            admissible = [x for x in candidates if x["admissible"]]
+            chosen = max(admissible, key=lambda x: (x["reward"], -x["strength"])) if admissible else None
+            out_groups.append({"group": group, "method": str(g["method_name"].iloc[0]),
+                               "chosen": chosen["job"] if chosen else None,
+                               "tuning_reward": chosen["reward"] if chosen else None,
+                               "candidates": candidates})
+        panels.append({"panel": {"task": key[0], "objective": key[1], "denoiser": key[2]},
+                       "gate": rules, "unguided": {str(k): v for k, v in refs.items() if k is not None},
+                       "groups": out_groups})
+    return panels
+
+
+def _float(x) -> float | None:
+    x = float(x)
+    return x if math.isfinite(x) else None
+
+
+def _slug(panel: dict) -> str:
+    return re.sub(r"[^A-Za-z0-9]+", "-", "_".join(str(panel[k]) for k in ("task", "objective", "denoiser"))).strip("-")
+
+
+def write_selection(panels: list[dict], protocol: dict, seeds: dict, folder: str | Path) -> list[str]:
+    """One YAML file per panel plus protocol.yaml in `folder`; returns the chosen jobs."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    header = {"selection": protocol.get("selection", "gated_max_reward"), "budget": protocol.get("budget"),
+              "seeds": {"tuning": list(seeds["tuning"]), "evaluation": list(seeds["evaluation"])},
+              "level": protocol.get("level", 0.95), "bootstrap": protocol.get("bootstrap", 2000),
+              "compute_budgets": list(protocol.get("compute_budgets") or []), "gate": protocol.get("gate") or {}}
+    (folder / PROTOCOL_FILE).write_text(
+        "# The comparison protocol of this run (written by the select step).\n" + yaml.safe_dump(header, sort_keys=False))
+    chosen = []
+    for p in panels:
+        text = (f"# {p['panel']['task']} / {p['panel']['objective']} / {p['panel']['denoiser']}: the setting chosen per "
+                f"method variant on tuning seeds {header['seeds']['tuning']} by {header['selection']} (admissible "
+                "settings only, then highest mean final reward).\n"
+                "# `chosen` is a job (a cell id less its seed); it runs on the evaluation seeds.\n")
+        (folder / f"{_slug(p['panel'])}.yaml").write_text(text + yaml.safe_dump(p, sort_keys=False))
+        chosen += [g["chosen"] for g in p["groups"] if g["chosen"]]
+    return chosen
+
+
+def read_selection(folder: str | Path) -> tuple[dict, list[dict]]:
+    """(protocol header, [panel dicts]) as written by write_selection."""
+    folder = Path(folder)
+    path = folder / PROTOCOL_FILE
+    if not path.exists():
+        raise ValueError(f"{folder} has no {PROTOCOL_FILE}: not a selection folder (made by the workflow's select step)")
+    header = yaml.safe_load(path.read_text())
+    panels = [yaml.safe_load(p.read_text()) for p in sorted(folder.glob("*.yaml")) if p.name != PROTOCOL_FILE]
+    return header, panels
+
+
+def chosen_jobs(folder: str | Path) -> list[str]:
+    return [g["chosen"] for p in read_selection(folder)[1] for g in p["groups"] if g["chosen"]]
+
+
+def read_cells(paths: list[str], cells_root: str | Path) -> pd.DataFrame:
+    """Cell files as one DataFrame with a `cell` column: each file's path below `cells_root`, less
+    its suffix (the cell id)."""
+    from benchmark.results import read_cell
+
+    root = Path(cells_root)
+    parts = []
+    for path in paths:
+        part = read_cell(path).to_pandas()
+        part["cell"] = str(Path(path).relative_to(root).with_suffix(""))
+        parts.append(part)
+    if not parts:
+        raise ValueError("no cell files to read")
+    return pd.concat(parts, ignore_index=True)
+
+
+def select_to_folder(paths: list[str], cells_root: str | Path, groups: dict[str, str], config: dict,
+                     folder: str | Path) -> list[str]:
+    """The workflow's select step: tuning cell files -> the selection folder; returns the chosen jobs."""
+    df = add_derived(read_cells(paths, cells_root))
+    protocol = config.get("protocol") or {}
+    panels = select(df, groups, protocol)
+    return write_selection(panels, protocol, config["seeds"], folder)
+
+
+# ---------------------------------------------------------------------------------------------
+# paired statistics
+
+def bootstrap_ci(d: np.ndarray, level: float, resamples: int, seed: int = 0) -> tuple[float, float]:
+    """Percentile bootstrap CI of mean(d)."""
+    d = np.asarray(d, dtype=float)
+    d = d[np.isfinite(d)]
+    if len(d) == 0:
+        return math.nan, math.nan
+    if len(d) == 1 or np.ptp(d) == 0:
+        return float(d.mean()), float(d.mean())
+    from scipy import stats
+
+    res = stats.bootstrap((d,), np.mean, confidence_level=level, n_resamples=resamples, method="percentile",
+                          random_state=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
+def paired_units(cells_a: pd.DataFrame, cells_b: pd.DataFrame) -> tuple[np.ndarray, np.ndarray, str]:
+    """Matched reward units of two settings: per chain (seed, chain) where both record per-chain
+    rewards with the same chains per seed, else per seed. (a, b, 'chain' | 'seed')."""
+    common = sorted(set(cells_a["seed"]) & set(cells_b["seed"]))
+    a_rows = cells_a.set_index("seed").loc[common]
+    b_rows = cells_b.set_index("seed").loc[common]
+    chains_a, chains_b = list(a_rows["chains"]), list(b_rows["chains"])
+    if common and all(x is not None and y is not None and len(x) == len(y) for x, y in zip(chains_a, chains_b)):
+        return (np.concatenate([np.asarray(x, float) for x in chains_a]),
+                np.concatenate([np.asarray(y, float) for y in chains_b]), "chain")
+    return a_rows["reward"].to_numpy(float), b_rows["reward"].to_numpy(float), "seed"
+
+
+# ---------------------------------------------------------------------------------------------
+# the verdict (the report)
+
+def verdict(df: pd.DataFrame, header: dict, selections: list[dict]) -> list[dict]:
+    """Per panel of the selection: the held-out table of every chosen setting, the method-level
+    verdict with paired differences to the best, and the at-equal-compute table."""
+    level, resamples = float(header.get("level", 0.95)), int(header.get("bootstrap", 2000))
+    eval_seeds = set(header["seeds"]["evaluation"])
+    budgets = [float(b) for b in header.get("compute_budgets") or []]
+    extra = [m for m in agg.PANEL_METRICS if m in set(df["metric"].unique())]
+    all_cells = cell_table(df, sorted(set(extra) | set(_gate_metrics(header))
+                                      & set(df["metric"].unique())))
+    out = []
+    for sel in selections:
+        p = sel["panel"]
+        held = all_cells[(all_cells["task"] == p["task"]) & (all_cells["objective"] == p["objective"])
+                         & (all_cells["denoiser"] == p["denoiser"]) & all_cells["seed"].isin(eval_seeds)]
+        rules = sel.get("gate") or []
+        refs = references(held, rules)
+        rows, excluded = [], []
+        for g in sel["groups"]:
+            if not g["chosen"]:
+                excluded += [{"group": g["group"], "label": c["label"], "strength": c["strength"],
+                              "reason": c.get("reason", "")} for c in g["candidates"]]
+                continue
+            excluded += [{"group": g["group"], "label": c["label"], "strength": c["strength"], "reason": c["reason"]}
+                         for c in g["candidates"] if not c["admissible"]]
+            s = held[held["job"] == g["chosen"]]
+            if s.empty:
+                rows.append({"group": g["group"], "method": g["method"], "label": g["chosen"], "missing": True})
+                continue
+            ok, why = admissibility(s, rules, refs)
+            mean, half, n = agg.mean_ci(s["reward"], level)
+            row = {"group": g["group"], "method": g["method"], "label": str(s["method"].iloc[0]),
+                   "strength": float(s["strength"].iloc[0]), "job": g["chosen"], "seeds": int(n),
+                   "reward": mean, "reward_ci": half, "tuning_reward": g["tuning_reward"],
+                   "optimism": (g["tuning_reward"] - mean) if g["tuning_reward"] is not None else math.nan,
+                   COMPUTE: float(s[COMPUTE].mean()), "wall_per_sample": float(s["wall_per_sample"].mean()),
+                   "admissible": ok, "reason": why, "cells": s}
+            for m in extra:
+                if m in s and s[m].notna().any():
+                    row[m] = float(s[m].mean())
+            if "eval_accuracy" in row and row["eval_accuracy"] > 0:
+                row["cost_per_success"] = row[COMPUTE] / row["eval_accuracy"]
+            rows.append(row)
+        rows = [r for r in rows if not r.get("missing")]
+        methods = _method_verdict(rows, level, resamples)
+        out.append({"panel": p, "gate": rules, "settings": rows, "methods": methods, "excluded": excluded,
+                    "equal_compute": _equal_compute(rows, budgets), "budgets": budgets})
+    return out
+
+
+def _best_per_method(rows: list[dict], within: float = math.inf) -> dict[str, dict]:
+    """Per method: its admissible setting within the compute budget of highest TUNING reward."""
+    best: dict[str, dict] = {}
+    for r in rows:
+        if not r["admissible"] or r["tuning_reward"] is None or not r[COMPUTE] <= within:
+            continue
+        if r["method"] not in best or r["tuning_reward"] > best[r["method"]]["tuning_reward"]:
+            best[r["method"]] = r
+    return best
+
+
+def _method_verdict(rows: list[dict], level: float, resamples: int) -> list[dict]:
+    """One row per method (its best admissible variant chosen on tuning seeds), sorted by held-out
+    reward, with the paired difference to the best and its bootstrap CI; 'tie' when the CI holds 0."""
+    best = sorted(_best_per_method(rows).values(), key=lambda r: -r["reward"])
+    if not best:
+        return []
+    top = best[0]
+    out = []
+    for r in best:
+        a, b, unit = paired_units(r["cells"], top["cells"])
+        d = a - b
+        lo, hi = bootstrap_ci(d, level, resamples)
+        verdict = "best" if r is top else ("tie" if lo <= 0 <= hi else "worse")
+        out.append({k: v for k, v in r.items() if k != "cells"} | {
+            "diff": float(np.mean(d)) if len(d) else math.nan, "diff_lo": lo, "diff_hi": hi, "pairs": int(len(d)),
+            "unit": unit, "verdict": verdict})
+    return out
+
+
+def _equal_compute(rows: list[dict], budgets: list[float]) -> list[dict]:
+    """Per method and budget: the held-out reward of its best admissible setting within the budget."""
+    methods = sorted({r["method"] for r in rows})
+    table = []
+    for m in methods:
+        entry = {"method": m, "budgets": []}
+        for b in budgets:
+            r = _best_per_method([x for x in rows if x["method"] == m], within=b).get(m)
+            entry["budgets"].append(None if r is None else {"label": r["label"], "strength": r["strength"],
+                                                           "reward": r["reward"], "reward_ci": r["reward_ci"],
+                                                           COMPUTE: r[COMPUTE]})
+        table.append(entry)
+    return table
+
+
+def summary(panels: list[dict], level: float, resamples: int, seed: int = 0) -> dict:
+    """Across panels: each method's mean rank and the win/tie/loss matrix.
+
+    A method's rank in a panel is 1 + the number of methods better than it beyond the paired CI, so
+    differences inside the CI are ties; its CI is the percentile interval of the mean over panels of
+    plain ranks under a bootstrap that resamples the paired units (chains) within each panel, jointly
+    for all methods. Win/tie/loss of a against b counts panels where the paired CI of a - b lies above
+    0 / holds 0 / lies below 0."""
+    rng = np.random.default_rng(seed)
+    methods = sorted({m["method"] for p in panels for m in p["methods"]})
+    ranks = {m: [] for m in methods}
+    boot = {m: np.zeros(resamples) for m in methods}
+    counts = {m: 0 for m in methods}
+    wtl = {a: {b: [0, 0, 0] for b in methods if b != a} for a in methods}
+    for p in panels:
+        rows = p["methods"]
+        if len(rows) < 2:
+            continue
+        chosen = {r["method"]: next(s for s in p["settings"] if s.get("job") == r["job"]) for r in rows}
+        names = list(chosen)
+        U = _unit_matrix([chosen[m]["cells"] for m in names])    # [methods, units], paired columns
+        if U is None:
+            continue
+        n = U.shape[1]
+        better = {m: 0 for m in names}   # how many methods are better beyond the paired CI
+        for a in names:
+            for b in names:
+                if a == b:
+                    continue
+                x, y, _ = paired_units(chosen[a]["cells"], chosen[b]["cells"])
+                lo, hi = bootstrap_ci(x - y, level, resamples)
+                wtl[a][b][0 if lo > 0 else 2 if hi < 0 else 1] += 1
+                better[a] += hi < 0
+        for m in names:
+            ranks[m].append(1 + better[m])
+        idx = rng.integers(0, n, size=(resamples, n))
+        boot_ranks = np.apply_along_axis(_ranks, 0, U[:, idx].mean(-1))   # [methods, resamples]
+        for j, m in enumerate(names):
+            boot[m] += boot_ranks[j]
+            counts[m] += 1
+    out_ranks = []
+    for m in methods:
+        if not ranks[m]:
+            continue
+        dist = boot[m] / max(counts[m], 1)
+        out_ranks.append({"method": m, "panels": len(ranks[m]), "mean_rank": float(np.mean(ranks[m])),
+                          "lo": float(np.quantile(dist, (1 - level) / 2)),
+                          "hi": float(np.quantile(dist, (1 + level) / 2))})
+    out_ranks.sort(key=lambda r: r["mean_rank"])
+    order = [r["method"] for r in out_ranks]
+    matrix = [{"method": a, "cells": [None if a == b else {"win": wtl[a][b][0], "tie": wtl[a][b][1],
+                                                             "loss": wtl[a][b][2]} for b in order]}
+              for a in order]
+    return {"ranks": out_ranks, "order": order, "matrix": matrix}
+
+
+def _unit_matrix(settings: list[pd.DataFrame]) -> np.ndarray | None:
+    """The settings' rewards on common paired units: chains of the common seeds where every setting
+    records the same number of chains per seed, else seeds. [settings, units] or None."""
+    common = sorted(set.intersection(*(set(s["seed"]) for s in settings)))
+    if not common:
+        return None
+    rows = [s.set_index("seed").loc[common] for s in settings]
+    chains = [list(r["chains"]) for r in rows]
+    if all(all(c is not None for c in ch) for ch in chains) and \
+            len({tuple(len(c) for c in ch) for ch in chains}) == 1:
+        return np.stack([np.concatenate([np.asarray(c, float) for c in ch]) for ch in chains])
+    return np.stack([r["reward"].to_numpy(float) for r in rows])
+
+
+def _ranks(values: np.ndarray) -> np.ndarray:
+    """Rank 1 = highest value; ties share the mean rank."""
+    from scipy.stats import rankdata
+
+    return rankdata(-np.asarray(values, dtype=float), method="average")
+
+
+# ---------------------------------------------------------------------------------------------
+# fronts
+
+def hypervolume(points: pd.DataFrame, f_ref: float, r_ref: float) -> float:
+    """Area of the (fidelity error, reward) region dominated by `points` and dominating the
+    reference (f_ref = the gate's worst admissible fidelity, r_ref = the unguided reward): the
+    whole reward-versus-fidelity trade-off of a method's strengths in one number (0: no point
+    improves the reward within the admissible fidelity)."""
+    pts = points[["fidelity", "reward"]].to_numpy(dtype=float)
+    pts = pts[np.isfinite(pts).all(1) & (pts[:, 0] <= f_ref) & (pts[:, 1] > r_ref)]
+    if len(pts) == 0:
+        return 0.0
+    pts = pts[np.argsort(pts[:, 0])]
+    area, best = 0.0, r_ref
+    for i, (f, r) in enumerate(pts):
+        best = max(best, r)
+        f_next = pts[i + 1, 0] if i + 1 < len(pts) else f_ref
+        area += (f_next - f) * (best - r_ref)
+    return float(area)
+
+
+def ci_pareto(points: pd.DataFrame) -> pd.Series:
+    """Pareto front that treats differences inside the CIs as ties: j dominates i only when j is
+    better beyond the combined CI in one coordinate and not worse beyond it in the other.
+    points: fidelity, fidelity_ci, reward, reward_ci (NaN CI: 0)."""
+    f = points["fidelity"].to_numpy(float)
+    r = points["reward"].to_numpy(float)
+    fc = np.nan_to_num(points.get("fidelity_ci", pd.Series(0, index=points.index)).to_numpy(float))
+    rc = np.nan_to_num(points.get("reward_ci", pd.Series(0, index=points.index)).to_numpy(float))
+    ok = np.isfinite(f) & np.isfinite(r)
+    front = np.zeros(len(points), dtype=bool)
+    for i in np.flatnonzero(ok):
+        tf, tr = np.hypot(fc, fc[i]), np.hypot(rc, rc[i])
+        better = ((f < f[i] - tf) & (r >= r[i] - tr)) | ((r > r[i] + tr) & (f <= f[i] + tf))
+        front[i] = not (ok & better).any()
+    return pd.Series(front, index=points.index, name="pareto")
+
+
+def jsonable(x):
+    """Drop DataFrames for json dumps of verdict structures (debugging, tables script)."""
+    return json.loads(json.dumps(x, default=lambda o: None))
