@@ -29,32 +29,109 @@ def test_presets_are_valid(name):
     assert all(re.fullmatch(CELL_ID_PATTERN, c) for c in cells)
 
 
+def _settings(m: dict) -> int:
+    from benchmark.sweep import method_grid, method_variants
+
+    return len(method_grid(m)) * len(method_variants(m))
+
+
 def test_default_sweep_table():
+    """Every setting of every grid once per tuning seed; evaluation seeds make no tuning cells."""
     config = load()
     cells = cells_from_config(config)
     n = 0
     for exp in config["experiments"].values():
         for obj in exp["objectives"]:
-            n += sum(len(m["strengths"]) for m in exp["methods"].values()
-                     if obj in m.get("objectives", exp["objectives"])) * len(config["seeds"])
-    assert len(cells) == n
-    c = cells["subspace/oracle/subspace_oracle/quadratic_off/gloss/alg1/s0.2_nall_seed1"]
-    assert (c.task, c.method, c.strength, c.seed, c.denoiser) == ("subspace", "gloss", 0.2, 1, "oracle")
+            n += sum(_settings(m) for m in exp["methods"].values()
+                     if obj in m.get("objectives", exp["objectives"])) * len(config["seeds"]["tuning"])
+    shared = n - len(cells)   # cells that two experiments ask for are one cell
+    assert shared >= 0 and len(cells) == len(set(cells))
+    assert {c.seed for c in cells.values()} == set(config["seeds"]["tuning"])
+    gloss = [(k, c) for k, c in cells.items() if c.method == "gloss" and c.experiment == "subspace_oracle"
+             and c.objective == "quadratic_off" and c.strength == 0.2]
+    assert len(gloss) == 1
+    key, c = gloss[0]
+    assert re.fullmatch(r"subspace/oracle/quadratic_off/gloss/alg1/v[0-9a-f]{8}/s0\.2_nall_seed0", key)
+    assert c.group == key.rpartition("/")[0] + "/nall"
+    assert (c.task, c.method, c.strength, c.seed, c.denoiser) == ("subspace", "gloss", 0.2, 0, "oracle")
     assert c.cli()[:6] == ["--task", "subspace", "--objective", "quadratic_off", "--method", "gloss"]
     assert "--seed" not in c.cli()
 
 
 def test_jobs_group_the_seeds_of_a_cell():
     config = load()
+    config["seeds"]["tuning"] = [0, 5]
     cells = cells_from_config(config)
     jobs = jobs_from_cells(cells)
-    assert len(jobs) * len(config["seeds"]) == len(cells)
+    assert len(jobs) * 2 == len(cells)
     for key, members in jobs.items():
-        assert [cells[m].seed for m in members] == config["seeds"]
+        assert [cells[m].seed for m in members] == [0, 5]
         assert len({cells[m].cli() == cells[members[0]].cli() for m in members}) == 1
         assert all(job_key(m) == key for m in members)
     with pytest.raises(ValueError, match="not a cell id"):
         job_key("subspace/oracle/x")
+
+
+def test_evaluation_cells_are_the_chosen_jobs_on_the_evaluation_seeds():
+    from benchmark.sweep import evaluation_cells
+
+    config = load("smoke.yaml")
+    cells = cells_from_config(config)
+    job = job_key(next(iter(cells)))
+    ev = evaluation_cells(cells, [job], [7, 8])
+    assert list(ev) == [f"{job}_seed7", f"{job}_seed8"]
+    assert [c.seed for c in ev.values()] == [7, 8] and ev[f"{job}_seed7"].cli() == cells[f"{job}_seed0"].cli()
+    with pytest.raises(ValueError, match="not tuning jobs of this config"):
+        evaluation_cells(cells, ["subspace/oracle/nothing/s1.0_n20"], [7])
+
+
+def test_a_cell_two_experiments_share_is_one_cell():
+    """The same cell asked for twice (another experiment name, same settings) is computed once; a
+    different checkpoint configuration is a different cell."""
+    config = load("smoke.yaml")
+    before = cells_from_config(config)
+    config["experiments"]["oracle_again"] = copy.deepcopy(config["experiments"]["oracle"])
+    after = cells_from_config(config)
+    assert list(after) == list(before)
+    config = load("smoke.yaml")
+    config["experiments"]["trained_again"] = copy.deepcopy(config["experiments"]["trained"])
+    config["experiments"]["trained_again"]["rounds"] = 3          # not the same cell
+    assert len(cells_from_config(config)) == len(before) + 2
+    config = load("smoke.yaml")
+    ids = set(cells_from_config(config))
+    config["pretrain"]["subspace"]["epochs"] = 2                  # another checkpoint: other cells
+    changed = set(cells_from_config(config))
+    trained = {c for c in ids if c.startswith("subspace/trained/")}
+    assert trained and not (trained & changed) and (ids - trained) <= changed
+
+
+def test_grid_and_variants():
+    config = load("smoke.yaml")
+    config["experiments"]["oracle"]["methods"]["tfg"] = {"strengths": [0.1], "grid": {"mu": [0.0, 0.5]},
+                                                         "variants": {"n_s": [1, 2]}}
+    cells = cells_from_config(config)
+    tfg = {k: c for k, c in cells.items() if c.method == "tfg"}
+    assert len(tfg) == 4 and {c.tuned for c in tfg.values()} == {("mu",)}
+    assert len({c.group for c in tfg.values()}) == 2                 # n_s: two variants, mu: tuned within each
+    assert any("_mu=0.5_" in k for k in tfg)
+    config["protocol"]["budget"] = 3
+    with pytest.raises(ConfigError, match=r"experiments.oracle.methods.tfg: 2 settings .* protocol.budget is 3"):
+        cells_from_config(config)
+    config["protocol"]["budget"] = None
+    config["experiments"]["oracle"]["methods"]["tfg"]["grid"] = {"mu": [-1.0]}
+    with pytest.raises(ConfigError, match=r"experiments.oracle.methods.tfg.grid: .*mu"):
+        cells_from_config(config)
+
+
+@pytest.mark.parametrize("seeds, pattern", [
+    ([0, 1], r"seeds: give the two disjoint sets"),
+    ({"tuning": [0, 1], "evaluation": [1, 2]}, r"seeds: \[1\] are both tuning and evaluation seeds"),
+])
+def test_protocol_seeds(seeds, pattern):
+    config = load("smoke.yaml")
+    config["seeds"] = seeds
+    with pytest.raises(ConfigError, match=pattern):
+        cells_from_config(config)
 
 
 def test_extra_axes_fan_out():
@@ -81,7 +158,7 @@ _DELETE = object()
 BAD = [
     # (mutation, exception, pattern the message must contain)
     (_mutate(["experiments", "subspace_oracle", "methods", "glos"], {"strengths": [0.1]}), ConfigError,
-     r"experiments.subspace_oracle.methods.glos: unknown method 'glos'; allowed: \['cg', 'dps', 'freedom', 'gloss', "),
+     r"experiments.subspace_oracle.methods.glos: unknown method 'glos'; allowed: \['bon', 'cg', 'dps', 'freedom', 'gloss', "),
     (_mutate(["seedz"], [0]), Exception, r"Additional properties are not allowed \('seedz' was unexpected\)"),
     (_mutate(["experiments", "subspace_oracle", "methods", "gloss", "strengths"], ["strong"]), Exception,
      r"'strong' is not of type 'number'"),
@@ -89,7 +166,7 @@ BAD = [
      r"\[\] should be non-empty|is too short"),
     (_mutate(["experiments", "subspace_oracle", "methods", "gloss", "strengths"], [-0.1]), Exception,
      r"-0.1 is less than the minimum of 0"),
-    (_mutate(["seeds"], []), Exception, r"should be non-empty|is too short"),
+    (_mutate(["seeds", "tuning"], []), Exception, r"should be non-empty|is too short"),
     (_mutate(["experiments", "subspace_oracle", "objectives"], ["quadratic"]), ConfigError,
      r"experiments.subspace_oracle.objectives: task 'subspace' has no objective 'quadratic'; allowed:"),
     (_mutate(["experiments", "subspace_oracle", "task"], "cube"), ConfigError,
@@ -201,13 +278,13 @@ def test_snakemake_stops_before_any_job(tmp_path):
 def test_task_seed_and_exact_strengths_reach_the_cells():
     config = load()
     config["task_seed"] = 3
-    config["experiments"]["subspace_oracle"]["methods"]["gloss"]["strengths"] = [0.1234561, 0.1234562]
+    config["experiments"]["subspace_oracle"]["methods"]["gloss"]["strengths"] = [0.1234561, 0.1234562, 0.1]
     cells = cells_from_config(config)
     gloss = [c for k, c in cells.items() if c.method == "gloss" and c.experiment == "subspace_oracle"]
-    assert sorted({c.strength for c in gloss}) == [0.1234561, 0.1234562]  # no two cells share a file
+    assert sorted({c.strength for c in gloss}) == [0.1, 0.1234561, 0.1234562]  # no two cells share a file
     assert all(c.cli()[c.cli().index("--task-seed") + 1] == "3" for c in cells.values())
-    config["experiments"]["subspace_oracle"]["methods"]["gloss"]["strengths"] = [0.2, 0.2]
-    with pytest.raises(ConfigError, match="methods.gloss.strengths: 0.2 appears twice"):
+    config["experiments"]["subspace_oracle"]["methods"]["gloss"]["strengths"] = [0.2, 0.2, 0.1]
+    with pytest.raises(ConfigError, match="methods.gloss.strengths: setting 's0.2' appears twice"):
         cells_from_config(config)
 
 
@@ -215,11 +292,11 @@ def test_digits_cells_get_models_dir_and_objective_params():
     config = load("smoke.yaml")
     config["models_dir"] = "elsewhere/models"
     cells = cells_from_config(config)
-    label = cells["digits/trained/digits_label/label/cg/alg1/s1.0_n10_seed0"]  # the id format is unchanged
+    (label,) = [c for c in cells.values() if c.method == "cg"]
     args = label.cli()
     assert args[args.index("--models-dir") + 1] == "elsewhere/models"
     assert args[args.index("--objective-param") + 1] == "target=3"
-    inpaint = cells["digits/trained/digits_inpaint/inpaint/dps/alg1/s0.5_n10_seed0"].cli()
+    (inpaint,) = [c.cli() for c in cells.values() if c.objective == "inpaint"]
     assert inpaint[inpaint.index("--objective-param") + 1] == "sigma_y=0.1"
     for c in cells.values():
         assert ("--models-dir" in c.cli()) == (c.task == "digits")
@@ -245,8 +322,9 @@ def test_config_values_reach_the_cli_as_it_parses_them():
     config["experiments"]["oracle"]["methods"]["gloss"]["params"] = {"sigma": 0.1}
     config["experiments"]["digits_label"]["objective_params"] = {"target": "all"}
     cells = cells_from_config(config)
-    assert "sigma=0.1" in cells["subspace/oracle/oracle/quadratic_off/gloss/alg1/s0.2_n20_seed0"].cli()
-    assert "target=all" in cells["digits/trained/digits_label/label/cg/alg1/s1.0_n10_seed0"].cli()
+    (gloss,) = [c for c in cells.values() if c.method == "gloss" and c.denoiser == "oracle"]
+    (cg,) = [c for c in cells.values() if c.method == "cg"]
+    assert "sigma=0.1" in gloss.cli() and "target=all" in cg.cli()
 
 
 def test_pretrain_cli_per_network():
