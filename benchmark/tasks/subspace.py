@@ -4,6 +4,12 @@ D = 64, d = 16, A with orthonormal columns (QR of a Gaussian drawn from the task
 Objectives: quadratic with theta = A beta on the subspace or mostly off it
 (||theta_perp|| / ||theta_par|| = 9), and negative distances to b = 4 * 1 or b ~ N(4 * 1, 9 I).
 Fidelity: the off-support ratio r_off = ||x_perp|| / ||x_par||, x_par = A A^T x.
+
+`gaussian_inverse` (parameters m = 8, sigma_y = 0.25): the log-likelihood of a linear-Gaussian
+observation y = H x* + sigma_y n, whose posterior N(mu, Sigma) is known in closed form (see
+benchmark/objectives/gaussian_inverse.py); its cells are also measured for calibration against it:
+w2, mean_error, var_ratio, and the floors of w2 and mean_error at the batch size (w2_exact_n,
+mean_error_exact_n).
 """
 
 from __future__ import annotations
@@ -11,7 +17,8 @@ from __future__ import annotations
 import torch
 
 from benchmark.denoisers.oracle import SubspaceOracle
-from benchmark.objectives import NegNorm, Quadratic
+from benchmark.diffusion.noise import derive_seed
+from benchmark.objectives import GaussianInverse, NegNorm, Quadratic
 from benchmark.tasks.base import Task
 
 
@@ -21,7 +28,8 @@ def _unit(v: torch.Tensor) -> torch.Tensor:
 
 class SubspaceTask(Task):
     name = "subspace"
-    objectives = ("quadratic_on", "quadratic_off", "negnorm_ones", "negnorm_random")
+    objectives = ("quadratic_on", "quadratic_off", "negnorm_ones", "negnorm_random", "gaussian_inverse")
+    objective_params = {"gaussian_inverse": {"m": 8, "sigma_y": 0.25}}
     has_oracle = True
 
     def __init__(self, task_seed: int = 0, dim: int = 64, d: int = 16, off_ratio: float = 9.0):
@@ -38,8 +46,10 @@ class SubspaceTask(Task):
     def sample_data(self, n: int, generator: torch.Generator) -> torch.Tensor:
         return torch.randn(n, self.d, generator=generator) @ self.A.T
 
-    def _make_objective(self, name: str):
+    def _make_objective(self, name: str, **params):
         g = self.generator("objective", name)
+        if name == "gaussian_inverse":
+            return self._gaussian_inverse(name, **(self.objective_params[name] | params))
         if name == "quadratic_on":
             theta = self.A @ _unit(torch.randn(self.d, generator=g))
             return Quadratic(name, theta, self.A)
@@ -52,6 +62,17 @@ class SubspaceTask(Task):
             return NegNorm(name, 4.0 * torch.ones(self.dim), self.A)
         return NegNorm(name, 4.0 + 3.0 * torch.randn(self.dim, generator=g), self.A)  # negnorm_random
 
+    def _gaussian_inverse(self, name: str, m: int, sigma_y: float) -> GaussianInverse:
+        """H: m rows of i.i.d. N(0, 1/D) entries; x* = A u*, u* ~ N(0, I_d); n ~ N(0, I_m). Each from its
+        own stream of the task seed, so H and n for m rows are the first m of those for more rows."""
+        if not (isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= self.dim):
+            raise ValueError(f"objective {name!r}: m must be an integer in [1, {self.dim}], got {m!r}")
+        H = torch.randn(m, self.dim, generator=self.generator("objective", name, "H")) / self.dim ** 0.5
+        u_star = torch.randn(self.d, generator=self.generator("objective", name, "x_star"))
+        noise = torch.randn(self.dim, generator=self.generator("objective", name, "noise"))[:m]
+        return GaussianInverse(name, self.A, H, u_star, noise, sigma_y,
+                               reference_seed=derive_seed(self.name, self.task_seed, name, m, sigma_y))
+
     def oracle(self, schedule):
         return SubspaceOracle(self.A, schedule)
 
@@ -60,5 +81,9 @@ class SubspaceTask(Task):
         par = self.project(x)
         return torch.linalg.vector_norm(x - par, dim=-1) / torch.linalg.vector_norm(par, dim=-1)
 
-    def sample_metrics(self, x: torch.Tensor, objective=None) -> dict[str, float]:
-        return {"r_off": float(self.r_off(x).mean())}
+    def sample_metrics(self, x: torch.Tensor, objective=None) -> dict[str, float | torch.Tensor]:
+        out = {"r_off": self.r_off(x)}  # per sample: [B]
+        calibration = getattr(objective, "calibration", None)  # objectives whose posterior is known
+        if calibration is not None:
+            out.update(calibration(x))
+        return out

@@ -1,0 +1,167 @@
+"""The verdict (benchmark.report.verdict): the gate, selection on tuning seeds, held-out scoring, paired
+statistics, ranks across panels, hypervolume and CI-aware fronts, on hand-made results."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmark.report import verdict as vd
+from benchmark.results import COLUMNS
+
+SAMPLES = 8
+TUNE, EVAL = (0,), (1, 2, 3)
+GATE = {"gate": {"sphere": [{"metric": "norm_error", "tolerance": 0.05}]}, "budget": 2, "level": 0.95,
+        "bootstrap": 500, "compute_budgets": [15.0, 1000.0]}
+HEADER = GATE | {"selection": "gated_max_reward", "seeds": {"tuning": list(TUNE), "evaluation": list(EVAL)}}
+
+
+def _cell(method, strength, seed, reward, norm_error, steps=10, vjps=0, status="ok", objective="linear",
+          chains=None):
+    """The rows of one cell (rounds 0 and 1) as the aggregate holds them, with its cell id."""
+    base = {c: None for c in COLUMNS} | {
+        "run_id": f"{objective}-{method}-{strength:g}-{steps}-{seed}", "task": "sphere", "objective": objective,
+        "denoiser": "trained", "method": method, "strength": float(strength), "seed": seed, "algorithm": "alg1",
+        "linearise": "per_sample", "samples": SAMPLES, "steps": steps, "eta": 1.0, "schedule": "cosine",
+        "params_json": "{}", "cost_denoiser_forwards": steps * SAMPLES, "cost_denoiser_vjps": vjps * SAMPLES,
+        "cost_objective_evals": 0, "cost_objective_grads": 0, "cost_finetune_samples": 0, "wall_seconds": 1.0,
+        "peak_memory_mb": 1.0, "status": status, "error": None if status == "ok" else "boom",
+        "cell": f"sphere/trained/{objective}/{method}/alg1/vabc/s{strength!r}_n{steps}_seed{seed}"}
+    if chains is None:
+        chains = [reward + 0.01 * i for i in range(SAMPLES)]
+    rows = []
+    for rnd in (0, 1):
+        rows.append(base | {"round": rnd, "metric": "reward_mean", "value": float(np.mean(chains)) if rnd else 0.0,
+                            "per_sample": list(map(float, chains)) if rnd else None})
+        rows.append(base | {"round": rnd, "metric": "norm_error", "value": norm_error if rnd else 0.0})
+    return rows
+
+
+def _frame(cells) -> pd.DataFrame:
+    return vd.add_derived(pd.DataFrame([r for c in cells for r in c]))
+
+
+def _groups(df):
+    return {job: job.rpartition("/")[0] + "/" + job.rpartition("_n")[2] for job in df["cell"].map(vd.job_of)}
+
+
+def _hacked_panel(seeds):
+    """none; 'honest' with a better admissible strength 1; 'hacker' whose strength 10 wins on reward by
+    leaving the sphere (norm error 2585, the default run's shen), and whose strength 0.1 is admissible."""
+    cells = []
+    for s in seeds:
+        cells += [_cell("none", 0.0, s, 0.0, 0.01),
+                  _cell("honest", 0.3, s, 0.3, 0.02, vjps=10), _cell("honest", 1.0, s, 0.6 + 0.01 * s, 0.03, vjps=10),
+                  _cell("hacker", 0.1, s, 0.2, 0.02, vjps=10), _cell("hacker", 10.0, s, 2586.0, 2585.0, vjps=10)]
+    return cells
+
+
+def test_a_reward_hacked_setting_is_never_ranked_first():
+    df = _frame(_hacked_panel(TUNE + EVAL))
+    tune = df[df["seed"].isin(TUNE)]
+    (panel,) = vd.select(tune, _groups(tune), HEADER)
+    by_method = {g["method"]: g for g in panel["groups"]}
+    hacker = by_method["hacker"]
+    assert hacker["chosen"].endswith("/s0.1_n10")                         # not the setting of reward 2586
+    (bad,) = [c for c in hacker["candidates"] if not c["admissible"]]
+    assert bad["strength"] == 10.0 and "norm_error 2.58e+03 > 0.06" in bad["reason"]
+    assert by_method["honest"]["chosen"].endswith("/s1.0_n10")
+    (v,) = vd.verdict(df, HEADER, [panel])
+    assert v["methods"][0]["method"] == "honest" and v["methods"][0]["verdict"] == "best"
+    assert all(m["reward"] < 10 for m in v["methods"])
+    assert {(e["label"], e["strength"]) for e in v["excluded"]} == {("hacker", 10.0)}
+
+
+def test_a_panel_without_an_admissible_setting_ranks_nothing_of_that_method():
+    df = _frame([_cell("none", 0.0, s, 0.0, 0.01) for s in TUNE + EVAL]
+                + [_cell("hacker", 10.0, s, 2586.0, 2585.0) for s in TUNE + EVAL])
+    tune = df[df["seed"].isin(TUNE)]
+    (panel,) = vd.select(tune, _groups(tune), HEADER)
+    assert {g["method"]: g["chosen"] is None for g in panel["groups"]} == {"none": False, "hacker": True}
+    (v,) = vd.verdict(df, HEADER, [panel])
+    assert [m["method"] for m in v["methods"]] == ["none"]
+
+
+def test_selection_uses_tuning_seeds_only_and_scores_on_evaluation_seeds():
+    """On the tuning seed strength 0.3 is best; on the evaluation seeds 1.0 would be. The chosen setting
+    is 0.3, its reported reward comes from the evaluation seeds, and the optimism is the difference."""
+    cells = [_cell("none", 0.0, s, 0.0, 0.01) for s in TUNE + EVAL]
+    cells += [_cell("m", 0.3, s, 1.0 if s in TUNE else 0.5, 0.01) for s in TUNE + EVAL]
+    cells += [_cell("m", 1.0, s, 0.9 if s in TUNE else 0.8, 0.01) for s in TUNE + EVAL]
+    df = _frame(cells)
+    tune = df[df["seed"].isin(TUNE)]
+    (panel,) = vd.select(tune, _groups(tune), HEADER)
+    (m,) = [g for g in panel["groups"] if g["method"] == "m"]
+    assert m["chosen"].endswith("/s0.3_n10")
+    (v,) = vd.verdict(df, HEADER, [panel])
+    (row,) = [r for r in v["methods"] if r["method"] == "m"]
+    assert row["strength"] == 0.3 and row["seeds"] == 3
+    assert row["reward"] == pytest.approx(0.5 + 0.035)                   # the chains' mean on the evaluation seeds
+    assert row["optimism"] == pytest.approx(1.035 - 0.535)
+
+
+def test_paired_difference_and_ties():
+    """Chains are paired: a constant offset of 0.001 per chain is a clear win however noisy the chains
+    are; an offset that flips sign across chains is a tie."""
+    rng = np.random.default_rng(0)
+    noise = {s: rng.normal(size=SAMPLES) * 10 for s in TUNE + EVAL}
+    cells = [_cell("none", 0.0, s, 0, 0.01, chains=noise[s]) for s in TUNE + EVAL]
+    cells += [_cell("a", 1.0, s, 0, 0.01, chains=noise[s] + 0.001) for s in TUNE + EVAL]
+    flip = np.where(np.arange(SAMPLES) % 2, 0.5, -0.5)
+    cells += [_cell("b", 1.0, s, 0, 0.01, chains=noise[s] + 0.001 + flip) for s in TUNE + EVAL]
+    df = _frame(cells)
+    tune = df[df["seed"].isin(TUNE)]
+    panels = vd.verdict(df, HEADER, vd.select(tune, _groups(tune), HEADER))
+    rows = {r["method"]: r for r in panels[0]["methods"]}
+    assert rows["a"]["verdict"] == "best"
+    assert rows["none"]["verdict"] == "worse" and rows["none"]["unit"] == "chain"
+    assert rows["none"]["pairs"] == SAMPLES * len(EVAL)
+    assert rows["none"]["diff_hi"] < 0 and rows["none"]["diff"] == pytest.approx(-0.001)
+    assert rows["b"]["verdict"] == "tie" and rows["b"]["diff_lo"] < 0 < rows["b"]["diff_hi"]
+    s = vd.summary(panels, 0.95, 500)
+    ranks = {r["method"]: r["mean_rank"] for r in s["ranks"]}
+    assert ranks == {"a": 1, "b": 1, "none": 2}    # b ties with a and with none: only a beats none
+    matrix = {row["method"]: dict(zip(s["order"], row["cells"])) for row in s["matrix"]}
+    assert matrix["a"]["none"] == {"win": 1, "tie": 0, "loss": 0}
+    assert matrix["a"]["b"] == {"win": 0, "tie": 1, "loss": 0}
+
+
+def test_bootstrap_ci_covers_the_mean_and_degenerates_on_constants():
+    rng = np.random.default_rng(1)
+    d = rng.normal(0.3, 1.0, size=400)
+    lo, hi = vd.bootstrap_ci(d, 0.95, 2000)
+    se = d.std(ddof=1) / math.sqrt(len(d))
+    assert lo < d.mean() < hi and hi - lo == pytest.approx(2 * 1.96 * se, rel=0.15)
+    assert vd.bootstrap_ci(np.full(5, 0.25), 0.95, 100) == (0.25, 0.25)
+
+
+def test_equal_compute_table_respects_the_budget():
+    cells = []
+    for s in TUNE + EVAL:
+        cells += [_cell("none", 0.0, s, 0.0, 0.01), _cell("cheap", 1.0, s, 0.5, 0.01, steps=10),
+                  _cell("dear", 1.0, s, 0.9, 0.01, steps=50, vjps=50)]
+    df = _frame(cells)
+    tune = df[df["seed"].isin(TUNE)]
+    (v,) = vd.verdict(df, HEADER, vd.select(tune, _groups(tune), HEADER))
+    table = {e["method"]: e["budgets"] for e in v["equal_compute"]}
+    assert v["budgets"] == [15.0, 1000.0]
+    assert table["dear"][0] is None and table["dear"][1]["compute"] == 100.0   # 50 forwards + 50 VJPs
+    assert table["cheap"][0]["compute"] == 10.0
+
+
+def test_hypervolume_by_hand():
+    pts = pd.DataFrame({"fidelity": [0.1, 0.2, 0.5], "reward": [1.0, 2.0, 9.0]})
+    # reference (f_ref = 0.3, r_ref = 0): the third point is outside; steps of width 0.1 at height 1, 0.1 at 2
+    assert vd.hypervolume(pts, 0.3, 0.0) == pytest.approx(0.1 * 1.0 + 0.1 * 2.0)
+    assert vd.hypervolume(pts, 0.05, 0.0) == 0.0
+    assert vd.hypervolume(pts, 0.3, 5.0) == 0.0
+
+
+def test_ci_pareto_treats_differences_inside_the_ci_as_ties():
+    pts = pd.DataFrame({"fidelity": [1e-6, 1.1e-6, 0.5], "fidelity_ci": [1e-6, 1e-6, 0.01],
+                        "reward": [1.0, 1.02, 0.5], "reward_ci": [0.1, 0.1, 0.01]})
+    front = vd.ci_pareto(pts)
+    assert list(front) == [True, True, False]           # 1e-7 apart in r_off: a tie, both stay on the front
