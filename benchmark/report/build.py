@@ -59,11 +59,16 @@ def _panel(index: int, key: tuple, rows: pd.DataFrame, palette: dict, fidelity_m
                                       title=title, save_to=png("fidelity")),
         })
         tradeoff = agg.tradeoff(board)
+        chain = vd.chain_cis(rows, [agg.REWARD_METRIC, fidelity], level)
+        pts = tradeoff.merge(chain, on=["method", "strength"], how="left")
+        tradeoff["pareto"] = vd.ci_pareto(pts.rename(columns={f"{agg.REWARD_METRIC}_ci": "reward_ci",
+                                                              f"{fidelity}_ci": "fidelity_ci"})).to_numpy()
         figures.append({
             "title": f"Trade-off across strengths: {agg.REWARD_METRIC} vs {fidelity}",
             "caption": "Final round, mean over seeds; one point per (method, strength), labelled with the "
-                       "strength; ringed points are not dominated (no other point has both higher reward "
-                       "and lower " + fidelity + ").",
+                       "strength; ringed points are not dominated: no other point is better in reward or in "
+                       + fidelity + " beyond the two points' combined CI over chains without being worse beyond "
+                       "it in the other (differences inside the CIs are ties).",
             "png": figs.tradeoff_figure(tradeoff, fidelity, agg.REWARD_METRIC, palette, title=title,
                                         save_to=png("tradeoff")),
         })

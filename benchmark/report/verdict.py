@@ -504,6 +504,26 @@ def ci_pareto(points: pd.DataFrame) -> pd.Series:
     return pd.Series(front, index=points.index, name="pareto")
 
 
+def chain_cis(df: pd.DataFrame, metrics: list[str], level: float) -> pd.DataFrame:
+    """Per (method, strength): the t-interval half-width `<metric>_ci` of each metric's final per-chain
+    values pooled over the ok cells (chains are the i.i.d. replicates: each has its own noise stream);
+    NaN where the cells record no per-chain values."""
+    c = agg.cells(df)
+    ok = c[c["status"] == "ok"][["run_id", "method", "strength", "last_round"]]
+    out = ok[["method", "strength"]].drop_duplicates().reset_index(drop=True)
+    if "per_sample" not in df.columns:
+        return out.assign(**{f"{m}_ci": math.nan for m in metrics})
+    for m in metrics:
+        rows = df[df["metric"] == m].merge(ok, left_on=["run_id", "round"], right_on=["run_id", "last_round"],
+                                           suffixes=("_row", ""))
+        cis = {}
+        for key, g in rows.groupby(["method", "strength"]):
+            values = [v for p in g["per_sample"] if p is not None for v in p]
+            cis[key] = agg.mean_ci(values, level)[1] if values else math.nan
+        out[f"{m}_ci"] = [cis.get((a, b), math.nan) for a, b in zip(out["method"], out["strength"])]
+    return out
+
+
 def jsonable(x):
     """Drop DataFrames for json dumps of verdict structures (debugging, tables script)."""
     return json.loads(json.dumps(x, default=lambda o: None))
