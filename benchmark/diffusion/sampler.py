@@ -107,9 +107,17 @@ class Sampler:
         return renoise(x_prev, step, noise.draw())
 
 
-def sample(sampler: Sampler, method, x_T: torch.Tensor, noise: PerSampleNoise, guide=None) -> torch.Tensor:
-    """Run the grid from x_T to x_0; `method.step` makes each transition (guided or not)."""
+def run_steps(sampler: Sampler, method, x_T: torch.Tensor, noise: PerSampleNoise, guide=None) -> torch.Tensor:
+    """The loop: `method.step` makes each transition of the grid (guided or not), x_T -> x_0."""
     x = x_T
     for step in sampler.steps:
         x = method.step(x, step, sampler, guide, noise)
+    return x
+
+
+def sample(sampler: Sampler, method, x_T: torch.Tensor, noise: PerSampleNoise, guide=None) -> torch.Tensor:
+    """Run the grid from x_T to x_0 with `method.sample`: `run_steps` for a guidance method, its own
+    use of the steps for a method that owns the trajectory (bon, smc)."""
+    own = getattr(method, "sample", None)
+    x = own(sampler, x_T, noise, guide) if own is not None else run_steps(sampler, method, x_T, noise, guide)
     return x.detach()

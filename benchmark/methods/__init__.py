@@ -1,4 +1,4 @@
-"""Guidance methods: one file each, registered here by name."""
+"""Guidance methods and the inference-compute references (bon, smc): one file each, registered here by name."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import dataclasses
 import typing
 
 from benchmark.methods.base import GuidanceMethod, Guide, LinearTarget
+from benchmark.methods.bon import BestOfN
 from benchmark.methods.cg import ClassifierGuidance
 from benchmark.methods.dps import DPS
 from benchmark.methods.freedom import FreeDoM
@@ -15,6 +16,7 @@ from benchmark.methods.mpgd import MPGD
 from benchmark.methods.naive import NaiveGradient
 from benchmark.methods.none import Unguided
 from benchmark.methods.shen import Shen
+from benchmark.methods.smc import SMC
 from benchmark.methods.tfg import TFG
 from benchmark.methods.ugd import UGD
 
@@ -30,6 +32,8 @@ METHODS: dict[str, type[GuidanceMethod]] = {
     "lgd": LGD,
     "tfg": TFG,
     "shen": Shen,
+    "bon": BestOfN,
+    "smc": SMC,
 }
 
 

@@ -5,11 +5,14 @@ typed `Literal[...]` is checked against its choices); the
 sampler calls `step(x_t, step, sampler, guide, noise) -> x_{t-1}`. The default step is the
 plain DDIM update from a (possibly guided) noise prediction returned by `guided_eps`, so a
 method that modifies the score only overrides `guided_eps` (e' = e - sqrt(1 - ab_t) * G).
+A method that owns the whole trajectory (bon, smc: several particles per chain) overrides
+`sample(sampler, x_T, noise, guide) -> x_0`, whose default is the shared loop of steps.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import typing
 from dataclasses import dataclass
@@ -17,7 +20,7 @@ from typing import ClassVar, Literal
 
 import torch
 
-from benchmark.diffusion.sampler import Sampler, Step, tweedie
+from benchmark.diffusion.sampler import Sampler, Step, run_steps, tweedie
 
 
 @dataclass(frozen=True)
@@ -48,12 +51,23 @@ class Guide:
     augment: object | None = None
     noisy_log_prob: object | None = None
 
+    def for_particles(self, K: int) -> "Guide":
+        """The guide of [K B] particle rows, K stacked copies of the B chains (particle-major, the
+        objective's convention for per-chain parameters): the linear target repeated K times."""
+        if K == 1 or self.linear is None:
+            return self
+        return dataclasses.replace(self, linear=LinearTarget(torch.cat([self.linear.g] * K),
+                                                             torch.cat([self.linear.y] * K)))
+
 
 @dataclass
 class GuidanceMethod:
     name: ClassVar[str] = ""
     #: True for Guo et al.'s methods, which guide towards the linear target of Algorithm 1.
     uses_linear_target: ClassVar[bool] = False
+    #: True for methods that need the objective's noise-conditional log-probability (classifier
+    #: guidance); the sweep allows them only on a task's `noisy_log_prob_objectives`.
+    uses_noisy_log_prob: ClassVar[bool] = False
 
     strength: float = 0.0
 
@@ -71,6 +85,10 @@ class GuidanceMethod:
 
     def params(self) -> dict:
         return dataclasses.asdict(self)
+
+    def sample(self, sampler: Sampler, x_T: torch.Tensor, noise, guide: Guide | None = None) -> torch.Tensor:
+        """x_T -> x_0 over the sampler's grid: the shared loop of `step`s."""
+        return run_steps(sampler, self, x_T, noise, guide)
 
     def step(self, x_t: torch.Tensor, step: Step, sampler: Sampler, guide: Guide | None, noise) -> torch.Tensor:
         e = self.guided_eps(x_t, step, sampler, guide)
@@ -207,3 +225,24 @@ def reward_grad_through_denoiser(x_t, step, sampler, objective):
 def per_sample(c: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A per-sample factor c: [B] shaped to broadcast against like: [B, ...]."""
     return c.view(-1, *(1,) * (like.dim() - 1))
+
+
+def make_proposal(owner: str, name: str, strength: float, params: str) -> GuidanceMethod:
+    """The proposal of an inference-compute method (bon, smc): method `name` at `strength`, its own
+    hyper-parameters given as one string 'name=value,name=value' (each value read as JSON, else as a
+    string, as the CLI reads --param), e.g. "normalise=none,augment=3"."""
+    from benchmark.methods import make_method
+
+    kwargs = {}
+    for item in filter(None, (p.strip() for p in params.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"method {owner!r}: proposal_params expects 'name=value,name=value', got {params!r}")
+        try:
+            kwargs[key.strip()] = json.loads(value)
+        except json.JSONDecodeError:
+            kwargs[key.strip()] = value.strip()
+    try:
+        return make_method(name, strength, **kwargs)
+    except ValueError as err:
+        raise ValueError(f"method {owner!r}: proposal {name!r}: {err}") from None

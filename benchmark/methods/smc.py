@@ -1,0 +1,230 @@
+"""Feynman-Kac steering / twisted SMC: K particles per output sample targeting p(x_0) exp(lam r(x_0)),
+lam = `strength`, p the sampler's own distribution.
+
+Per step t -> t' of the grid, for all particles at once ([K B] rows, particle-major):
+    x_{t'} ~ q(. | x_t)                  the proposal's step (default: the unguided DDIM(eta) step p)
+    log w += log p(x_{t'} | x_t) - log q(x_{t'} | x_t) = (|z|^2 - |(x_{t'} - m_p) / s_t|^2) / 2
+                                         (guided proposal only: x_{t'} = m_q + s_t z, and m_p the
+                                          unguided DDIM mean from the same forward's e = eps_theta(x_t, t))
+Every `resample_every`-th step (the last excepted), with r_t = r(x0h_t) on this step's Tweedie estimate:
+    log w += log Phi_t - log Phi_prev,    Phi_t the tilt of the intermediate target, by `potential`:
+        difference: Phi_t = exp(lam r_t)                    ratio exp(lam (r_t - r_prev)), Singhal's G_t
+        max:        Phi_t = exp(lam max_{s >= t} r_s)       ratio exp(lam (M_t - M_prev)) >= 1
+        sum:        Phi_t = exp(lam sum_{s >= t} r_s)       ratio exp(lam r_t)
+    (Phi = 1 before the first), and each chain whose ESS = 1 / sum_k wbar_k^2 < ess_threshold K
+    resamples its own K particles systematically (weights reset; never across output samples).
+    ess_threshold = 1 resamples at every potential step (FK steering's fixed interval), 0.5 adaptively.
+    max and sum tilt the intermediate targets harder than lam r (sum by about lam times the number of
+    potential steps): high rewards sooner, but more particles to correct back to the target.
+After the last step: log w += lam r(x_0) - log Phi_last, so the factors multiply to exp(lam r(x_0))
+for every potential and the weighted particles target p(x_0) exp(lam r(x_0)); one particle per
+chain is returned, drawn by its final weight (inverse CDF at one uniform).
+
+Particle j of chain i runs on its own stream (particle 0 is the chain itself, particle j > 0 starts
+from the first draw of the stream seeded derive_seed(seed_i, "particle", j)); the resampling uniforms
+come from the chain's stream derive_seed(seed_i, "resample"). So a batch of B output samples equals
+B batches of 1, and K = 1 is the proposal exactly (its one particle is the chain; resampling is
+the identity).
+
+Proposal: any per-step method (`proposal`, at `proposal_strength`, its other hyper-parameters as
+`proposal_params = "name=value,..."`, values read as JSON), whose step makes one Gaussian transition
+N(m_q, s_t^2 I) through the sampler's DDIM update. Its importance weight needs s_t > 0: with
+eta = 0 a guided proposal is refused; at steps with s_t = 0 (the grid's last, x_0 = x0h(x_1)) the
+unguided step is made, so K = 1 equals a guided proposal at every step but that one. Proposals that
+re-noise within a step (time travel) or own the trajectory (bon, smc), and Algorithm-1 methods
+(naive, gloss: their delta would be lam), are refused.
+
+Cost per output sample, S steps, D = floor((S - 1) / resample_every) potential steps:
+K x (the proposal's cost on the S - 1 steps with s_t > 0, 1U on the last) + K (D + 1) objective
+evaluations (no gradients); unguided proposal: K S U + K (D + 1) evaluations.
+
+References: R. Singhal, Z. Horvitz, R. Teehan, M. Ren, Z. Yu, K. McKeown, R. Ranganath. A General
+Framework for Inference-time Scaling and Steering of Diffusion Models. ICML 2025. L. Wu, B. L. Trippe,
+C. A. Naesseth, D. M. Blei, J. P. Cunningham. Practical and Asymptotically Exact Conditional Sampling in
+Diffusion Models. NeurIPS 2023. S. Kim, M. Kim, D. Park. Test-time Alignment of Diffusion Models
+without Reward Over-optimization. ICLR 2025.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+
+from benchmark.diffusion.sampler import ddim_update, tweedie
+from benchmark.methods.base import GuidanceMethod, make_proposal
+
+
+def systematic(w: torch.Tensor, u: torch.Tensor, n: int) -> torch.Tensor:
+    """Systematic resampling, per column: w [K, B] weights (each column sums to 1), u [B] in [0, 1)
+    -> [n, B] indices. Position k = 0..n-1 takes the particle i with C_{i-1} <= (u + k) / n < C_i,
+    C the cumulative weights, so particle i gets floor(n w_i) or ceil(n w_i) copies; n = 1 is one
+    draw by inverse CDF (multinomial)."""
+    c = torch.cumsum(w, 0)
+    c = c / c[-1:]                                                         # C_K = 1 exactly
+    pos = (u + torch.arange(n, device=w.device, dtype=w.dtype)[:, None]) / n   # [n, B]
+    idx = torch.searchsorted(c.T.contiguous(), pos.T.contiguous(), right=True).T
+    return idx.clamp_max(w.shape[0] - 1)
+
+
+def normalised(log_w: torch.Tensor) -> torch.Tensor:
+    """wbar [K, B] from log weights [K, B], per column; a NaN weight (a diverged particle) counts as 0,
+    and a column without a finite weight falls back to uniform."""
+    log_w = torch.where(torch.isnan(log_w), -math.inf, log_w)
+    lost = torch.isneginf(log_w.max(0).values)
+    return torch.softmax(torch.where(lost, 0.0, log_w), 0)
+
+
+def ess(w: torch.Tensor) -> torch.Tensor:
+    """Effective sample size per column of normalised weights [K, B]: 1 / sum_k w_k^2 -> [B]."""
+    return 1.0 / w.square().sum(0)
+
+
+class _Transition:
+    """The sampler as the proposal sees it during one step: the sampler's own pieces, keeping what the
+    weights need, e = eps_theta(x_t, t) of the first forward at x_t (x0h_t and the unguided mean
+    m_p) and the z of the DDIM update (x_{t'} = m_q + s_t z)."""
+
+    def __init__(self, sampler):
+        self._sampler = sampler
+
+    def __getattr__(self, name):
+        return getattr(self._sampler, name)
+
+    def begin(self, x_t: torch.Tensor) -> None:
+        self._x_t, self.e, self.z, self.renoised = x_t, None, [], False
+
+    def _keep(self, x_t, e):
+        if self.e is None and torch.equal(x_t.detach(), self._x_t):
+            self.e = e.detach()
+
+    def eps(self, x_t, step):
+        e = self._sampler.eps(x_t, step)
+        self._keep(x_t, e)
+        return e
+
+    def eps_with_graph(self, x_t, step):
+        x, e, x0h = self._sampler.eps_with_graph(x_t, step)
+        self._keep(x_t, e)
+        return x, e, x0h
+
+    def ddim(self, x0h, e, step, noise):
+        return self._sampler.ddim(x0h, e, step, _Tap(noise, self.z))
+
+    def renoise(self, x_prev, step, noise):
+        self.renoised = True
+        return self._sampler.renoise(x_prev, step, noise)
+
+    def x0h(self, step) -> torch.Tensor:
+        if self.e is None:
+            raise ValueError("method 'smc': the proposal's step made no denoiser forward at x_t")
+        return tweedie(self._x_t, self.e, step.ab_t)
+
+    def log_ratio(self, x_prev: torch.Tensor, step) -> torch.Tensor:
+        """log p(x_{t'} | x_t) - log q(x_{t'} | x_t) per row [N] (float64), both N(., s_t^2 I)."""
+        if len(self.z) != 1 or self.renoised:
+            raise ValueError(f"method 'smc': the proposal made {len(self.z)} DDIM updates"
+                             f"{' and re-noised' if self.renoised else ''} in one step (time travel?): its "
+                             "transition is not one Gaussian and cannot be importance-corrected")
+        m_p = ddim_update(self.x0h(step), self.e, step, torch.zeros_like(x_prev))
+        z = self.z[0].double().flatten(1)
+        d = ((x_prev - m_p).double() / step.sigma).flatten(1)
+        return 0.5 * (z.square().sum(1) - d.square().sum(1))
+
+
+class _Tap:
+    """A noise stream whose draws are also appended to `kept`."""
+
+    def __init__(self, noise, kept: list):
+        self.noise, self.kept = noise, kept
+
+    def draw(self):
+        z = self.noise.draw()
+        self.kept.append(z)
+        return z
+
+
+@dataclass
+class SMC(GuidanceMethod):
+    name = "smc"
+
+    particles: int = 4
+    potential: Literal["difference", "max", "sum"] = "difference"
+    resample_every: int = 1
+    ess_threshold: float = 0.5
+    proposal: str = "none"
+    proposal_strength: float = 0.0
+    proposal_params: str = ""
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.particles < 1:
+            raise ValueError(f"method 'smc': particles (K per output sample) must be >= 1, got {self.particles}")
+        if self.resample_every < 1:
+            raise ValueError(f"method 'smc': resample_every must be >= 1, got {self.resample_every}")
+        if not 0 < self.ess_threshold <= 1:
+            raise ValueError(f"method 'smc': ess_threshold (a fraction of K) must be in (0, 1], "
+                             f"got {self.ess_threshold}")
+        self._prior = make_proposal(self.name, "none", 0.0, "")
+        self._proposal = make_proposal(self.name, self.proposal, self.proposal_strength, self.proposal_params)
+        if type(self._proposal).sample is not GuidanceMethod.sample:
+            raise ValueError(f"method 'smc': proposal {self.proposal!r} owns the whole trajectory; the proposal "
+                             "must be a per-step method")
+        if self._proposal.uses_linear_target:
+            raise ValueError(f"method 'smc': proposal {self.proposal!r} guides towards Algorithm 1's linear target, "
+                             "whose delta the rounds take from the method's strength (smc's lambda); use a "
+                             "training-free proposal")
+
+    @property
+    def uses_noisy_log_prob(self) -> bool:
+        return getattr(self._proposal, "uses_noisy_log_prob", False)
+
+    def sample(self, sampler, x_T, noise, guide=None):
+        if guide is None:
+            raise ValueError("method 'smc' weights by the objective: it needs a Guide")
+        guided = self.proposal != "none"
+        if guided and sampler.eta == 0:
+            raise ValueError(f"method 'smc': a guided proposal ({self.proposal!r}) needs eta > 0; with eta = 0 its "
+                             "transitions are deterministic, p(x_{t-1} | x_t) / q(x_{t-1} | x_t) does not exist and "
+                             "the proposal cannot be importance-corrected (use eta > 0 or proposal 'none')")
+        K, B, lam = self.particles, x_T.shape[0], self.strength
+        particles, uniforms = noise.particles(K), noise.derived("resample", shape=())
+        pguide, transition = guide.for_particles(K), _Transition(sampler)
+        chains = torch.arange(B, device=x_T.device)
+        x = particles.start(x_T)                                             # [K B, ...]
+        log_w = torch.zeros(K * B, dtype=torch.float64, device=x.device)
+        stat, log_phi = None, torch.zeros_like(log_w)
+        last = len(sampler.steps) - 1
+        for step in sampler.steps:
+            move = self._proposal if guided and step.sigma > 0 else self._prior
+            transition.begin(x)
+            x_prev = move.step(x, step, transition, pguide, particles)
+            if move is not self._prior:
+                log_w = log_w + transition.log_ratio(x_prev, step)
+            if step.index < last and (step.index + 1) % self.resample_every == 0:
+                with torch.no_grad():
+                    r = pguide.objective(transition.x0h(step)).double()     # r(x0h_t): K evaluations
+                stat = self._statistic(stat, r)
+                log_w, log_phi = log_w + lam * stat - log_phi, lam * stat
+                u = torch.special.ndtr(uniforms.draw().double())             # drawn every time: per chain
+                w = normalised(log_w.view(K, B))
+                resample = ess(w) < self.ess_threshold * K                   # [B], per chain
+                if resample.any():
+                    idx = torch.where(resample, systematic(w, u, K), torch.arange(K, device=x.device)[:, None])
+                    rows = (idx * B + chains).flatten()
+                    x_prev, stat, log_phi = x_prev[rows], stat[rows], log_phi[rows]
+                    log_w = torch.where(resample, 0.0, log_w.view(K, B)).flatten()
+            x = x_prev.detach()
+        with torch.no_grad():
+            log_w = log_w + lam * pguide.objective(x).double() - log_phi       # final correction: K evaluations
+        u = torch.special.ndtr(uniforms.draw().double())
+        pick = systematic(normalised(log_w.view(K, B)), u, 1)[0]
+        return x[pick * B + chains]
+
+    def _statistic(self, stat, r):
+        """The potential's running statistic: r_t, max_{s >= t} r_s or sum_{s >= t} r_s."""
+        if stat is None or self.potential == "difference":
+            return r
+        return torch.maximum(stat, r) if self.potential == "max" else stat + r
