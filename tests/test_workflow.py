@@ -15,7 +15,9 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from benchmark.sweep import NETWORKS, cells_from_config
+from benchmark.report.verdict import chosen_jobs
+from benchmark.sweep import NETWORKS, cells_from_config, evaluation_cells, job_key
+from report_page import first_words, panels
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "config/smoke.yaml"
@@ -57,20 +59,30 @@ def test_every_cell_lands_and_report_is_self_contained(full_run):
     results = full_run / config["results_dir"]
     for cell in cells:
         assert (results / "cells" / f"{cell}.parquet").exists(), cell
+    # The evaluation stage: the chosen setting of every method variant, on the evaluation seeds only.
+    chosen = chosen_jobs(results / "selected")
+    groups = {c.group for c in cells.values()}
+    assert 0 < len(chosen) <= len(groups) and set(chosen) <= {job_key(c) for c in cells}
+    evaluated = evaluation_cells(cells, chosen, config["seeds"]["evaluation"])
+    for cell in evaluated:
+        assert (results / "cells" / f"{cell}.parquet").exists(), cell
     df = pd.read_parquet(results / "all.parquet")
-    assert df.run_id.nunique() == len(cells)
+    assert df.run_id.nunique() == len(cells) + len(evaluated)
+    assert set(df["cell"]) == set(cells) | set(evaluated)
     assert (df.status == "ok").all()
     html = (full_run / config["report"]).read_text()
     assert "data:image/png;base64," in html
     assert "http://" not in html and "https://" not in html
-    for method in {c.method for c in cells.values()}:
-        assert method in html
+    # Every method has rows in some panel's leaderboard (labels are '<method> <variant tags>').
+    shown = set().union(*(first_words(p.table("Leaderboard").column("method")) for p in panels(html)))
+    assert shown == {c.method for c in cells.values()}
     assert (full_run / config["models_dir"] / "subspace_denoiser.safetensors").exists()
     for network in NETWORKS:  # the image task's four networks, each with its training report
         assert (full_run / config["models_dir"] / f"digits_{network}.safetensors").exists()
         assert (full_run / config["models_dir"] / f"digits_{network}.json").exists()
     galleries = {str(p.relative_to(results / "cells").with_name(p.stem)) for p in (results / "cells").rglob("*.png")}
-    assert galleries == {c for c, cell in cells.items() if cell.task == "digits"}
+    assert galleries == {c for c, cell in (cells | evaluated).items() if cell.task == "digits"}
+    assert 'id="verdict"' in html
     assert html.count("<h3>Sample galleries</h3>") == len({(c.task, c.objective) for c in cells.values()
                                                             if c.task == "digits"})
     assert not list(full_run.rglob("*.tmp"))
@@ -94,7 +106,7 @@ def test_killed_sweep_resumes_to_the_same_aggregate(full_run, tmp_path):
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     done = registered()
-    assert 0 < len(done) < len(cells), "the kill must land mid-sweep"
+    assert 0 < len(done) and not (tmp_path / config["report"]).exists(), "the kill must land mid-sweep"
     # What a user does after a crash (README): release the stale lock, then run again.
     assert snakemake(tmp_path, "--unlock").returncode == 0
     finished = snakemake(tmp_path, "--rerun-incomplete")
