@@ -69,12 +69,14 @@ rule report:
         evaluation_galleries=lambda wc: [f.removesuffix(".parquet") + ".png" for f in evaluation_files(wc)
                                          if f.split("/cells/")[1].split("/")[0] in NETWORK_TASKS],
     output:
-        html=report(REPORT, caption="../report/index.rst", category="Report"),
+        html=report(REPORT, caption="../report/index.rst", category="Report",
+                    labels={"page": "comparison report (self-contained HTML)"}),
         figures=report(
             directory(f"{RESULTS}/figures"),
             patterns=["{name}.png"],
             caption="../report/figures.rst",
             category="Figures",
+            labels={"figure": "{name}"},
         ),
     log:
         "logs/report.log",
