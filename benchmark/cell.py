@@ -2,18 +2,24 @@
 measure every round, and write one Parquet file, whatever happens (and for an image task a PNG
 gallery of the last round's samples beside it: the same path with suffix .png).
 
-Errors in the cell's *specification* (unknown names, impossible combinations) raise ValueError
-before anything runs and nothing is written. Errors *while running* (an exception, samples that
-turn NaN/inf) are recorded: the rows measured so far plus the failing round, every row carrying
-the status ('diverged' / 'failed') and the error text, so a sweep shows the gap instead of dying.
+Errors in the cell's *specification* (unknown names, impossible combinations, a missing or damaged
+checkpoint) raise ValueError before anything runs and nothing is written. Errors *while running*
+(an exception, samples that turn NaN/inf) are recorded: the rows measured so far plus the failing
+round, every row carrying the status ('diverged' / 'failed') and the error text, so a sweep shows
+the gap instead of dying.
+
+A cell is identified by its specification and the content of the network files it loads
+(`CellSpec.checkpoint_sha256`): another checkpoint under the same name is another run_id.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import math
+import os
 import resource
 import sys
 import traceback
@@ -22,14 +28,14 @@ from pathlib import Path
 
 import torch
 
-from benchmark.denoisers import DENOISERS, load_checkpoint
+from benchmark.denoisers import DENOISERS, load_checkpoint, network_metadata
 from benchmark.diffusion import Costs, CountingDenoiser, CountingObjective, Sampler, make_schedule
 from benchmark.gallery import gallery_path, save_gallery
 from benchmark.methods import make_method
-from benchmark.metrics import sample_metrics
+from benchmark.metrics import sample_measures
 from benchmark.optimize import RoundsConfig, run_rounds
 from benchmark.results import provenance, to_table, write_atomic
-from benchmark.tasks import make_task
+from benchmark.tasks import TASKS, make_task
 
 
 @dataclass(frozen=True)
@@ -59,9 +65,54 @@ class CellSpec:
     models_dir: str | None = None      # pre-trained classifiers of tasks that load them (digits)
 
     def run_id(self) -> str:
-        blob = json.dumps(dataclasses.asdict(self) | {"device": None, "checkpoint": None, "models_dir": None},
-                          sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        """A hash of the specification (less where it runs and where its files lie) and of the content
+        of the network files it loads: another checkpoint under the same path is another cell."""
+        blob = dataclasses.asdict(self) | {"device": None, "checkpoint": None, "models_dir": None}
+        sha = self.checkpoint_sha256()
+        if sha is not None:  # the oracle's cells keep the ids they had before checkpoints were hashed
+            blob["checkpoint_sha256"] = sha
+        return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
+
+    def network_files(self) -> dict[str, Path]:
+        """{kind: file} of every network file the cell loads: the denoiser checkpoint (denoiser
+        'trained') and the pre-trained networks its task loads for its objective (digits' classifiers)."""
+        files = {"denoiser": Path(self.checkpoint)} if self.denoiser != "oracle" and self.checkpoint else {}
+        if self.task in TASKS:
+            files |= TASKS[self.task].network_files(self.objective, self.models_dir)
+        return files
+
+    def checkpoint_sha256(self) -> str | None:
+        """sha256 of the one network file the cell loads (`sha256sum` of the checkpoint), or of the
+        lines `<kind> <sha256>` of several (digits); None when it loads none (the oracle)."""
+        digests = {kind: file_sha256(path) for kind, path in self.network_files().items()}
+        if len(digests) <= 1:
+            return next(iter(digests.values()), None)
+        return hashlib.sha256("".join(f"{k} {d}\n" for k, d in sorted(digests.items())).encode()).hexdigest()
+
+    def checkpoint_info(self) -> str | None:
+        """JSON: per network file loaded, its path, sha256 and training figures (the scalar entries of
+        the report embedded in the checkpoint: epochs, held-out / validation / test loss, parameters...)."""
+        info = {}
+        for kind, path in self.network_files().items():
+            report = network_metadata(path, kind)["report"]
+            figures = {k: v for k, v in report.items() if v is None or isinstance(v, (bool, int, float, str))}
+            info[kind] = {"file": str(path), "sha256": file_sha256(path)} | figures
+        return json.dumps(info, sort_keys=True) if info else None
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 (hex) of a file's bytes, cached while its size and modification time stay the same."""
+    st = os.stat(path)
+    return _file_sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def resolve_device(device: str) -> str:
@@ -154,6 +205,7 @@ def run_cell(spec: CellSpec, progress: bool | None = None, gallery: str | Path |
         "algorithm": spec.algorithm, "linearise": spec.linearise, "samples": spec.samples,
         "steps": len(cell.sampler.steps), "eta": spec.eta, "schedule": cell.schedule.name,
         "params_json": json.dumps(spec_params, sort_keys=True),
+        "checkpoint_sha256": spec.checkpoint_sha256(), "checkpoint_info": spec.checkpoint_info(),
     } | provenance(cell.device)
     if cell.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
@@ -170,11 +222,12 @@ def run_cell(spec: CellSpec, progress: bool | None = None, gallery: str | Path |
         for rnd in iterator:
             last = rnd.z
             finite = bool(torch.isfinite(rnd.z).all())
-            metrics = sample_metrics(rnd.z, cell.objective, cell.task) if finite else {"reward_mean": math.nan}
+            metrics, per_sample = (sample_measures(rnd.z, cell.objective, cell.task) if finite
+                                   else ({"reward_mean": math.nan}, {}))
             cost = {f"cost_{k}": v for k, v in rnd.costs.as_dict().items()}
             for name, value in metrics.items():
                 rows.append(base | cost | {"round": rnd.index, "metric": name, "value": float(value),
-                                           "wall_seconds": rnd.wall_seconds})
+                                           "per_sample": per_sample.get(name), "wall_seconds": rnd.wall_seconds})
             if not finite:
                 status, error = "diverged", f"non-finite samples in round {rnd.index}"
                 break
@@ -182,7 +235,7 @@ def run_cell(spec: CellSpec, progress: bool | None = None, gallery: str | Path |
         status, error = "failed", "".join(traceback.format_exception_only(exc)).strip()
         rows.append(base | {f"cost_{k}": 0 for k in Costs().as_dict()} | {
             "round": (rows[-1]["round"] + 1) if rows else 0, "metric": "reward_mean", "value": math.nan,
-            "wall_seconds": 0.0})
+            "per_sample": None, "wall_seconds": 0.0})
     peak = _peak_memory_mb(cell.device)
     for r in rows:
         r.update(status=status, error=error, peak_memory_mb=peak)

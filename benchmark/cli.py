@@ -1,8 +1,9 @@
-"""`python -m benchmark {run,pretrain,aggregate,report}`: what the Snakemake rules call.
+"""`python -m benchmark {run,pretrain,aggregate,report,verify,check-config}`: what the Snakemake rules call.
 
 Bad input exits with status 2 and a message naming the bad value and what is allowed; nothing
 is written then. A cell that fails or diverges while running still writes its rows (status
-'failed' / 'diverged') and exits 0, so a sweep goes on.
+'failed' / 'diverged') and exits 0, so a sweep goes on. A file that cannot be written (full disk,
+read-only folder) exits with status 1 and one line naming it; the previous file stays as it was.
 """
 
 from __future__ import annotations
@@ -193,15 +194,45 @@ def _pretrain_image_network(args, task, device: str, progress: bool) -> dict:
 def cmd_aggregate(args) -> int:
     from benchmark.results import aggregate
 
-    table = aggregate(args.files, args.out)
+    table = aggregate(args.files, args.out, log=lambda note: print(note, file=sys.stderr))
     print(f"{args.out}: {table.num_rows} rows from {len(args.files)} cells", file=sys.stderr)
+    return 0
+
+
+def cmd_verify(args) -> int:
+    """Check every cell file (readable, complete, checksum, no conflicting duplicates); list the bad
+    ones; with --remove-bad delete them and their galleries so the normal run recomputes them."""
+    from benchmark.results import fix_command, verify
+
+    files, problems, removed = verify(args.results_dir, remove_bad=args.remove_bad)
+    for path, reason in problems.items():
+        print(f"bad: {path}: {reason}", file=sys.stderr)
+    for path in removed:
+        print(f"removed: {path}", file=sys.stderr)
+    summary = f"{len(files)} cell files checked, {len(problems)} bad"
+    print(summary + (f", {len(removed)} files removed" if removed else ""), file=sys.stderr)
+    if problems and args.remove_bad:
+        print("recompute them: `snakemake --cores all` (with your usual --configfile / profile)", file=sys.stderr)
+        return 0
+    if problems:
+        print(f"remove them and recompute exactly those cells: {fix_command(args.results_dir)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_check_config(args) -> int:
+    """A config file's YAML syntax (errors at file:line:column), schema and sweep, without Snakemake."""
+    from benchmark.sweep import check_config_file
+
+    for path in args.files:
+        print(f"{path}: ok, {check_config_file(path)} cells", file=sys.stderr)
     return 0
 
 
 def cmd_report(args) -> int:
     from benchmark.report import build_report
 
-    build_report(args.results, args.out, models_dir=args.models, figures_dir=args.figures)
+    build_report(args.results, args.out, models_dir=args.models, figures_dir=args.figures, selected=args.selected)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
@@ -244,11 +275,22 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("aggregate", help="concatenate cell files into one Parquet file")
     p.add_argument("--out", required=True)
     p.add_argument("files", nargs="+")
+    p = sub.add_parser("verify", help="check every cell file under RESULTS_DIR/cells (readable, complete, "
+                                      "checksum); list the bad ones, --remove-bad deletes them for a rerun")
+    p.add_argument("results_dir", help="the results folder (config results_dir), e.g. results")
+    p.add_argument("--remove-bad", action="store_true",
+                   help="delete the bad cell files and their .png galleries: `snakemake --cores all` then "
+                        "recomputes exactly those cells")
+    p = sub.add_parser("check-config", help="check a config file before running Snakemake: YAML syntax "
+                                            "(file:line), schema, registries, size of the sweep")
+    p.add_argument("files", nargs="+", help="config files, e.g. config/config.yaml")
     p = sub.add_parser("report", help="write the HTML comparison report")
     p.add_argument("--results", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--models", default=None, help="folder of pre-training reports (*.json) to include")
     p.add_argument("--figures", default=None, help="also save every figure as a PNG in this folder")
+    p.add_argument("--selected", default=None, help="the selection folder of the protocol (the workflow's "
+                   "results/selected): the verdict (held-out, gated, compute-matched) comes first")
     p = sub.add_parser("perf", help="time one round per method, count network evaluations, compare with "
                                     "the time the cost formula predicts")
     p.add_argument("--methods", nargs="+", metavar="NAME[=STRENGTH]",
@@ -280,9 +322,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto")
     args = parser.parse_args(argv)
     handler = {"run": cmd_run, "pretrain": cmd_pretrain, "aggregate": cmd_aggregate, "report": cmd_report,
-               "perf": cmd_perf, "tune": cmd_tune}
+               "perf": cmd_perf, "tune": cmd_tune, "verify": cmd_verify, "check-config": cmd_check_config}
     try:
         return handler[args.command](args)
     except (ValueError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except OSError as exc:  # a disk error (benchmark.results.DiskError names the file)
+        print(f"error: {exc}", file=sys.stderr)
+        return 1

@@ -12,8 +12,10 @@ def topk_count(n: int) -> int:
     return max(1, math.ceil(0.1 * n))
 
 
-def sample_metrics(x: torch.Tensor, objective, task) -> dict[str, float]:
-    """Reward statistics, gaps to the known optima, and the task's fidelity metrics."""
+def sample_measures(x: torch.Tensor, objective, task) -> tuple[dict[str, float], dict[str, list[float]]]:
+    """(metrics, per-sample values): reward statistics, gaps to the known optima and the task's
+    fidelity metrics, each a mean over samples; and per chain (row i of x is chain i) the rewards,
+    under 'reward_mean', and each task metric the task measures per sample (a [B] tensor)."""
     with torch.no_grad():
         r = objective(x).double()
         out = {
@@ -21,9 +23,19 @@ def sample_metrics(x: torch.Tensor, objective, task) -> dict[str, float]:
             "reward_std": float(r.std()) if r.numel() > 1 else 0.0,
             "reward_topk": float(r.topk(topk_count(r.numel())).values.mean()),
         }
+        per_sample = {"reward_mean": r.tolist()}
         if objective.optimum is not None:
             out["gap"] = objective.optimum - out["reward_mean"]
         if objective.optimum_on_support is not None:
             out["gap_support"] = objective.optimum_on_support - out["reward_mean"]
-        out.update(task.sample_metrics(x, objective))
-    return out
+        for name, value in task.sample_metrics(x, objective).items():
+            if isinstance(value, torch.Tensor) and value.dim() == 1:
+                per_sample[name] = value.double().tolist()
+                value = value.mean()
+            out[name] = float(value)
+    return out, per_sample
+
+
+def sample_metrics(x: torch.Tensor, objective, task) -> dict[str, float]:
+    """Reward statistics, gaps to the known optima, and the task's fidelity metrics."""
+    return sample_measures(x, objective, task)[0]

@@ -132,21 +132,29 @@ _YAML12_NUMBER = re.compile(r"^[-+]?(\.[0-9]+|[0-9]+(\.[0-9]*)?)([eE][-+]?[0-9]+
 
 def count_cells(config: dict) -> tuple[int, int]:
     """(tuning cells, at most this many evaluation cells) the config asks for, counted from the grid
-    sizes without making any cell: per method, objectives x strengths x tuned values x algorithms x
-    steps x tuning seeds, and one chosen setting per group x evaluation seeds. A seed list counts as
-    tuning seeds only. Cells asked for by two experiments count twice (an upper bound)."""
+    sizes without making any cell: per method, objectives x variants x strengths x tuned values x
+    algorithms x steps x tuning seeds, and one chosen setting per group (objective x variant x
+    algorithm x steps) x evaluation seeds. A seed list counts as tuning seeds only. Cells asked for
+    by two experiments count twice (an upper bound). Keep in step with `cells_from_config`: a test
+    checks the count against the cells made for every preset."""
     seeds = config.get("seeds") or []
-    tuning, evaluation = (seeds.get("tuning") or [], seeds.get("evaluation") or []) if isinstance(seeds, dict) else (seeds, [])
+    if isinstance(seeds, dict):
+        tuning, evaluation = seeds.get("tuning") or [], seeds.get("evaluation") or []
+    else:
+        tuning, evaluation = seeds, []
     n_tune = n_eval = 0
     for exp in (config.get("experiments") or {}).values():
         axes = len(_as_list(exp.get("algorithm", "alg1"))) * len(_as_list(exp.get("steps")))
         for mcfg in (exp.get("methods") or {}).values():
             objectives = len(mcfg.get("objectives") or exp.get("objectives") or [])
+            groups = objectives * axes
+            for values in (mcfg.get("variants") or {}).values():
+                groups *= len(_as_list(values))
             settings = len(mcfg.get("strengths") or [])
             for values in (mcfg.get("grid") or {}).values():
                 settings *= len(_as_list(values))
-            n_tune += objectives * axes * settings * len(tuning)
-            n_eval += objectives * axes * len(evaluation)
+            n_tune += groups * settings * len(tuning)
+            n_eval += groups * len(evaluation)
     return n_tune, n_eval
 
 
@@ -155,9 +163,10 @@ def _check_size(config: dict) -> None:
     limit = config.get("max_cells", MAX_CELLS)
     if n_tune + n_eval > limit:
         n = n_tune + n_eval
-        raise ConfigError(f"max_cells: the sweep asks for {n:,} cells ({n_tune:,} tuning + up to {n_eval:,} evaluation), "
-                          f"more than max_cells = {limit:,}; shrink the grids, or raise the limit with `max_cells: {n}` "
-                          f"in the config file or `--config max_cells={n}` on the snakemake command line")
+        raise ConfigError(f"max_cells: the sweep asks for {n:,} cells ({n_tune:,} tuning + up to {n_eval:,} "
+                          f"evaluation), more than max_cells = {limit:,}; shrink the grids, or raise the limit with "
+                          f"`max_cells: {n}` in the config file or `--config max_cells={n}` on the snakemake "
+                          "command line")
 
 
 def _check_finite(node, where: str = "") -> None:
@@ -375,13 +384,6 @@ def check_config(config: dict) -> None:
                 if obj not in exp["objectives"]:
                     raise ConfigError(f"{mwhere}.objectives: {obj!r} is not an objective of the experiment; "
                                       f"allowed: {list(exp['objectives'])}")
-            if getattr(METHODS[mname], "uses_noisy_log_prob", False):  # classifier guidance
-                capable = list(t.noisy_log_prob_objectives)
-                lacking = [o for o in mcfg.get("objectives") or exp["objectives"] if o not in capable]
-                if lacking:
-                    raise ConfigError(f"{mwhere}: {mname!r} needs an objective with a noise-conditional classifier; "
-                                      f"{lacking} of task {task!r} have none; allowed: {capable or 'none'}"
-                                      + (f" (restrict it with `objectives: {capable}`)" if capable else ""))
             strengths = mcfg.get("strengths")
             if not strengths:
                 raise ConfigError(f"{mwhere}.strengths: empty grid; give at least one strength")
@@ -396,9 +398,17 @@ def check_config(config: dict) -> None:
                     raise ConfigError(f"{mwhere}.params.{k}: expected a number, got {v!r}")
             for strength in strengths:  # the method's own checks (ranges, choices), before any job
                 try:
-                    make_method(mname, strength, **(mcfg.get("params") or {}))
+                    method = make_method(mname, strength, **(mcfg.get("params") or {}))
                 except ValueError as exc:
                     raise ConfigError(f"{mwhere}: {exc}") from None
+                if method.uses_noisy_log_prob:  # classifier guidance, itself or as a proposal (bon, smc)
+                    capable = list(t.noisy_log_prob_objectives)
+                    lacking = [o for o in mcfg.get("objectives") or exp["objectives"] if o not in capable]
+                    if lacking:
+                        raise ConfigError(f"{mwhere}: {mname!r} needs an objective with a noise-conditional "
+                                          f"classifier; {lacking} of task {task!r} have none; allowed: "
+                                          f"{capable or 'none'}"
+                                          + (f" (restrict it with `objectives: {capable}`)" if capable else ""))
         for steps in _as_list(exp.get("steps")):
             T = config["pretrain"][task]["T"] if exp["denoiser"] == "trained" else 200  # the oracle's T
             if steps is not None and not 1 <= steps <= T:

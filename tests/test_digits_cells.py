@@ -1,7 +1,9 @@
 """Classifier guidance's contract on digits, and digits cells end to end through the CLI."""
 
 import json
+import math
 import re
+import shutil
 
 import pandas as pd
 import pytest
@@ -132,12 +134,14 @@ def test_a_digits_cell_through_the_cli(digits_models, tmp_path, objective, metho
     assert sorted(p.name for p in out.parent.iterdir()) == sorted([out.name, gallery.name])
 
 
-def test_objective_params_change_the_run_id(digits_models):
+def test_objective_params_change_the_run_id(digits_models, tmp_path):
     base = dict(task="digits", objective="label", method="none", denoiser="trained", rounds=0, samples=2,
                 checkpoint=str(digits_models / MODEL_FILES["denoiser"]), models_dir=str(digits_models))
     a, b = CellSpec(**base), CellSpec(**base, objective_params={"target": 1})
     assert a.run_id() != b.run_id()
-    assert a.run_id() == CellSpec(**base | {"models_dir": "/elsewhere"}).run_id()  # where models lie: not identity
+    elsewhere = shutil.copytree(digits_models, tmp_path / "elsewhere")  # where models lie is not identity,
+    moved = CellSpec(**base | {"models_dir": str(elsewhere), "checkpoint": str(elsewhere / MODEL_FILES["denoiser"])})
+    assert a.run_id() == moved.run_id()  # what they hold is (tests/test_integrity.py)
 
 
 def test_subspace_cells_write_no_gallery(tmp_path):
@@ -177,17 +181,46 @@ def test_digits_without_a_models_folder_names_the_option(digits_models, tmp_path
     assert "task 'digits' needs --models-dir" in capsys.readouterr().err
 
 
+#: Methods run at strength 0 in the test below: unguided sampling, and best-of-N, whose default proposal
+#: (unguided) has no strength. Inference-compute references (bon, smc) may keep the chain's own sample.
+AT_STRENGTH_ZERO, REFERENCES = {"none", "bon"}, {"bon", "smc"}
+
+
 @pytest.mark.parametrize("objective", ["label", "inpaint", "superres", "reward"])
 def test_every_method_runs_on_every_digits_objective(digits_models, objective):
-    """One tiny cell per registered method: image-shaped samples pass through every method's step."""
+    """One tiny cell per registered method: image-shaped samples pass through every method's step, to
+    finite metrics; round 0 (the unguided batch, drawn from the same noise) is the same for every method;
+    every guidance method's round 1 differs from unguided sampling's, best-of-N's reward is at least
+    unguided sampling's (the chain's own draw is one of its candidates), and each spent at least one
+    denoiser forward per sample and step."""
+    samples, steps, runs = 2, 2, {}
     for name in sorted(METHODS):
         if name == "cg" and objective != "label":
             continue
         rows = run_cell(CellSpec(task="digits", objective=objective, method=name,
-                                 strength=0.0 if name == "none" else 0.1, denoiser="trained", rounds=1, samples=2,
-                                 steps=2, checkpoint=str(digits_models / MODEL_FILES["denoiser"]),
+                                 strength=0.0 if name in AT_STRENGTH_ZERO else 0.1, denoiser="trained", rounds=1,
+                                 samples=samples, steps=steps, checkpoint=str(digits_models / MODEL_FILES["denoiser"]),
                                  models_dir=str(digits_models)))
         assert {r["status"] for r in rows} == {"ok"}, (name, rows[-1]["error"])
+        runs[name] = rows
+
+    def values(rows, rnd):
+        return {r["metric"]: r["value"] for r in rows if r["round"] == rnd}
+
+    unguided = [values(runs["none"], k) for k in (0, 1)]
+    assert "reward_mean" in unguided[1]
+    for name, rows in runs.items():
+        v0, v1 = values(rows, 0), values(rows, 1)
+        assert v0 == pytest.approx(unguided[0], abs=1e-6), name
+        assert set(v1) == set(unguided[1]), name
+        assert all(math.isfinite(v) for v in v1.values()), (name, v1)
+        if name == "bon":
+            assert v1["reward_mean"] >= unguided[1]["reward_mean"] - 1e-6
+        elif name not in REFERENCES | {"none"}:
+            assert v1["reward_mean"] != pytest.approx(unguided[1]["reward_mean"], abs=1e-6), name
+        guided_round = next(r for r in rows if r["round"] == 1)
+        forwards = guided_round["cost_denoiser_forwards"] / samples
+        assert forwards == steps if name == "none" else forwards >= steps, (name, forwards)
 
 
 def test_pretrain_cli_for_each_digits_network(tmp_path, capsys):

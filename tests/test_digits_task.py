@@ -121,8 +121,10 @@ def test_objective_parameter_errors(loaded, subspace):
         loaded.objective("inpaint", {"image": 270})
     with pytest.raises(ValueError, match=r"unknown mask 'top'; allowed: \['centre', 'lower_half'\]"):
         loaded.objective("inpaint", {"mask": "top"})
-    with pytest.raises(ValueError, match="sigma_y must be a number >= 0, got -0.1"):
+    with pytest.raises(ValueError, match="sigma_y must be a finite number >= 0, got -0.1"):
         loaded.objective("superres", {"sigma_y": -0.1})
+    with pytest.raises(ValueError, match="sigma_y must be a finite number >= 0, got nan"):
+        loaded.objective("inpaint", {"sigma_y": float("nan")})
     with pytest.raises(ValueError, match="head must be an integer"):
         loaded.objective("reward", {"head": "x"})
     with pytest.raises(ValueError, match="has no parameter\\(s\\) \\['target'\\]; allowed: none"):

@@ -29,6 +29,10 @@ def test_presets_are_valid(name):
     assert all(re.fullmatch(CELL_ID_PATTERN, c) for c in cells)
 
 
+def as_list(v):
+    return list(v) if isinstance(v, list) else [v]
+
+
 def _settings(m: dict) -> int:
     from benchmark.sweep import method_grid, method_variants
 
@@ -41,11 +45,13 @@ def test_default_sweep_table():
     cells = cells_from_config(config)
     n = 0
     for exp in config["experiments"].values():
+        axes = len(as_list(exp.get("steps"))) * len(as_list(exp.get("algorithm", "alg1")))
         for obj in exp["objectives"]:
             n += sum(_settings(m) for m in exp["methods"].values()
-                     if obj in m.get("objectives", exp["objectives"])) * len(config["seeds"]["tuning"])
-    shared = n - len(cells)   # cells that two experiments ask for are one cell
-    assert shared >= 0 and len(cells) == len(set(cells))
+                     if obj in m.get("objectives", exp["objectives"])) * len(config["seeds"]["tuning"]) * axes
+    # cells that two experiments ask for are one cell: compute_axis shares nothing (10, 25 steps) with
+    # training_free_oracle (50 steps), so none are shared in the default
+    assert n == len(cells) and len(cells) == len(set(cells))
     assert {c.seed for c in cells.values()} == set(config["seeds"]["tuning"])
     gloss = [(k, c) for k, c in cells.items() if c.method == "gloss" and c.experiment == "subspace_oracle"
              and c.objective == "quadratic_off" and c.strength == 0.2]
@@ -364,3 +370,168 @@ def test_network_files_are_the_tasks_contract():
     assert MODEL_FILES == {n: f"digits_{n}.safetensors" for n in NETWORKS}
     assert all(t.uses_models == t.is_image for t in TASKS.values())
     assert pretrain_tasks(cells_from_config(load())) == (["sphere", "subspace"], ["digits"])
+
+
+# --- everything a job would refuse is refused at DAG build (issue 10) -------------------------
+
+NAN, INF = float("nan"), float("inf")
+REFUSED_BEFORE_ANY_JOB = [
+    # cg needs a noise-conditional classifier: only digits' label has one (Task.noisy_log_prob_objectives)
+    (["experiments", "oracle", "methods", "cg"], {"strengths": [1.0]},
+     r"experiments.oracle.methods.cg: 'cg' needs an objective with a noise-conditional classifier; "
+     r"\['quadratic_off'\] of task 'subspace' have none; allowed: none$"),
+    (["experiments", "oracle", "methods", "bon"], {"strengths": [1.0], "params": {"proposal": "cg"}},
+     r"experiments.oracle.methods.bon: 'bon' needs an objective with a noise-conditional classifier"),
+    (["experiments", "digits_inpaint", "methods", "cg"], {"strengths": [1.0]},
+     r"\['inpaint'\] of task 'digits' have none; allowed: \['label'\] \(restrict it with `objectives: \['label'\]`\)"),
+    # the objective's own checks, without loading its networks
+    (["experiments", "digits_label", "objective_params", "target"], 99,
+     r"experiments.digits_label.objective_params: objective 'label': target must be an integer class 0..9 or "
+     r"'all', got 99"),
+    (["experiments", "digits_inpaint", "objective_params", "sigma_y"], -0.1,
+     r"experiments.digits_inpaint.objective_params: objective 'inpaint': sigma_y must be a finite number >= 0"),
+    (["experiments", "digits_inpaint", "objective_params", "image"], 270,
+     r"objective 'inpaint': image must be 'all' or an index 0..269 of the test split, got 270"),
+    (["experiments", "digits_inpaint", "objective_params", "mask"], "left",
+     r"objective 'inpaint': unknown mask 'left'; allowed: \['centre', 'lower_half'\]"),
+    # every number finite: NaN and infinities pass the schema's bounds
+    (["experiments", "digits_inpaint", "objective_params", "sigma_y"], NAN,
+     r"experiments.digits_inpaint.objective_params.sigma_y: nan is not a finite number"),
+    (["experiments", "oracle", "eta"], NAN, r"experiments.oracle.eta: nan is not a finite number"),
+    (["experiments", "trained", "finetune_lr"], INF, r"experiments.trained.finetune_lr: inf is not a finite number"),
+    (["experiments", "oracle", "methods", "naive", "strengths"], [0.9, INF],
+     r"experiments.oracle.methods.naive.strengths\[1\]: inf is not a finite number"),
+    (["pretrain", "subspace", "lr"], INF, r"pretrain.subspace.lr: inf is not a finite number"),
+]
+
+
+@pytest.mark.parametrize("path, value, pattern", REFUSED_BEFORE_ANY_JOB)
+def test_what_a_job_would_refuse_is_refused_at_dag_build(path, value, pattern):
+    config = load("smoke.yaml")
+    _mutate(path, value)(config)
+    validate(config, SCHEMA)  # the schema lets them through ...
+    with pytest.raises(ConfigError) as info:  # ... the semantic check does not, naming the key
+        cells_from_config(config)
+    assert re.search(pattern, str(info.value)), str(info.value)
+
+
+def test_declared_capabilities_match_the_objectives():
+    """The sweep's knowledge (Task.noisy_log_prob_objectives, Method.uses_noisy_log_prob) is what the
+    objectives and methods do."""
+    from benchmark.methods import METHODS, make_method
+    from benchmark.objectives import FeatureReward, Inpaint, Label, SuperRes
+    from benchmark.tasks import TASKS
+
+    assert [m for m in METHODS if make_method(m).uses_noisy_log_prob] == ["cg"]
+    assert make_method("bon", 1.0, proposal="cg").uses_noisy_log_prob
+    assert TASKS["digits"].noisy_log_prob_objectives == ("label",)
+    assert hasattr(Label, "noisy_log_prob")
+    assert not any(hasattr(cls, "noisy_log_prob") for cls in (Inpaint, SuperRes, FeatureReward))
+    assert all(not TASKS[t].noisy_log_prob_objectives for t in ("subspace", "sphere"))
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "paper.yaml", "digits.yaml", "training_free.yaml"])
+def test_size_guard_counts_what_the_sweep_makes(name):
+    """count_cells is an upper bound of the cells made (exact but for cells two experiments share)."""
+    from benchmark.sweep import count_cells
+
+    config = load(name)
+    cells = cells_from_config(config)
+    tuning, evaluation = count_cells(config)
+    assert tuning >= len(cells)
+    for name, exp in config["experiments"].items():  # one experiment alone shares no cell: exact
+        alone = config | {"experiments": {name: exp}}
+        assert count_cells(alone)[0] == len(cells_from_config(alone)), name
+    groups = {args.group for args in cells.values()}
+    assert evaluation >= len(groups) * len(config["seeds"]["evaluation"])
+
+
+def test_size_guard_counts_before_making_cells(monkeypatch):
+    from benchmark import sweep
+
+    config = load("smoke.yaml")
+    tuning, evaluation = sweep.count_cells(config)
+    assert tuning == len(cells_from_config(config))
+    assert evaluation == len(cells_from_config(config)) * len(config["seeds"]["evaluation"])  # one setting each
+    config["experiments"]["oracle"]["methods"]["gloss"]["strengths"] = [i / 1e6 for i in range(1, 200_001)]
+    made = []
+    monkeypatch.setattr(sweep, "CellArgs", lambda **kw: made.append(kw))
+    with pytest.raises(ConfigError, match=r"^max_cells: the sweep asks for 200,0\d\d cells .* more than max_cells = "
+                                          r"100,000; .* raise the limit with `max_cells: 200\d\d\d` in the config file "
+                                          r"or `--config max_cells=200\d\d\d`"):
+        cells_from_config(config)
+    assert not made
+    config["max_cells"] = 10
+    with pytest.raises(ConfigError, match="more than max_cells = 10;"):
+        sweep.check_config(load("smoke.yaml") | {"max_cells": 10})
+
+
+def test_numbers_as_yaml_1_2_writes_them_are_numbers():
+    from benchmark.sweep import coerce_numbers
+
+    text = (ROOT / "config/smoke.yaml").read_text()
+    text = (text.replace("lr: 0.002", "lr: 2e-3")
+            .replace("naive: {strengths: [0.9]}", "naive: {strengths: [9e-1], params: {sigma: 1.0e-1}}")
+            .replace("samples: 8\n    steps: 20", "samples: 8e0\n    steps: 2.0e1"))
+    config = yaml.safe_load(text)
+    assert config["pretrain"]["subspace"]["lr"] == "2e-3"  # PyYAML (YAML 1.1) leaves these strings
+    coerce_numbers(config)
+    validate(config, SCHEMA)
+    oracle = config["experiments"]["oracle"]
+    assert (config["pretrain"]["subspace"]["lr"], oracle["methods"]["naive"]["strengths"]) == (0.002, [0.9])
+    assert (oracle["samples"], oracle["steps"], oracle["methods"]["naive"]["params"]["sigma"]) == (8, 20, 0.1)
+    assert type(oracle["samples"]) is int and type(oracle["steps"]) is int
+    assert config["results_dir"] == "results/smoke"  # strings stay strings
+    assert cells_from_config(config)
+
+
+def test_check_config_names_file_and_line(tmp_path, capsys):
+    from benchmark.cli import main
+
+    good = tmp_path / "good.yaml"
+    good.write_text((ROOT / "config/smoke.yaml").read_text().replace("lr: 0.002", "lr: 2e-3"))
+    assert main(["check-config", str(good)]) == 0
+    assert f"{good}: ok, " in capsys.readouterr().err
+    lines = (ROOT / "config/smoke.yaml").read_text().splitlines()
+    i = next(n for n, line in enumerate(lines) if line.startswith("seeds:"))
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("\n".join(lines[:i] + ["seeds: {tuning: [0], evaluation: [1}"] + lines[i + 1:]))
+    assert main(["check-config", str(bad)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    assert re.match(rf"error: {re.escape(str(bad))}:{i + 1}:\d+: YAML syntax error: ", err), err
+    twice = tmp_path / "twice.yaml"
+    j = next(n for n, line in enumerate(lines) if "naive: {strengths" in line)
+    twice.write_text("\n".join(lines[:j + 1] + [lines[j].replace("0.9", "0.1")] + lines[j + 1:]))
+    assert main(["check-config", str(twice)]) == 2
+    duplicate = f"{twice}:{j + 2}:7: YAML syntax error: duplicate key 'naive' (first at line {j + 1})"
+    assert duplicate in capsys.readouterr().err
+    nan = tmp_path / "nan.yaml"
+    nan.write_text((ROOT / "config/smoke.yaml").read_text().replace("steps: 20", "steps: 20\n    eta: .nan"))
+    assert main(["check-config", str(nan)]) == 2
+    assert "experiments.oracle.eta: nan is not a finite number" in capsys.readouterr().err
+
+
+def _snakemake_dry_run(tmp_path, config_text, *args):
+    cfg = tmp_path / "config.yaml"
+    cfg.write_text(config_text)
+    return subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"),
+                           "--directory", str(tmp_path), "--configfile", str(cfg), *args],
+                          capture_output=True, text=True)
+
+
+def test_a_million_cells_stop_at_dag_build_and_yaml_1_2_numbers_pass(tmp_path):
+    """Through Snakemake: `1e-3`-style numbers reach the size guard as numbers (else the schema would
+    stop first), and 10^6 cells stop with the limit's message before any cell is made."""
+    config = yaml.safe_load((ROOT / "config/smoke.yaml").read_text())
+    config["experiments"] = {"oracle": config["experiments"]["oracle"]}
+    config["seeds"] = {"tuning": list(range(1000)), "evaluation": [1000]}
+    text = re.sub(r"^( *)- 0.9\n", lambda m: "".join(f"{m.group(1)}- {i}e-3\n" for i in range(1, 1001)),
+                  yaml.safe_dump(config), count=1, flags=re.M)
+    assert yaml.safe_load(text)["experiments"]["oracle"]["methods"]["naive"]["strengths"][:2] == ["1e-3", "2e-3"]
+    proc = _snakemake_dry_run(tmp_path, text)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0
+    assert re.search(r"max_cells: the sweep asks for 1,00\d,\d\d\d cells", out), out[-2000:]
+    assert "--config max_cells=" in out
+    assert not (tmp_path / "results").exists()

@@ -25,11 +25,11 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import save_file
 from torch.nn import functional as F
 
 from benchmark.classifiers.networks import NETWORKS
-from benchmark.denoisers.pretrain import fit
+from benchmark.denoisers.pretrain import fit, invalid_checkpoint, load_weights, network_metadata
 from benchmark.denoisers.pretrain_images import warmup_cosine
 from benchmark.diffusion.noise import derive_seed
 from benchmark.diffusion.schedules import make_schedule
@@ -167,14 +167,15 @@ def load_classifier(path: str | Path, network: str, device: str = "cpu"):
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist; make it with `python -m benchmark pretrain "
                                 f"--network {network} --out {path}`")
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata() or {}
-    kind = meta.get("network", "denoiser" if meta.get("arch") else None)
-    if kind != network:
-        raise ValueError(f"{path} is a {kind!r} checkpoint; expected {network!r}")
+    meta = network_metadata(path, network)  # a damaged file: CheckpointError naming it and its rebuild
+    if meta["network"] != network:
+        raise ValueError(f"{path} is a {meta['network']!r} checkpoint; expected {network!r}")
     arch = NETWORKS[network]
-    if meta.get("arch") != arch.__name__:
-        raise ValueError(f"{path}: architecture {meta.get('arch')!r} is not the {network}'s {arch.__name__!r}")
-    model = arch(**json.loads(meta["config"]))
-    model.load_state_dict(load_file(str(path)))
-    return model.to(device).eval(), json.loads(meta["report"])
+    if meta["arch"] != arch.__name__:
+        raise ValueError(f"{path}: architecture {meta['arch']!r} is not the {network}'s {arch.__name__!r}")
+    try:
+        model = arch(**meta["config"])
+    except Exception as exc:
+        raise invalid_checkpoint(path, exc, network) from None
+    load_weights(model, path, network)
+    return model.to(device).eval(), meta["report"]

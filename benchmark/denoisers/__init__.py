@@ -6,11 +6,12 @@ DENOISERS names the kinds a cell can ask for; each is an eps-model (x [B, *shape
 
 from benchmark.denoisers.network import ScoreMLP
 from benchmark.denoisers.oracle import SubspaceOracle
-from benchmark.denoisers.pretrain import ARCHITECTURES, load_checkpoint, pretrain, save_checkpoint
+from benchmark.denoisers.pretrain import (ARCHITECTURES, CheckpointError, load_checkpoint, network_metadata, pretrain,
+                                         save_checkpoint)
 from benchmark.denoisers.pretrain_images import pretrain_unet, unguided_quality
 from benchmark.denoisers.unet import UNet
 
 DENOISERS = ("oracle", "trained")
 
-__all__ = ["ARCHITECTURES", "DENOISERS", "ScoreMLP", "SubspaceOracle", "UNet", "load_checkpoint", "pretrain",
+__all__ = ["ARCHITECTURES", "DENOISERS", "CheckpointError", "network_metadata", "ScoreMLP", "SubspaceOracle", "UNet", "load_checkpoint", "pretrain",
            "pretrain_unet", "save_checkpoint", "unguided_quality"]

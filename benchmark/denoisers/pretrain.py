@@ -141,15 +141,56 @@ def save_checkpoint(path: str | Path, model: ScoreMLP | UNet, schedule: VPSchedu
         save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
 
 
+class CheckpointError(ValueError):
+    """A network file that is not a valid checkpoint (empty, truncated, random bytes, wrong tensors):
+    one line naming the file and the command that rebuilds it."""
+
+
+def invalid_checkpoint(path: str | Path, exc: BaseException | str, network: str = "denoiser") -> CheckpointError:
+    """The error for a damaged checkpoint; the task is read from the workflow's file name
+    `<task>_<network>.safetensors` (TASK when the name does not follow it)."""
+    path = Path(path)
+    reason = exc if isinstance(exc, str) else (
+        f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}".rstrip(": "))
+    suffix = f"_{network}.safetensors"
+    task = path.name[:-len(suffix)] if path.name.endswith(suffix) and len(path.name) > len(suffix) else "TASK"
+    return CheckpointError(f"{path} is not a valid checkpoint ({reason}); rebuild it: rm {path} and rerun "
+                           f"`snakemake --cores all`, or `python -m benchmark pretrain --task {task} "
+                           f"--network {network} --out {path}`")
+
+
+def network_metadata(path: str | Path, network: str = "denoiser") -> dict:
+    """A checkpoint's string metadata {network, arch, config, report} (config and report parsed), read
+    without loading its tensors; a file that is not a valid checkpoint raises CheckpointError."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        kind = meta.get("network", "denoiser" if meta.get("arch") else None)
+        return {"network": kind, "arch": meta["arch"], "config": json.loads(meta["config"]),
+                "report": json.loads(meta["report"])}
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # safetensors, json and a missing key each raise their own type
+        raise invalid_checkpoint(path, exc, network) from None
+
+
+def load_weights(model: torch.nn.Module, path: str | Path, network: str = "denoiser") -> None:
+    """Load the checkpoint's tensors into `model`; damaged or mismatched tensors raise CheckpointError."""
+    try:
+        model.load_state_dict(load_file(str(path)))
+    except Exception as exc:
+        raise invalid_checkpoint(path, exc, network) from None
+
+
 def checkpoint_metadata(path: str | Path) -> dict:
-    with safe_open(str(path), framework="pt") as f:
-        meta = f.metadata()
-    return {"network": meta.get("network", "denoiser"), "arch": meta["arch"], "config": json.loads(meta["config"]),
-            "report": json.loads(meta["report"])}
+    return network_metadata(path, "denoiser")
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[ScoreMLP | UNet, VPSchedule, dict]:
-    """Load a checkpoint written by `save_checkpoint` (safetensors: no code is unpickled)."""
+    """Load a checkpoint written by `save_checkpoint` (safetensors: no code is unpickled).
+
+    A missing file raises FileNotFoundError, a damaged one CheckpointError; both name the file and
+    the command that makes it."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist; run `python -m benchmark pretrain` "
@@ -159,7 +200,11 @@ def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[ScoreMLP | U
         raise ValueError(f"{path} is a {meta['network']!r} checkpoint, not a denoiser")
     if meta["arch"] not in ARCHITECTURES:
         raise ValueError(f"{path}: unknown architecture {meta['arch']!r}; allowed: {sorted(ARCHITECTURES)}")
-    model = ARCHITECTURES[meta["arch"]](**meta["config"])
-    model.load_state_dict(load_file(str(path)))
+    try:
+        model = ARCHITECTURES[meta["arch"]](**meta["config"])
+        schedule = make_schedule(meta["config"]["schedule"], meta["config"]["T"])
+    except Exception as exc:
+        raise invalid_checkpoint(path, exc) from None
+    load_weights(model, path)
     model.to(device).eval()
-    return model, make_schedule(meta["config"]["schedule"], meta["config"]["T"]), meta["report"]
+    return model, schedule, meta["report"]

@@ -12,6 +12,8 @@ drawn once per held-out image from the task seed, so every cell sees the same y.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from benchmark.objectives.base import Objective
@@ -26,13 +28,19 @@ class InverseProblem(Objective):
     def __init__(self, x_star: torch.Tensor, noise: torch.Tensor, sigma_y: float, image: int | str,
                  **buffers: torch.Tensor):
         super().__init__()
-        if not (isinstance(sigma_y, (int, float)) and not isinstance(sigma_y, bool) and sigma_y >= 0):
-            raise ValueError(f"objective {self.name!r}: sigma_y must be a number >= 0, got {sigma_y!r}")
+        self.check_sigma_y(self.name, sigma_y)
         self.sigma_y, self.image = float(sigma_y), image
         for key, value in buffers.items():
             self.register_buffer(key, value)
         self.register_buffer("x_star", x_star)
         self.register_buffer("y", self.operator(x_star) + self.sigma_y * noise)
+
+    @staticmethod
+    def check_sigma_y(name: str, sigma_y) -> None:
+        """The noise level must be a finite number >= 0 (checked before anything is built)."""
+        if not (isinstance(sigma_y, (int, float)) and not isinstance(sigma_y, bool) and math.isfinite(sigma_y)
+                and sigma_y >= 0):
+            raise ValueError(f"objective {name!r}: sigma_y must be a finite number >= 0, got {sigma_y!r}")
 
     def operator(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
         """The measurement A x: [B, C, H, W] -> [B, *m]."""

@@ -28,16 +28,19 @@ class Label(Objective):
     def __init__(self, classifier: nn.Module, noisy_classifier: nn.Module, target: int | str = "all",
                  num_classes: int = 10):
         super().__init__()
-        if target == "all":
-            classes = torch.arange(num_classes)
-        elif isinstance(target, int) and not isinstance(target, bool) and 0 <= target < num_classes:
-            classes = torch.tensor([target])
-        else:
-            raise ValueError(f"objective 'label': target must be an integer class 0..{num_classes - 1} or 'all', "
-                             f"got {target!r}")
+        self.check_target(target, num_classes)
+        classes = torch.arange(num_classes) if target == "all" else torch.tensor([target])
         self.target = target
         self.classifier, self.noisy_classifier = classifier, noisy_classifier
         self.register_buffer("classes", classes)
+
+    @staticmethod
+    def check_target(target, num_classes: int = 10) -> None:
+        """`target` must be 'all' or an integer class 0..num_classes - 1 (checked before any network loads)."""
+        if target != "all" and not (isinstance(target, int) and not isinstance(target, bool)
+                                    and 0 <= target < num_classes):
+            raise ValueError(f"objective 'label': target must be an integer class 0..{num_classes - 1} or 'all', "
+                             f"got {target!r}")
 
     def params(self) -> dict:
         return {"target": self.target}

@@ -238,13 +238,14 @@ def chosen_jobs(folder: str | Path) -> list[str]:
 
 def read_cells(paths: list[str], cells_root: str | Path) -> pd.DataFrame:
     """Cell files as one DataFrame with a `cell` column: each file's path below `cells_root`, less
-    its suffix (the cell id)."""
-    from benchmark.results import read_cell
+    its suffix (the cell id). Every file is checked first (benchmark.results.read_cells_checked):
+    any bad one raises, listing all of them and the command that clears them."""
+    from benchmark.results import read_cells_checked
 
     root = Path(cells_root)
     parts = []
-    for path in paths:
-        part = read_cell(path).to_pandas()
+    for path, table in read_cells_checked(paths).items():
+        part = table.to_pandas()
         part["cell"] = str(Path(path).relative_to(root).with_suffix(""))
         parts.append(part)
     if not parts:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 from benchmark.diffusion.noise import derive_seed
@@ -19,6 +21,9 @@ class Task:
     is_image: bool = False
     #: Tasks that load pre-trained networks (classifiers, evaluators) from a cell's models folder.
     uses_models: bool = False
+    #: Objectives with a noise-conditional log-probability `noisy_log_prob(x_t, t)` (a classifier
+    #: trained on noisy inputs), the only ones methods with `uses_noisy_log_prob` (cg) can guide.
+    noisy_log_prob_objectives: tuple[str, ...] = ()
 
     def __init__(self, task_seed: int = 0):
         self.task_seed = task_seed
@@ -49,6 +54,17 @@ class Task:
     def _make_objective(self, name: str, **params):
         raise NotImplementedError
 
+    @classmethod
+    def check_objective_params(cls, name: str, params: dict, task_seed: int = 0) -> None:
+        """Raise ValueError for parameter values the objective `name` would refuse, without building
+        it (no data, no networks): what the sweep asks before any job runs."""
+
+    @classmethod
+    def network_files(cls, objective: str, models_dir: str | Path | None) -> dict[str, Path]:
+        """{network kind: file} of every pre-trained network a cell of `objective` loads from
+        `models_dir` besides its denoiser checkpoint (none for tasks that load none)."""
+        return {}
+
     def augment(self, x: torch.Tensor, z: torch.Tensor) -> torch.Tensor:
         """One random augmentation T(x) per sample for Shen et al.'s random augmentation:
         x, z: [B, *shape], z ~ N(0, I) per sample. Vector tasks: Gaussian jitter x + jitter * z.
@@ -59,6 +75,7 @@ class Task:
         raise ValueError(f"task {self.name!r} has no exact (oracle) denoiser; use denoiser 'trained'")
 
     def sample_metrics(self, x: torch.Tensor, objective=None) -> dict[str, float]:
-        """Fidelity metrics of a batch of samples, averaged over samples (`objective`: the cell's, for
-        metrics that depend on it, e.g. a target class or a ground truth)."""
+        """Fidelity metrics of a batch of samples (`objective`: the cell's, for metrics that depend on it,
+        e.g. a target class or a ground truth): each a float averaged over samples, or a [B] tensor of
+        per-sample values (the results record its mean as the value and the values per chain)."""
         return {}

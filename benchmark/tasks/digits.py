@@ -32,6 +32,8 @@ import torch
 from benchmark.image_metrics import frechet_distance, mean_pairwise_distance, psnr, ssim
 from benchmark.image_ops import translate
 from benchmark.objectives import FeatureReward, Inpaint, Label, SuperRes
+from benchmark.objectives.inpaint import MASKS
+from benchmark.objectives.inverse import InverseProblem
 from benchmark.tasks.base import Task
 
 SPLITS = ("train", "validation", "test")
@@ -85,6 +87,7 @@ class DigitsTask(Task):
     objective_params = OBJECTIVE_PARAMS
     is_image = True
     uses_models = True
+    noisy_log_prob_objectives = ("label",)
     num_classes = 10
 
     def __init__(self, task_seed: int = 0, models_dir: str | Path | None = None):
@@ -140,6 +143,14 @@ class DigitsTask(Task):
             self._networks[kind] = model.requires_grad_(False).eval()
         return self._networks[kind]
 
+    @classmethod
+    def network_files(cls, objective: str, models_dir: str | Path | None) -> dict[str, Path]:
+        """The classifiers a cell of `objective` loads (OBJECTIVE_NETWORKS, and the evaluator)."""
+        if models_dir is None:
+            return {}
+        kinds = OBJECTIVE_NETWORKS.get(objective, ()) + ("evaluator",)
+        return {kind: Path(models_dir) / MODEL_FILES[kind] for kind in kinds}
+
     def network_path(self, kind: str) -> Path:
         make = f"`python -m benchmark pretrain --task digits --network {kind} --task-seed {self.task_seed} --out "
         if self.models_dir is None:
@@ -152,8 +163,29 @@ class DigitsTask(Task):
 
     # --- objectives -----------------------------------------------------------------------------
 
+    @classmethod
+    def check_objective_params(cls, name: str, params: dict, task_seed: int = 0) -> None:
+        params = OBJECTIVE_PARAMS[name] | params
+        if name == "label":
+            Label.check_target(params["target"], cls.num_classes)
+        elif name == "reward":
+            head = params["head"]
+            if not isinstance(head, int) or isinstance(head, bool):
+                raise ValueError(f"objective 'reward': head must be an integer (which random head), got {head!r}")
+        else:
+            InverseProblem.check_sigma_y(name, params["sigma_y"])
+            if name == "inpaint" and params["mask"] not in MASKS:
+                raise ValueError(f"objective 'inpaint': unknown mask {params['mask']!r}; allowed: {list(MASKS)}")
+            image = params["image"]
+            if image != "all":
+                n_test = len(cls(task_seed).split("test")[0])
+                if isinstance(image, bool) or not isinstance(image, int) or not 0 <= image < n_test:
+                    raise ValueError(f"objective {name!r}: image must be 'all' or an index 0..{n_test - 1} of "
+                                     f"the test split, got {image!r}")
+
     def _make_objective(self, name: str, **params):
         params = OBJECTIVE_PARAMS[name] | params
+        self.check_objective_params(name, params, self.task_seed)  # before any network loads
         for kind in OBJECTIVE_NETWORKS[name] + ("evaluator",):
             self.network(kind)  # fail before anything runs if a network is missing
         if name == "label":
@@ -161,21 +193,13 @@ class DigitsTask(Task):
                          self.num_classes)
         if name == "reward":
             head = params["head"]
-            if not isinstance(head, int) or isinstance(head, bool):
-                raise ValueError(f"objective 'reward': head must be an integer (which random head), got {head!r}")
             with torch.no_grad():
                 features = self.network("classifier").features(self.split("train")[0])
             w, mu, s = FeatureReward.fit_head(features, self.generator("reward-head", head))
             return FeatureReward(self.network("classifier"), w, mu, s, head)
         x_test, _ = self.split("test")
         image = params["image"]
-        if image == "all":
-            x_star = x_test
-        elif isinstance(image, int) and not isinstance(image, bool) and 0 <= image < len(x_test):
-            x_star = x_test[image:image + 1]
-        else:
-            raise ValueError(f"objective {name!r}: image must be 'all' or an index 0..{len(x_test) - 1} of the "
-                             f"test split, got {image!r}")
+        x_star = x_test if image == "all" else x_test[image:image + 1]
         # One fixed noise draw per test image, whichever images the cell restores.
         g = self.generator("observation", name)
         if name == "inpaint":

@@ -30,5 +30,5 @@ class SphereTask(Task):
         theta = theta / torch.linalg.vector_norm(theta)
         return Linear(name, theta, optimum_on_support=1.0)
 
-    def sample_metrics(self, x: torch.Tensor, objective=None) -> dict[str, float]:
-        return {"norm_error": float((torch.linalg.vector_norm(x, dim=-1) - 1).abs().mean())}
+    def sample_metrics(self, x: torch.Tensor, objective=None) -> dict[str, torch.Tensor]:
+        return {"norm_error": (torch.linalg.vector_norm(x, dim=-1) - 1).abs()}  # per sample: [B]

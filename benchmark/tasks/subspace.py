@@ -14,6 +14,8 @@ mean_error_exact_n).
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from benchmark.denoisers.oracle import SubspaceOracle
@@ -61,6 +63,20 @@ class SubspaceTask(Task):
         if name == "negnorm_ones":
             return NegNorm(name, 4.0 * torch.ones(self.dim), self.A)
         return NegNorm(name, 4.0 + 3.0 * torch.randn(self.dim, generator=g), self.A)  # negnorm_random
+
+    @classmethod
+    def check_objective_params(cls, name: str, params: dict, task_seed: int = 0) -> None:
+        """gaussian_inverse: m an integer in [1, D], sigma_y a finite number > 0 (before any job runs)."""
+        if name != "gaussian_inverse":
+            return
+        p = cls.objective_params[name] | params
+        dim = 64   # the task's default D, as the sweep builds it
+        m, sigma_y = p["m"], p["sigma_y"]
+        if not (isinstance(m, int) and not isinstance(m, bool) and 1 <= m <= dim):
+            raise ValueError(f"objective {name!r}: m must be an integer in [1, {dim}], got {m!r}")
+        if not (isinstance(sigma_y, (int, float)) and not isinstance(sigma_y, bool) and math.isfinite(sigma_y)
+                and sigma_y > 0):
+            raise ValueError(f"objective {name!r}: sigma_y must be a finite number > 0, got {sigma_y!r}")
 
     def _gaussian_inverse(self, name: str, m: int, sigma_y: float) -> GaussianInverse:
         """H: m rows of i.i.d. N(0, 1/D) entries; x* = A u*, u* ~ N(0, I_d); n ~ N(0, I_m). Each from its

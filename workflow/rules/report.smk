@@ -14,9 +14,11 @@ checkpoint select:
     # A `run:` block: thousands of paths overflow one `bash -c` argument, and it needs the cell table.
     run:
         from benchmark.report.verdict import select_to_folder
+        from benchmark.results import retract
 
-        chosen = select_to_folder(input, f"{RESULTS}/cells", {job_key(c): a.group for c, a in CELLS.items()},
-                                  config, output[0])
+        with retract([REPORT, f"{RESULTS}/figures"]):  # a failed selection leaves no report of older results
+            chosen = select_to_folder(input, f"{RESULTS}/cells", {job_key(c): a.group for c, a in CELLS.items()},
+                                      config, output[0])
         with open(log[0], "w") as f:
             print(f"{len(chosen)} settings chosen from {len(input)} tuning cells", file=f)
 
