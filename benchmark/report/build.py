@@ -104,7 +104,7 @@ def _verdict_context(df: pd.DataFrame, selected: str | Path, palette: dict, leve
             "title": title, "anchor": panel_ids.get(key), "gate": p["gate"], "methods": p["methods"],
             "settings": sorted(settings, key=lambda r: (r["method"], r[vd.COMPUTE])),
             "excluded": p["excluded"], "budgets": p["budgets"], "equal_compute": p["equal_compute"],
-            "metrics": [m for m in agg.PANEL_METRICS if any(m in r for r in p["methods"])],
+            "metrics": [m for m in [*agg.PANEL_METRICS, "cost_per_success"] if any(m in r for r in p["methods"])],
             "unguided_reward": next((r["reward"] for r in p["methods"] if r["method"] == vd.UNGUIDED), None),
             "figure": figs.compute_figure(settings, palette, title=title, save_to=png),
         })

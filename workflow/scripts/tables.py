@@ -5,6 +5,9 @@
         95 % t-interval, the fidelity metric (default r_off), denoiser forwards / VJPs per sample
     python workflow/scripts/tables.py metrics RESULTS.parquet OBJECTIVE METRIC [METRIC ...]
         per (method, strength) of OBJECTIVE: each metric's final-round mean ± 95 % t-interval over seeds
+    python workflow/scripts/tables.py verdict RESULTS.parquet SELECTED_DIR
+        the report's verdict per panel (evaluation seeds, gated, paired Δ to the best with its bootstrap
+        CI, compute per sample, optimism) and the mean ranks across panels
 """
 
 import sys
@@ -37,9 +40,38 @@ def metrics(path: str, objective: str, names: list[str]) -> None:
         print(f"{m + f' s={s:g}':40}" + "".join(f"{f'{v:.3g} ± {ci:.2g} (n={k})':>24}" for v, ci, k in cells))
 
 
+def verdict(path: str, selected: str) -> None:
+    from benchmark.report import verdict as vd
+    from benchmark.results import read_cell
+
+    df = vd.add_derived(read_cell(path).to_pandas())
+    header, selections = vd.read_selection(selected)
+    panels_ = vd.verdict(df, header, selections)
+    for p in panels_:
+        key = p["panel"]
+        print(f"\n{key['task']} / {key['objective']} / {key['denoiser']}  (gate: "
+              + ", ".join(f"{g['metric']} tol {g['tolerance']:g}{' rel' if g['relative'] else ''}" for g in p["gate"])
+              + ")")
+        print(f"{'verdict':7} {'method':8} {'setting':28} {'reward (95% CI)':>20} {'delta to best [CI]':>26} "
+              f"{'compute':>8} {'optimism':>9}")
+        for r in p["methods"]:
+            delta = "" if r["verdict"] == "best" else f"{r['diff']:.3g} [{r['diff_lo']:.3g}, {r['diff_hi']:.3g}]"
+            ci = r["reward_ci"] if r["reward_ci"] == r["reward_ci"] else float("nan")
+            print(f"{r['verdict']:7} {r['method']:8} {(r['label'] + ' s=' + format(r['strength'], 'g'))[:28]:28} "
+                  f"{r['reward']:9.4g} ± {ci:7.2g} {delta:>26} {r['compute']:8.0f} {r['optimism']:9.3g}")
+        for e in p["excluded"]:
+            print(f"  excluded: {e['label']} s={e['strength']:g}: {e['reason']}")
+    s = vd.summary(panels_, float(header.get("level", 0.95)), int(header.get("bootstrap", 2000)))
+    print("\nmean rank across panels (95% CI)")
+    for r in s["ranks"]:
+        print(f"  {r['method']:8} {r['mean_rank']:5.2f} [{r['lo']:.2f}, {r['hi']:.2f}] over {r['panels']} panels")
+
+
 if __name__ == "__main__":
     if len(sys.argv) >= 3 and sys.argv[1] == "best":
         best(*sys.argv[2:4])
+    elif len(sys.argv) == 4 and sys.argv[1] == "verdict":
+        verdict(sys.argv[2], sys.argv[3])
     elif len(sys.argv) >= 5 and sys.argv[1] == "metrics":
         metrics(sys.argv[2], sys.argv[3], sys.argv[4:])
     else:
