@@ -122,8 +122,9 @@ def test_paired_difference_and_ties():
     assert rows["none"]["diff_hi"] < 0 and rows["none"]["diff"] == pytest.approx(-0.001)
     assert rows["b"]["verdict"] == "tie" and rows["b"]["diff_lo"] < 0 < rows["b"]["diff_hi"]
     s = vd.summary(panels, 0.95, 500)
-    ranks = {r["method"]: r["mean_rank"] for r in s["ranks"]}
+    ranks = {r["method"]: r["tie_rank"] for r in s["ranks"]}
     assert ranks == {"a": 1, "b": 1, "none": 2}    # b ties with a and with none: only a beats none
+    assert {r["method"]: r["mean_rank"] for r in s["ranks"]} == {"a": 1.5, "b": 1.5, "none": 3}   # plain ranks: a and b have equal means
     matrix = {row["method"]: dict(zip(s["order"], row["cells"])) for row in s["matrix"]}
     assert matrix["a"]["none"] == {"win": 1, "tie": 0, "loss": 0}
     assert matrix["a"]["b"] == {"win": 0, "tie": 1, "loss": 0}

@@ -393,14 +393,16 @@ def _equal_compute(rows: list[dict], budgets: list[float]) -> list[dict]:
 def summary(panels: list[dict], level: float, resamples: int, seed: int = 0) -> dict:
     """Across panels: each method's mean rank and the win/tie/loss matrix.
 
-    A method's rank in a panel is 1 + the number of methods better than it beyond the paired CI, so
-    differences inside the CI are ties; its CI is the percentile interval of the mean over panels of
-    plain ranks under a bootstrap that resamples the paired units (chains) within each panel, jointly
-    for all methods. Win/tie/loss of a against b counts panels where the paired CI of a - b lies above
-    0 / holds 0 / lies below 0."""
+    mean_rank: the mean over panels of its rank by held-out reward (1 = best, equal means share a
+    rank), with [lo, hi] the percentile interval of that mean under a bootstrap that resamples the
+    paired units (chains) within each panel, jointly for all methods. tie_rank: the mean of
+    1 + the number of methods better beyond the paired CI, so differences inside the CI are ties
+    (the order of the table). Win/tie/loss of a against b counts panels where the paired CI of
+    a - b lies above 0 / holds 0 / lies below 0."""
     rng = np.random.default_rng(seed)
     methods = sorted({m["method"] for p in panels for m in p["methods"]})
     ranks = {m: [] for m in methods}
+    tie_ranks = {m: [] for m in methods}
     boot = {m: np.zeros(resamples) for m in methods}
     counts = {m: 0 for m in methods}
     wtl = {a: {b: [0, 0, 0] for b in methods if b != a} for a in methods}
@@ -423,8 +425,10 @@ def summary(panels: list[dict], level: float, resamples: int, seed: int = 0) -> 
                 lo, hi = bootstrap_ci(x - y, level, resamples)
                 wtl[a][b][0 if lo > 0 else 2 if hi < 0 else 1] += 1
                 better[a] += hi < 0
-        for m in names:
-            ranks[m].append(1 + better[m])
+        raw = _ranks(U.mean(1))
+        for j, m in enumerate(names):
+            ranks[m].append(raw[j])
+            tie_ranks[m].append(1 + better[m])
         idx = rng.integers(0, n, size=(resamples, n))
         boot_ranks = np.apply_along_axis(_ranks, 0, U[:, idx].mean(-1))   # [methods, resamples]
         for j, m in enumerate(names):
@@ -437,8 +441,9 @@ def summary(panels: list[dict], level: float, resamples: int, seed: int = 0) -> 
         dist = boot[m] / max(counts[m], 1)
         out_ranks.append({"method": m, "panels": len(ranks[m]), "mean_rank": float(np.mean(ranks[m])),
                           "lo": float(np.quantile(dist, (1 - level) / 2)),
-                          "hi": float(np.quantile(dist, (1 + level) / 2))})
-    out_ranks.sort(key=lambda r: r["mean_rank"])
+                          "hi": float(np.quantile(dist, (1 + level) / 2)),
+                          "tie_rank": float(np.mean(tie_ranks[m]))})
+    out_ranks.sort(key=lambda r: (r["tie_rank"], r["mean_rank"]))
     order = [r["method"] for r in out_ranks]
     matrix = [{"method": a, "cells": [None if a == b else {"win": wtl[a][b][0], "tie": wtl[a][b][1],
                                                              "loss": wtl[a][b][2]} for b in order]}
