@@ -2,9 +2,11 @@
 
 - the independent evaluator reaches >= 97 % test accuracy, the guiding classifier >= 95 %;
 - the noise-conditional classifier is accurate at low noise;
-- unguided samples are digits (the evaluator is confident) of every class, so a label cell starts near
-  chance (10 %), and classifier guidance takes the evaluator's accuracy on the target to >= 90 %.
-The denoiser trains for 60 epochs instead of its default 150 to keep this under three minutes.
+- unguided samples are digits (the evaluator is confident) of every class, within 3x the real-data
+  Frechet distance floor, so a label cell starts near chance (10 %), and classifier guidance takes
+  the evaluator's accuracy on the target to >= 90 %.
+The denoiser trains for its default 150 epochs: it is the model the benchmark uses (at 60 epochs its
+FD is still 6.9x the floor). Several minutes on a CPU.
 """
 
 import pytest
@@ -28,7 +30,7 @@ def trained(tmp_path_factory):
         save_classifier(folder / MODEL_FILES[kind], model, kind, reports[kind])
         if kind == "evaluator":
             evaluator = model
-    model, schedule, reports["denoiser"] = pretrain_unet(task, epochs=60, evaluator=evaluator)
+    model, schedule, reports["denoiser"] = pretrain_unet(task, evaluator=evaluator)
     save_checkpoint(folder / MODEL_FILES["denoiser"], model, schedule, reports["denoiser"])
     return folder, reports
 
@@ -45,7 +47,8 @@ def test_unguided_samples_are_digits_of_every_class(trained):
     d = reports["denoiser"]
     assert d["unguided_digit_confidence"] >= 0.9
     assert min(d["unguided_class_fractions"]) >= 0.03
-    assert d["unguided_fd"] < 10 * d["real_fd_floor"]
+    # Measured with the default model: FD 6.74 against a floor of 2.85 (2.4x; the issue's run: 7.04 / 2.91).
+    assert d["unguided_fd"] < 3 * d["real_fd_floor"]
 
 
 def test_classifier_guidance_hits_the_target_and_unguided_does_not(trained):

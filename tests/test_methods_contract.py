@@ -13,7 +13,8 @@ from benchmark.methods import METHODS, Guide, make_method
 from benchmark.optimize import linearise
 
 # Settings run by every contract test: (method, strength, hyper-parameters, cost per sampling step
-# in (denoiser forwards, denoiser VJPs, objective evals, objective grads) per sample, DESIGN.md §3).
+# in (denoiser forwards, denoiser VJPs, objective evals, objective grads) per sample, DESIGN.md §3,
+# or for a method whose cost is not per step, a function of the number of steps S giving the total per sample).
 # Every method appears with its defaults; options that change the cost appear once more each.
 # Polyak's step runs at 0.01: at 0.3 with 20 steps it overshoots (a chaotic regime, where a batch
 # and single chains differ at float rounding and the difference grows; see test_shen.py).
@@ -38,6 +39,14 @@ SETTINGS = [
     ("tfg", 0.3, {"mu": 0.0}, (1, 1, 1, 1)),                             # mu = 0: no iterations (DPS-like)
     ("shen", 0.01, {}, (2, 2, 20, 20)),                                  # |T| = 10, s = 2
     ("cg", 0.3, {}, (1, 0, 1, 1)),                                       # noise-conditional log p: 1 G, no VJP
+    # Inference-compute references: cost per output sample over the S steps of the grid (a function of S).
+    ("bon", 0.0, {}, lambda S: (4 * S, 0, 4, 0)),                         # n = 4 chains + 4 rewards to select
+    ("bon", 0.3, {"n": 2, "proposal": "dps"}, lambda S: (2 * S, 2 * S, 2 * S + 2, 2 * S)),  # 2 x dps + 2
+    ("smc", 0.3, {}, lambda S: (4 * S, 0, 4 * S, 0)),                     # K = 4: potentials at S - 1 steps + final
+    # K = 3, dps proposal on the S - 1 steps with s_t > 0 (the last is unguided), potentials every 5 steps + final
+    ("smc", 0.3, {"particles": 3, "resample_every": 5, "potential": "max", "proposal": "dps",
+                  "proposal_strength": 0.3},
+     lambda S: (3 * S, 3 * (S - 1), 3 * (S - 1) + 3 * ((S - 1) // 5 + 1), 3 * (S - 1))),
 ]
 IDS = [f"{n}-{s}-" + ",".join(f"{k}={v}" for k, v in p.items()) for n, s, p, _ in SETTINGS]
 
@@ -91,7 +100,8 @@ def test_same_seed_same_samples(subspace, setting, device):
 
 # Methods that draw other randomness from the chain's stream (LGD-MC's Monte-Carlo draws, Shen's
 # augmentations) depend on it even at eta = 0: for them the stream is part of the method.
-STREAM_USERS = ("lgd", "shen")
+# bon and smc start their particles j > 0 from draws of streams derived from the chain's.
+STREAM_USERS = ("lgd", "shen", "bon", "smc")
 
 
 @pytest.mark.parametrize("setting", [s for s in SETTINGS if not s[2] and s[0] not in STREAM_USERS],
@@ -114,7 +124,8 @@ def test_counted_cost_matches_formula(subspace, setting):
     n = 5
     _, spent, sampler = _run(subspace, setting, n)
     steps = len(sampler.steps)
-    expected = tuple(c * steps * n for c in setting[3])
+    per_sample = setting[3](steps) if callable(setting[3]) else tuple(c * steps for c in setting[3])
+    expected = tuple(c * n for c in per_sample)
     got = (spent.denoiser_forwards, spent.denoiser_vjps, spent.objective_evals, spent.objective_grads)
     assert got == expected
 
@@ -136,9 +147,36 @@ def test_linearisation_costs_one_gradient_per_chain_or_one_per_batch(subspace):
 
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_hyperparameters_are_typed_and_strength_exists(name):
-    fields = {f.name for f in dataclasses.fields(METHODS[name])}
-    assert "strength" in fields
+    """Every hyper-parameter is a keyword argument typed float, int, bool, str or Literal[...] with a default
+    of that type (one of the choices for a Literal); make_method keeps the types and refuses values of
+    another (a bool for a number, a number for a bool, a value outside a Literal's choices)."""
+    import typing
+    from typing import Literal
+
+    from benchmark.methods import method_params
+
+    types = method_params(name)
     assert METHODS[name].name == name
+    assert types["strength"] is float
+    for f in dataclasses.fields(METHODS[name]):
+        kind = types[f.name]
+        assert f.default is not dataclasses.MISSING, f"{name}.{f.name} has no default"
+        if typing.get_origin(kind) is Literal:
+            choices = typing.get_args(kind)
+            assert f.default in choices and all(isinstance(c, str) for c in choices), (name, f.name, choices)
+            with pytest.raises(ValueError, match=f"{f.name} must be one of"):
+                make_method(name, 0.0, **{f.name: "not-a-choice"})
+            continue
+        assert kind in (float, int, bool, str), f"{name}.{f.name}: untyped or unsupported type {kind!r}"
+        assert type(f.default) is kind or (kind is float and type(f.default) is int), (name, f.name, f.default)
+        if f.name == "strength":
+            continue
+        built = make_method(name, 0.0, **{f.name: f.default})
+        assert type(getattr(built, f.name)) is kind, (name, f.name)
+        wrong = {bool: "yes", int: True, float: True}.get(kind)
+        if wrong is not None:
+            with pytest.raises(ValueError, match=f"{f.name} must be {kind.__name__}"):
+                make_method(name, 0.0, **{f.name: wrong})
 
 
 def test_make_method_errors():

@@ -13,6 +13,7 @@ from benchmark.report import aggregate as agg
 from benchmark.report import build_report
 from benchmark.report.html import fmt_ci
 from benchmark.results import COLUMNS, to_table, write_atomic
+from report_page import capture_figures, panels, parse_report
 
 SAMPLES = 4
 ROUNDS = 3
@@ -20,6 +21,10 @@ SEEDS = (0, 1, 2)
 # method -> (strengths, denoiser VJPs per sample per round, wall seconds per round)
 METHODS = {"none": ((0.0,), 0, 1.0), "gloss": ((0.5, 1.0), 10, 3.0), "naive": ((0.5, 1.0), 0, 2.0)}
 FAILED = ("naive", 1.0, 2)
+# Round 0 is the unguided batch of every cell (as run_rounds records it): unguided sampling's costs
+# and wall time, unlike the guided rounds' that the cost table reports.
+ROUND0 = {"cost_denoiser_forwards": 10 * SAMPLES, "cost_denoiser_vjps": 0, "cost_objective_evals": 0,
+          "cost_objective_grads": 0, "cost_finetune_samples": 0, "wall_seconds": 1.0, "peak_memory_mb": 100.0}
 ERROR = "RuntimeError: bad value <inf> in round 2"
 
 
@@ -56,13 +61,15 @@ def _rows() -> list[dict]:
                 cell = []
                 failed = (method, strength, seed) == FAILED
                 for rnd in range(ROUNDS + 1):
+                    costs = ROUND0 if rnd == 0 else {}
                     if failed and rnd == 2:  # as run_cell records an exception: one NaN row, zero cost
                         zero = {k: 0 for k in base if k.startswith("cost_")}
                         cell.append(base | zero | {"round": rnd, "metric": "reward_mean", "value": math.nan,
                                                    "wall_seconds": 0.0})
                         break
                     for metric, f in (("reward_mean", _reward), ("r_off", _r_off)):
-                        cell.append(base | {"round": rnd, "metric": metric, "value": f(method, strength, seed, rnd)})
+                        cell.append(base | costs | {"round": rnd, "metric": metric,
+                                                    "value": f(method, strength, seed, rnd)})
                 status, error = ("failed", ERROR) if failed else ("ok", None)
                 rows += [r | {"status": status, "error": error} for r in cell]
     return rows
@@ -81,26 +88,14 @@ def df(results):
 
 
 def test_t_quantile_matches_known_values():
-    assert agg.t_quantile(2) == pytest.approx(4.302652729749462, rel=1e-9)
-    assert agg.t_quantile(10) == pytest.approx(2.2281388519649385, rel=1e-9)
-    assert agg.t_quantile(1000) == pytest.approx(1.9623390808264078, rel=1e-6)
+    """Two-sided quantiles t_{(1+level)/2, df} from published tables (to their digits) and scipy."""
+    assert agg.t_quantile(1) == pytest.approx(12.706204736174694, rel=1e-12)
+    assert agg.t_quantile(2) == pytest.approx(4.302652729749462, rel=1e-12)
+    assert agg.t_quantile(10) == pytest.approx(2.228138851986274, rel=1e-12)
+    assert agg.t_quantile(1000) == pytest.approx(1.9623390808264083, rel=1e-12)
+    assert agg.t_quantile(5, level=0.9) == pytest.approx(2.0150483733330233, rel=1e-12)
+    assert agg.t_quantile(10, level=0.99) == pytest.approx(3.16927267261695, rel=1e-12)
     assert math.isnan(agg.t_quantile(0))
-
-
-def test_fallback_t_quantile_without_scipy(monkeypatch):
-    import builtins
-
-    real_import = builtins.__import__
-
-    def no_scipy(name, *args, **kwargs):
-        if name == "scipy" or name.startswith("scipy."):
-            raise ImportError(name)
-        return real_import(name, *args, **kwargs)
-
-    monkeypatch.setattr(builtins, "__import__", no_scipy)
-    assert agg.t_quantile(2) == pytest.approx(4.302652729749462, rel=1e-9)
-    assert agg.t_quantile(40) == pytest.approx(2.0210753903062737, rel=1e-4)
-    assert agg.t_quantile(5, level=0.9) == pytest.approx(2.015048372669157, rel=2e-2)
 
 
 def test_mean_ci_by_hand():
@@ -139,6 +134,19 @@ def test_leaderboard_counts_failed_cell_and_marks_best_strength(df):
     assert board["best"].sum() == 3
 
 
+def test_a_diverged_cells_finite_values_are_left_out_of_the_means(tmp_path):
+    """A cell recorded as diverged keeps its (finite, meaningless) last-round values in the file: the
+    leaderboard counts it as diverged and averages the other seeds only."""
+    diverged = ("gloss", 0.5, 2)
+    rows = [r | ({"status": "diverged", "error": "non-finite samples"}
+                 if (r["method"], r["strength"], r["seed"]) == diverged else {}) for r in _rows()]
+    board = agg.leaderboard(agg.load_results(_write(tmp_path / "d.parquet", rows)), "r_off")
+    row = board.set_index(["method", "strength"]).loc[diverged[:2]]
+    assert (row["ok"], row["diverged"], row["reward_n"], row["fidelity_n"]) == (2, 1, 2, 2)
+    assert row["reward"] == pytest.approx(np.mean([_reward("gloss", 0.5, s, ROUNDS) for s in (0, 1)]))
+    assert row["fidelity"] == pytest.approx(np.mean([_r_off("gloss", 0.5, s, ROUNDS) for s in (0, 1)]))
+
+
 def test_pareto_front_by_hand():
     pts = pd.DataFrame({"name": list("ABCDEF"),
                         "x": [1.0, 2.0, 2.0, 0.5, 3.0, math.nan],
@@ -172,6 +180,42 @@ def test_cost_table_per_sample_per_guided_round(df):
     # The failed cell (its zero-cost error row included) is left out of costs.
     assert costs.loc[("naive", 1.0), "cells"] == 2
     assert costs.loc[("naive", 1.0), "denoiser_forwards"] == pytest.approx(10)
+    # Round 0 (unguided: no VJP, no objective call, wall 1 s) is not a guided round: left out.
+    assert costs.loc[("none", 0.0), "objective_evals"] == pytest.approx(2)
+    assert costs.loc[("naive", 0.5), "wall_vs_unguided"] == pytest.approx(2.0)
+
+
+def _grid_variants(rows: list[dict], steps: int, wall: dict[str, float]) -> list[dict]:
+    """The cells of `rows` again on a grid of `steps` steps, guided rounds taking wall[method] seconds."""
+    return [r | {"run_id": f"{r['run_id']}-n{steps}", "steps": steps}
+            | ({"wall_seconds": wall[r["method"]]} if r["round"] >= 1 else {}) for r in rows]
+
+
+def test_unguided_baseline_is_method_none_whatever_its_variant_tags(tmp_path):
+    """Two step counts in one panel label every method with its grid ('none steps=10', 'gloss steps=5'): the
+    unguided baseline is still found, and each method is compared with the unguided run on its grid."""
+    rows = [r for r in _rows() if r["method"] in ("none", "gloss") and r["strength"] in (0.0, 1.0)]
+    path = _write(tmp_path / "grids.parquet", rows + _grid_variants(rows, 5, {"none": 0.5, "gloss": 2.0}))
+    df = agg.load_results(path)
+    costs = agg.cost_table(df).set_index("method")
+    assert set(costs.index) == {"none steps=10", "none steps=5", "gloss steps=10", "gloss steps=5"}
+    assert list(agg.is_unguided(costs.index.to_series())) == [m.startswith("none ") for m in costs.index]
+    assert costs.loc["gloss steps=10", "wall_vs_unguided"] == pytest.approx(3.0)      # 3 s / 1 s
+    assert costs.loc["gloss steps=5", "wall_vs_unguided"] == pytest.approx(4.0)       # 2 s / 0.5 s
+    assert costs.loc["none steps=5", "wall_vs_unguided"] == pytest.approx(1.0)
+    out = tmp_path / "index.html"
+    build_report(path, out)
+    (panel,) = panels(out.read_text())
+    shown = {r["method"]: r["wall × unguided"] for r in panel.table("Compute cost").records()}
+    assert shown == {"gloss steps=10": "3", "gloss steps=5": "4", "none steps=10": "1", "none steps=5": "1"}
+    assert not [p for p in panel.paragraphs if "No unguided method" in p]
+
+
+def test_a_panel_without_unguided_cells_says_so():
+    rows = [r for r in _rows() if r["method"] == "gloss"]
+    costs = agg.cost_table(pd.DataFrame(rows))
+    assert costs["wall_vs_unguided"].isna().all()
+    assert not agg.is_unguided(pd.Series(["gloss", "nonex n=5", "naive none=1"])).any()
 
 
 def test_failed_cell_in_summary(df):
@@ -188,7 +232,20 @@ def test_fidelity_metric_is_first_present(df):
     assert agg.fidelity_metric(df[df["metric"] != "r_off"]) is None
 
 
-def test_build_report_writes_self_contained_page(results, tmp_path):
+T975 = {2: 12.706204736174694, 3: 4.302652729749462}     # n seeds -> t_{0.975, n - 1}
+
+
+def _by_hand(f, method: str, strength: float, rnd: int = ROUNDS) -> tuple[float, float, int]:
+    """(mean, CI half-width, n) of f over the seeds of the ok cells of (method, strength) at round rnd."""
+    v = np.array([f(method, strength, s, rnd) for s in SEEDS if (method, strength, s) != FAILED])
+    return v.mean(), T975[len(v)] * v.std(ddof=1) / math.sqrt(len(v)), len(v)
+
+
+GROUPS = [(m, s) for m, (strengths, _, _) in METHODS.items() for s in strengths]
+
+
+def test_build_report_writes_self_contained_page(results, tmp_path, monkeypatch):
+    drawn = capture_figures(monkeypatch)
     models = tmp_path / "models"
     models.mkdir()
     (models / "subspace.json").write_text(json.dumps(
@@ -198,15 +255,84 @@ def test_build_report_writes_self_contained_page(results, tmp_path):
     figures = tmp_path / "figures"
     assert build_report(results, out, models_dir=models, figures_dir=figures) == out
     html = out.read_text()
-    assert '<img src="data:image/png;base64,' in html
     assert "http://" not in html and "https://" not in html
-    for method in METHODS:
-        assert method in html
-    assert "RuntimeError: bad value &lt;inf&gt; in round 2" in html  # listed, and escaped
-    assert "Pre-trained models" in html and "4242" in html and "0.123" in html
-    assert "CI n/a" not in html  # every group has at least two finite seeds
-    assert len(list(figures.glob("*.png"))) == 3
     assert not [p for p in out.parent.iterdir() if p.name.endswith(".tmp")]
+    page = parse_report(html)
+
+    summary = page["summary"]
+    assert summary.counts == {"cells": "15", "ok": "14", "diverged": "0", "failed": "1"}
+    bad = summary.table("Cells that did not finish ok").records()
+    assert [(r["run id"], r["method"], r["status"], r["last round"], r["error"]) for r in bad] == [
+        ("naive-1-2", "naive", "failed", "2", ERROR)]
+    assert "RuntimeError: bad value &lt;inf&gt; in round 2" in html                    # escaped in the page
+
+    (panel,) = panels(html)
+    assert panel.title == "subspace · linear · oracle"
+    board = panel.table("Leaderboard (final round)")
+    assert board.header[:7] == ["method", "strength", "final round", "reward_mean", "n", "r_off", "n"]
+    finals = {g: _by_hand(_reward, *g) for g in GROUPS}
+    order = sorted(GROUPS, key=lambda g: -finals[g][0])
+    rows = board.records()
+    assert [(r["method"], r["strength"]) for r in rows] == [(m, f"{s:g}") for m, s in order]
+    for (method, strength), r in zip(order, rows):
+        mean, half, n = finals[(method, strength)]
+        fid_mean, fid_half, _ = _by_hand(_r_off, method, strength)
+        failed = int((method, strength) == FAILED[:2])
+        assert (r["reward_mean"], r["n"]) == (fmt_ci(mean, half), str(n)), r
+        assert (r["r_off"], r["n.1"]) == (fmt_ci(fid_mean, fid_half), str(n)), r
+        assert (r["final round"], r["seeds"], r["ok"], r["diverged"], r["failed"]) == (
+            str(ROUNDS), "3", str(3 - failed), "0", str(failed)), r
+        assert r["best strength"] == ("★" if strength == max(METHODS[method][0]) else ""), r
+
+    # Per sample per guided round: round 0's unguided costs are not in these numbers.
+    costs = {(r["method"], r["strength"]): r for r in panel.table("Compute cost").records()}
+    assert set(costs) == {(m, f"{s:g}") for m, s in GROUPS}
+    for (method, strength), r in costs.items():
+        vjps, wall = METHODS[method][1:]
+        cells = "2" if (method, strength) == ("naive", "1") else "3"
+        assert r == {"method": method, "strength": strength, "cells": cells,
+                     "denoiser forwards": "10", "denoiser VJPs": str(vjps), "objective evals": "2",
+                     "objective grads": "1" if vjps else "0", "fine-tuning samples": "0", "wall s / round": f"{wall:g}",
+                     "peak memory MB": f"{100 + vjps:g}", "wall × unguided": f"{wall:g}"}
+    assert not [p for p in panel.paragraphs if "No unguided method" in p]
+    assert "Pareto front (reward_mean vs r_off): gloss at strength 0.5, gloss at strength 1, none at strength 0." \
+        in panel.paragraphs
+
+    # The figures shown are the ones saved, and they draw the numbers of the tables.
+    titles = ["Convergence: reward_mean per round", "Fidelity: r_off per round (lower is better)",
+              "Trade-off across strengths: reward_mean vs r_off"]
+    assert [f.alt for f in panel.figures][:3] == titles
+    assert all(f.caption.startswith(f.alt + ".") for f in panel.figures)
+    assert sorted(f.png for f in panel.figures) == sorted(p.read_bytes() for p in figures.glob("*.png"))
+    assert len(drawn) == len(panel.figures) and all(d.title == panel.title for d in drawn)
+    drawn = dict(zip((f.alt for f in panel.figures), drawn))
+    best = {"none": 0.0, "gloss": 1.0, "naive": 1.0}
+    for title, f in zip(titles, (_reward, _r_off)):
+        d = drawn[title]
+        assert set(d.lines) == {f"{m} (strength {s:g})" for m, s in best.items()}
+        for m, s in best.items():
+            x, y = d.lines[f"{m} (strength {s:g})"]
+            assert list(x) == list(range(ROUNDS + 1))
+            assert y == pytest.approx([_by_hand(f, m, s, rnd)[0] for rnd in range(ROUNDS + 1)])
+    trade = drawn[titles[2]]
+    assert (trade.xlabel, trade.ylabel) == ("final r_off (lower is better)", "final reward_mean (higher is better)")
+    for method, (strengths, _, _) in METHODS.items():
+        x, y = trade.lines[method]
+        assert x == pytest.approx([_by_hand(_r_off, method, s)[0] for s in strengths])
+        assert y == pytest.approx([finals[(method, s)][0] for s in strengths])
+    (ring,) = [c for c in trade.scatters if c["sizes"] == [140.0]]              # the Pareto front, ringed
+    front = [("none", 0.0), ("gloss", 0.5), ("gloss", 1.0)]
+    want = np.array([[_by_hand(_r_off, *g)[0], finals[g][0]] for g in front])
+    assert ring["offsets"].shape == want.shape and np.allclose(ring["offsets"], want)
+    assert sorted(t for t, _ in trade.texts) == sorted(f"{s:g}" for _, s in GROUPS)
+
+    models_table = page["models"].tables[0]
+    assert models_table.header == ["entry", "subspace.json"]
+    entries = {r["entry"]: r["subspace.json"] for r in models_table.records()}
+    assert entries == {"task": "subspace", "heldout_loss": "0.123", "oracle_heldout_loss": "0.1", "n_params": "4242",
+                       "wall_seconds": "12.5", "peak_memory_mb": "321"}            # lists are left out
+    provenance = dict(page["provenance"].tables[0].rows)
+    assert provenance["git commits"] == "abc123" and provenance["SLURM jobs"] == "0"
 
 
 def test_build_report_survives_single_seed_and_no_fidelity(tmp_path):
@@ -215,9 +341,14 @@ def test_build_report_survives_single_seed_and_no_fidelity(tmp_path):
     write_atomic(to_table(rows), path)
     out = tmp_path / "index.html"
     build_report(path, out)
-    html = out.read_text()
-    assert "CI n/a" in html
-    assert "none measured" in html
+    (panel,) = panels(out.read_text())
+    board = panel.table("Leaderboard").records()
+    assert len(board) == len(GROUPS)
+    assert all(r["reward_mean"] == f"{_reward(r['method'], float(r['strength']), 0, ROUNDS):.4g} (CI n/a)"
+               for r in board), board
+    assert "r_off" not in panel.table("Leaderboard").header
+    assert any(p.endswith("fidelity metric: none measured") for p in panel.paragraphs), panel.paragraphs
+    assert [f.alt for f in panel.figures] == ["Convergence: reward_mean per round"]
 
 
 def test_variants_are_never_averaged_as_seeds(tmp_path):
@@ -228,9 +359,9 @@ def test_variants_are_never_averaged_as_seeds(tmp_path):
     path = tmp_path / "variants.parquet"
     write_atomic(to_table(rows + alg2 + fewer), path)
     board = agg.leaderboard(agg.load_results(path), fidelity="r_off").set_index("method")
-    assert set(board.index) == {"gloss n=10", "gloss +alg2 n=10", "gloss n=5"}
+    assert set(board.index) == {"gloss steps=10", "gloss +alg2 steps=10", "gloss steps=5"}
     assert (board["seeds"] == len(SEEDS)).all()
-    assert board.loc["gloss +alg2 n=10", "reward"] == pytest.approx(board.loc["gloss n=10", "reward"] + 100)
+    assert board.loc["gloss +alg2 steps=10", "reward"] == pytest.approx(board.loc["gloss steps=10", "reward"] + 100)
 
 
 def _image_cell(method: str, strength: float, seed: int, objective: str, objective_params: dict) -> list[dict]:

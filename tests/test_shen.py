@@ -68,6 +68,27 @@ def test_time_travel_window():
     assert make_method("dps", 0.1).repeats(50) == 1
 
 
+def test_time_travel_one_step_renoises_and_redoes(subspace):
+    """recurrence = 2 at eta = 0: x' = f(x_t), then f(sqrt(a_t) x' + sqrt(1 - a_t) z) with f FreeDoM's
+    guided step and z the chain's second draw (the first is the unused DDIM noise of the first pass)."""
+    sampler, step, objective, x_t, _, _, grad_r = _one_step_setup(subspace)
+    seeds = list(range(5))
+    stream = PerSampleNoise(seeds, (64,))
+    z = [stream.draw() for _ in range(2)][1]
+
+    def guided(x):                                     # FreeDoM with the oracle: rho_t = strength sqrt(ab_t)
+        x0h = step.alpha * subspace.project(x)
+        e = (x - step.alpha * x0h) / math.sqrt(step.h)
+        g_t = step.alpha * subspace.project(grad_r(x0h))
+        return ddim_update(x0h, e, step, torch.zeros_like(x)) + 0.1 * step.alpha * g_t
+
+    want = guided(math.sqrt(step.a_t) * guided(x_t) + math.sqrt(1 - step.a_t) * z)
+    method = make_method("freedom", 0.1, recurrence=2)
+    got = method.step(x_t, step, sampler, Guide(objective), PerSampleNoise(seeds, (64,)))
+    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), (got - want).abs().max()
+    assert not torch.allclose(got, guided(x_t), atol=1e-2)          # the repeat changed the step
+
+
 def test_shen_is_freedom_with_all_three(subspace):
     def run(name, **params):
         sched = make_schedule("cosine", 200)

@@ -34,6 +34,47 @@ def test_bad_arguments():
         beam_search(lambda p: 0.0, {"strength": 1.0}, {"gamma": 10.0})
 
 
+def _fake_cells(monkeypatch, value):
+    """run_cell replaced by a known function of a cell's settings: value(strength, params) on the guided
+    round's reward_mean (round 0 and other metrics carry decoys); returns the specs run."""
+    import benchmark.cell
+
+    specs = []
+
+    def run_cell(spec, progress=None):
+        specs.append(spec)
+        row = {"status": "ok", "metric": "reward_mean"}
+        return [row | {"round": 0, "value": 1e9}, row | {"metric": "r_off", "round": 1, "value": 1e9},
+                row | {"round": 1, "value": value(spec.strength, spec.params)}]
+
+    monkeypatch.setattr(benchmark.cell, "run_cell", run_cell)
+    return specs
+
+
+def test_tfg_search_through_cells_finds_a_known_optimum(monkeypatch):
+    """TFG's moves from TFG's start over cells whose guided-round reward peaks at strength 1, mu 0.5,
+    gamma 2.5 (on the grids 0.25 * 2^i, 0.25 * 2^j, 0.25 * 10^k): the search ends there, each cell run
+    for one guided round with the method's fixed parameters kept and the strength as the cell's."""
+    def reward(strength, params):
+        return -math.log2(strength) ** 2 - math.log2(params["mu"] / 0.5) ** 2 - math.log10(params["gamma"] / 2.5) ** 2
+
+    specs = _fake_cells(monkeypatch, reward)
+    base = CellSpec(task="subspace", objective="negnorm_random", method="tfg", samples=4, steps=10, rounds=50)
+    trials = beam_search(cell_score(base, {"n_s": 2}), TFG_START, TFG_FACTORS, beam=2, rounds=6)
+    assert best(trials).as_dict() == pytest.approx({"strength": 1.0, "mu": 0.5, "gamma": 2.5})
+    assert best(trials).score == pytest.approx(0.0, abs=1e-12)
+    assert len(specs) == len(trials)
+    assert all(s.rounds == 1 and s.params["n_s"] == 2 and "strength" not in s.params for s in specs)
+    assert {(s.strength, s.params["mu"], s.params["gamma"]) for s in specs} == {
+        tuple(t.as_dict()[k] for k in ("strength", "mu", "gamma")) for t in trials}
+
+    # A metric to minimise: the search finds the lowest value.
+    _fake_cells(monkeypatch, lambda strength, params: (math.log2(strength) - 2) ** 2)
+    score = cell_score(base, {}, maximise=False)
+    trials = beam_search(score, {"strength": 0.25}, {"strength": 2.0}, beam=1, rounds=6)
+    assert best(trials).as_dict() == {"strength": 4.0}
+
+
 def test_tfg_search_on_the_oracle_improves_on_its_start():
     base = CellSpec(task="subspace", objective="negnorm_random", method="tfg", samples=4, steps=10,
                     denoiser="oracle", device="cpu")

@@ -20,7 +20,8 @@ class Quadratic(Objective):
         self.target, self.top = target, top
         self.optimum = top
         if support_basis is not None:
-            on = float(torch.linalg.vector_norm(support_basis.T @ theta)) > 1e-12
+            # theta has a component in the support unless it vanishes relative to |theta| (float32 round-off)
+            on = float(torch.linalg.vector_norm(support_basis.T @ theta)) > 1e-6 * float(torch.linalg.vector_norm(theta))
             self.optimum_on_support = top if on else top - target ** 2
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from benchmark.report.aggregate import UNGUIDED  # noqa: E402
+from benchmark.report.aggregate import UNGUIDED, is_unguided  # noqa: E402
 
 STYLE = "whitegrid"
 FIGSIZE = (6.4, 4.0)
@@ -29,9 +29,11 @@ DPI = 100
 
 def method_palette(methods) -> dict[str, tuple]:
     """One colour per method, fixed for the whole report; the unguided baseline in grey."""
-    guided = sorted(set(methods) - {UNGUIDED})
+    methods = sorted(set(methods))
+    unguided = set(pd.Series(methods, dtype=object)[is_unguided(pd.Series(methods, dtype=object))]) | {UNGUIDED}
+    guided = [m for m in methods if m not in unguided]
     palette = dict(zip(guided, sns.color_palette("colorblind", max(len(guided), 1))))
-    return palette | {UNGUIDED: (0.4, 0.4, 0.4)}
+    return palette | {m: (0.4, 0.4, 0.4) for m in unguided}
 
 
 def encode(fig, save_to: str | Path | None = None) -> str:
@@ -85,7 +87,7 @@ def curves_figure(curve: pd.DataFrame, strengths: dict[str, float], metric: str,
                 continue
             colour = palette.get(method)
             ax.plot(c["round"], c["mean"], marker="o", markersize=3, color=colour,
-                    linestyle="--" if method == UNGUIDED else "-", label=f"{method} (strength {strength:g})")
+                    linestyle="--" if method.split()[0] == UNGUIDED else "-", label=f"{method} (strength {strength:g})")
             band = c.dropna(subset=["lo", "hi"])
             if not band.empty:
                 ax.fill_between(band["round"], band["lo"], band["hi"], color=colour, alpha=0.2, linewidth=0)
@@ -161,7 +163,7 @@ def compute_figure(settings: list[dict], palette: dict, title: str = "", save_to
             y = [p["reward"] for p in pts]
             err = [p["reward_ci"] if np.isfinite(p.get("reward_ci", np.nan)) else 0.0 for p in pts]
             colour = palette.get(method, palette.get(method.split()[0]))
-            ax.errorbar(x, y, yerr=err, color=colour, marker="o", linestyle="--" if method == UNGUIDED else "-",
+            ax.errorbar(x, y, yerr=err, color=colour, marker="o", linestyle="--" if method.split()[0] == UNGUIDED else "-",
                         capsize=2, label=method)
             hollow = [p for p in pts if not p["admissible"]]
             if hollow:

@@ -14,7 +14,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
-from benchmark.report.aggregate import GROUP_KEYS, UNGUIDED, cells
+from benchmark.report.aggregate import GROUP_KEYS, cells, is_unguided
 
 
 def find_galleries(cells_dir: str | Path, tasks=None) -> dict[str, Path]:
@@ -51,7 +51,7 @@ def pick_galleries(rows: pd.DataFrame, galleries: dict[str, Path]) -> pd.DataFra
         return pd.DataFrame(columns=[*GROUP_KEYS, "seed", "status", "run_id", "path"])
     first = c.sort_values(["seed", "run_id"]).groupby(GROUP_KEYS, sort=False).head(1).copy()
     first["path"] = first["run_id"].map(galleries)
-    first["unguided_last"] = first["method"] != UNGUIDED
+    first["unguided_last"] = ~is_unguided(first["method"])
     first = first.sort_values(["unguided_last", *GROUP_KEYS], ignore_index=True)
     return first[[*GROUP_KEYS, "seed", "status", "run_id", "path"]]
 

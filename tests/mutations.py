@@ -1,0 +1,375 @@
+"""Planted bugs that the tests must catch (mutation check; not collected by pytest: no test_ prefix).
+
+Each mutation is (name, file, exact original snippet, replacement, tests to run). The script copies
+the repository (less .git, .venv, results and caches) to a scratch folder, runs the mapped test files
+once unmutated (they must pass), then, one mutation at a time, plants the bug in the scratch copy
+(never in the working tree), runs the mutation's tests and restores the file. A mutation whose tests
+still pass SURVIVED: no test can see that bug.
+
+    python tests/mutations.py                  # every mutation against its mapped test files
+    python tests/mutations.py NAME [NAME ...]  # only these
+    python tests/mutations.py --fast-tier      # each against the whole fast tier (-m "not slow"): slower
+    python tests/mutations.py --list           # the mutations and their test files
+
+The mapped tests are those that should see the bug (the test files of the changed module), run with
+`-x -m "not slow"`. Every original snippet must occur exactly once in its file: when the code
+changes under a mutation, the script stops and names it, so the list is kept up to date rather than
+silently testing nothing. Exit status: 0 when every mutation is caught, 1 when some survived, 2 when
+the list is out of date or the unmutated tests fail.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+IGNORED = shutil.ignore_patterns(".git", ".venv", "__pycache__", ".pytest_cache", ".snakemake", "*.egg-info",
+                                 "results", "reports", "models", "logs")
+TIMEOUT_S = 900
+
+
+@dataclass(frozen=True)
+class Mutation:
+    name: str
+    area: str                 # methods, objectives, sampler, report, tune
+    file: str
+    original: str
+    replacement: str
+    tests: tuple[str, ...]
+
+
+def m(name, area, file, original, replacement, *tests):
+    return Mutation(name, area, file, original, replacement, tuple(f"tests/{t}.py" for t in tests))
+
+
+MUTATIONS = [
+    # --- methods: one or more per method file ----------------------------------------------------
+    m("none-accepts-strength", "methods", "benchmark/methods/none.py",
+      "if self.strength != 0:", "if self.strength < 0:", "test_methods_contract"),
+    m("naive-beta-without-h", "methods", "benchmark/methods/naive.py",
+      "beta = step.alpha / (self.sigma ** 2 + step.h * (g * g).flatten(1).sum(-1))",
+      "beta = step.alpha / (self.sigma ** 2 + (g * g).flatten(1).sum(-1))", "test_oracle_closed_forms"),
+    m("naive-sign", "methods", "benchmark/methods/naive.py",
+      "return e - math.sqrt(step.h) * G", "return e + math.sqrt(step.h) * G", "test_oracle_closed_forms"),
+    m("gloss-loses-factor-2", "methods", "benchmark/methods/gloss.py",
+      "G = per_sample(2 * beta * (y - f), grad_f) * grad_f", "G = per_sample(beta * (y - f), grad_f) * grad_f",
+      "test_oracle_closed_forms"),
+    m("gloss-beta-without-h", "methods", "benchmark/methods/gloss.py",
+      "a2 * self.sigma ** 2 + step.h * (grad_f * grad_f)", "a2 * self.sigma ** 2 + (grad_f * grad_f)",
+      "test_oracle_closed_forms"),
+    m("dps-drops-abs-reward-normalisation", "methods", "benchmark/methods/dps.py",
+      'zeta_t = self.strength / r.abs().clamp_min(EPS) if self.normalise == "abs_reward" else self.strength',
+      "zeta_t = self.strength", "test_training_free"),
+    m("freedom-drops-sqrt-ab", "methods", "benchmark/methods/freedom.py",
+      "self.step_size(self.strength * step.alpha, e, g_t)", "self.step_size(self.strength, e, g_t)",
+      "test_training_free"),
+    m("freedom-stop-step-off-by-one", "methods", "benchmark/methods/freedom.py",
+      "if step.t <= self.stop_t:", "if step.t < self.stop_t:", "test_training_free"),
+    m("mpgd-schedule-uses-ab-t", "methods", "benchmark/methods/mpgd.py",
+      "self.strength * math.sqrt(step.ab_prev)", "self.strength * math.sqrt(step.ab_t)", "test_training_free"),
+    m("mpgd-step-through-e", "methods", "benchmark/methods/mpgd.py",
+      "return sampler.ddim(x0h + c_t * h_t, e, step, noise)", "return sampler.ddim(x0h, e + c_t * h_t, step, noise)",
+      "test_training_free"),
+    m("cg-drops-sqrt-h", "methods", "benchmark/methods/cg.py",
+      "return e - self.strength * math.sqrt(step.h) * grad", "return e - self.strength * grad",
+      "test_digits_cells"),
+    m("ugd-forward-drops-sqrt-h", "methods", "benchmark/methods/ugd.py",
+      "e_hat = e - math.sqrt(step.h) * per_sample(w, g_t) * g_t", "e_hat = e - per_sample(w, g_t) * g_t",
+      "test_tfg"),
+    m("ugd-backward-inverted-scale", "methods", "benchmark/methods/ugd.py",
+      "e_hat = e_hat - math.sqrt(step.ab_t / step.h) * D", "e_hat = e_hat - math.sqrt(step.h / step.ab_t) * D",
+      "test_tfg"),
+    m("lgd-std-is-variance", "methods", "benchmark/methods/lgd.py",
+      "std = math.sqrt(1 - step.ab_t)", "std = 1 - step.ab_t", "test_smoothing"),
+    m("lgd-plain-reward", "methods", "benchmark/methods/lgd.py",
+      "smoothed = lambda x0: log_mean_exp_reward(lambda xs: self.reward(xs, guide, noise), x0, std, draws)",
+      "smoothed = lambda x0: self.reward(x0, guide, noise)", "test_smoothing"),
+    m("tfg-drops-sqrt-a", "methods", "benchmark/methods/tfg.py",
+      "x_prev = x_prev + delta_t / math.sqrt(step.a_t)", "x_prev = x_prev + delta_t", "test_tfg"),
+    m("tfg-ignores-gamma", "methods", "benchmark/methods/tfg.py",
+      "std = self.gamma * math.sqrt(1 - step.ab_t)", "std = math.sqrt(1 - step.ab_t)", "test_smoothing"),
+    m("tfg-schedule-not-normalised", "methods", "benchmark/methods/tfg.py",
+      "return schedule_value(kind, step) / means[kind]", "return schedule_value(kind, step)", "test_tfg"),
+    m("tfg-variance-guidance-at-x0h", "methods", "benchmark/methods/tfg.py",
+      "(h,) = torch.autograd.grad(rt(x0h + d).sum(), d)", "(h,) = torch.autograd.grad(rt(x0h + 0 * d).sum(), d)",
+      "test_smoothing"),
+    m("shen-without-time-travel", "methods", "benchmark/methods/shen.py",
+      "recurrence: int = 2", "recurrence: int = 1", "test_shen"),
+    m("tfg-recurrence-without-renoise", "methods", "benchmark/methods/tfg.py",
+      "x_t = sampler.renoise(x_prev, step, noise)", "x_t = x_prev", "test_tfg"),
+    m("bon-keeps-the-worst", "methods", "benchmark/methods/bon.py",
+      "best = r.argmax(0)", "best = r.argmin(0)", "test_bon_smc"),
+    m("bon-picks-rows-not-chains", "methods", "benchmark/methods/bon.py",
+      "return x[best * B + torch.arange(B, device=x.device)]", "return x[best]", "test_bon_smc"),
+    m("smc-ess-without-square", "methods", "benchmark/methods/smc.py",
+      "return 1.0 / w.square().sum(0)", "return 1.0 / w.sum(0)", "test_bon_smc"),
+    m("smc-potential-not-incremental", "methods", "benchmark/methods/smc.py",
+      "log_w, log_phi = log_w + lam * stat - log_phi, lam * stat", "log_w, log_phi = log_w + lam * stat, lam * stat",
+      "test_bon_smc"),
+    m("smc-no-final-correction", "methods", "benchmark/methods/smc.py",
+      "log_w = log_w + lam * pguide.objective(x).double() - log_phi", "log_w = log_w - log_phi", "test_bon_smc"),
+    m("smc-max-potential-is-a-sum", "methods", "benchmark/methods/smc.py",
+      'return torch.maximum(stat, r) if self.potential == "max" else stat + r', "return stat + r",
+      "test_bon_smc", "test_smc_potentials"),
+    m("smc-weights-kept-after-resampling", "methods", "benchmark/methods/smc.py",
+      "log_w = torch.where(resample, 0.0, log_w.view(K, B)).flatten()", "log_w = log_w", "test_bon_smc"),
+    m("smc-proposal-not-importance-corrected", "methods", "benchmark/methods/smc.py",
+      "log_w = log_w + transition.log_ratio(x_prev, step)", "log_w = log_w + 0 * transition.log_ratio(x_prev, step)",
+      "test_bon_smc"),
+    # --- the shared pieces of the methods (methods/base.py) --------------------------------------
+    m("log-mean-exp-is-a-mean", "methods", "benchmark/methods/base.py",
+      "return torch.logsumexp(reward_fn(xs).view(n, x0.shape[0]), dim=0) - math.log(n)",
+      "return reward_fn(xs).view(n, x0.shape[0]).mean(0)", "test_smoothing"),
+    m("polyak-unsquared-norm", "methods", "benchmark/methods/base.py",
+      "return self.strength * norm(e) / (norm(g) ** 2 + self.polyak_eps)",
+      "return self.strength * norm(e) / (norm(g) + self.polyak_eps)", "test_shen"),
+    m("augmentation-sum-not-mean", "methods", "benchmark/methods/base.py",
+      "return guide.objective(xs).view(len(zs), x0.shape[0]).mean(0)",
+      "return guide.objective(xs).view(len(zs), x0.shape[0]).sum(0)", "test_shen"),
+    m("time-travel-without-renoise", "methods", "benchmark/methods/base.py",
+      "                x_t = sampler.renoise(x_prev, step, noise)\n            x_prev = self.guided_step(",
+      "                x_t = x_prev\n            x_prev = self.guided_step(", "test_shen"),
+    m("norm-over-the-batch", "methods", "benchmark/methods/base.py",
+      "return torch.linalg.vector_norm(x.flatten(1), dim=1)",
+      "return torch.linalg.vector_norm(x).expand(x.shape[0])", "test_methods_contract"),
+    # --- the sampler, counting and noise -----------------------------------------------------------
+    m("renoise-variance-not-std", "sampler", "benchmark/diffusion/sampler.py",
+      "return math.sqrt(step.a_t) * x_prev + math.sqrt(1 - step.a_t) * z",
+      "return math.sqrt(step.a_t) * x_prev + (1 - step.a_t) * z", "test_shen"),
+    m("ddim-sigma-without-sqrt-1-a", "sampler", "benchmark/diffusion/sampler.py",
+      "math.sqrt((1 - self.ab_prev) / (1 - self.ab_t)) * math.sqrt(1 - self.a_t)",
+      "math.sqrt((1 - self.ab_prev) / (1 - self.ab_t))", "test_oracle_closed_forms"),
+    m("ddim-e-coefficient-ignores-sigma", "sampler", "benchmark/diffusion/sampler.py",
+      "math.sqrt(max(1 - step.ab_prev - s * s, 0.0)) * e", "math.sqrt(max(1 - step.ab_prev, 0.0)) * e",
+      "test_oracle_closed_forms"),
+    m("tweedie-variance-not-std", "sampler", "benchmark/diffusion/sampler.py",
+      "return (x_t - math.sqrt(1 - ab_t) * e) / math.sqrt(ab_t)", "return (x_t - (1 - ab_t) * e) / math.sqrt(ab_t)",
+      "test_oracle_closed_forms"),
+    m("vjp-counter-counts-calls", "sampler", "benchmark/diffusion/counting.py",
+      "getattr(ctx.costs, ctx.field) + grad.shape[0]", "getattr(ctx.costs, ctx.field) + 1",
+      "test_methods_contract"),
+    m("forward-counter-counts-calls", "sampler", "benchmark/diffusion/counting.py",
+      "self.costs.denoiser_forwards += x.shape[0]", "self.costs.denoiser_forwards += 1", "test_methods_contract"),
+    m("objective-counter-counts-calls", "sampler", "benchmark/diffusion/counting.py",
+      "    def __call__(self, x: torch.Tensor) -> torch.Tensor:\n        self.costs.objective_evals += x.shape[0]",
+      "    def __call__(self, x: torch.Tensor) -> torch.Tensor:\n        self.costs.objective_evals += 1",
+      "test_methods_contract"),
+    m("one-seed-for-every-chain", "sampler", "benchmark/diffusion/noise.py",
+      "g.manual_seed(int(s))", "g.manual_seed(0)", "test_oracle_closed_forms"),
+    m("cosine-schedule-offset", "sampler", "benchmark/diffusion/schedules.py",
+      "f = torch.cos((t + s) / (1 + s) * math.pi / 2) ** 2", "f = torch.cos((t + s) / (1 + 2 * s) * math.pi / 2) ** 2",
+      "test_schedules"),
+    m("linearise-target-minus-delta", "sampler", "benchmark/optimize.py",
+      "y = (g * point).flatten(1).sum(-1) + delta", "y = (g * point).flatten(1).sum(-1) - delta",
+      "test_methods_contract"),
+    # --- objectives --------------------------------------------------------------------------------
+    m("quadratic-target-sign", "objectives", "benchmark/objectives/quadratic.py",
+      "return self.top - (x @ self.theta - self.target) ** 2", "return self.top - (x @ self.theta + self.target) ** 2",
+      "test_training_free"),
+    m("quadratic-optimum-on-support", "objectives", "benchmark/objectives/quadratic.py",
+      "self.optimum_on_support = top if on else top - target ** 2",
+      "self.optimum_on_support = top if on else top - target", "test_objective_optima"),
+    m("linear-scaled", "objectives", "benchmark/objectives/linear.py",
+      "return x @ self.theta", "return 2 * x @ self.theta", "test_oracle_closed_forms"),
+    m("negnorm-norm-over-the-batch", "objectives", "benchmark/objectives/negnorm.py",
+      "self.top - self.scale * torch.linalg.vector_norm(x - self.b, dim=-1)",
+      "self.top - self.scale * torch.linalg.vector_norm(x - self.b, dim=-1) ** 2", "test_shen"),
+    m("negnorm-optimum-on-support-sign", "objectives", "benchmark/objectives/negnorm.py",
+      "self.optimum_on_support = top - scale * float(", "self.optimum_on_support = top + scale * float(",
+      "test_shen"),
+    m("inverse-squared-residual", "objectives", "benchmark/objectives/inverse.py",
+      "return -self.residual_norm(x)", "return -self.residual_norm(x) ** 2", "test_digits_task"),
+    m("inpaint-mask-upper-half", "objectives", "benchmark/objectives/inpaint.py",
+      "m[:, H // 2:, :] = 0", "m[:, :H // 2, :] = 0", "test_digits_task"),
+    m("superres-max-pool", "objectives", "benchmark/objectives/superres.py",
+      "return F.avg_pool2d(x, self.factor)", "return F.max_pool2d(x, self.factor)", "test_digits_task"),
+    m("label-probability-not-log", "objectives", "benchmark/objectives/label.py",
+      "return F.log_softmax(self.classifier(x), dim=-1).gather(-1, c[:, None]).squeeze(-1)",
+      "return F.softmax(self.classifier(x), dim=-1).gather(-1, c[:, None]).squeeze(-1)", "test_digits_task"),
+    m("reward-head-unstandardised", "objectives", "benchmark/objectives/reward.py",
+      "return ((self.feature_net.features(x) - self.mu) / self.s) @ self.w",
+      "return (self.feature_net.features(x) - self.mu) @ self.w", "test_digits_task"),
+    m("chain-index-ignores-chains", "objectives", "benchmark/objectives/base.py",
+      "return torch.arange(B, device=device) % n % L", "return torch.arange(B, device=device) % L",
+      "test_digits_task"),
+    m("gaussian-inverse-half-missing", "objectives", "benchmark/objectives/gaussian_inverse.py",
+      "return -((self.y - x @ self.H.T) ** 2).sum(-1) / (2 * self.sigma_y ** 2)",
+      "return -((self.y - x @ self.H.T) ** 2).sum(-1) / (self.sigma_y ** 2)", "test_calibration"),
+    # --- the report's aggregation, build and figures -----------------------------------------------
+    m("cost-table-keeps-round-0", "report", "benchmark/report/aggregate.py",
+      '(df["round"] >= 1)', '(df["round"] >= 0)', "test_report"),
+    m("unguided-is-the-exact-label-none", "report", "benchmark/report/aggregate.py",
+      "return methods.astype(str).str.split(n=1).str[0] == UNGUIDED", "return methods.astype(str) == UNGUIDED",
+      "test_report"),
+    m("unguided-caption-exact-label", "report", "benchmark/report/build.py",
+      '"has_unguided": bool(agg.is_unguided(costs["method"]).any())',
+      '"has_unguided": bool((costs["method"] == agg.UNGUIDED).any())', "test_report"),
+    m("wall-ratio-ignores-the-grid", "report", "benchmark/report/aggregate.py",
+      'unguided = per_cell.join(same_grid, on=GRID_KEYS)["unguided_wall"]',
+      'unguided = per_cell.join(same_grid.iloc[:0], on=GRID_KEYS)["unguided_wall"]', "test_report"),
+    m("t-quantile-one-sided", "report", "benchmark/report/aggregate.py",
+      "return float(stats.t.ppf((1 + level) / 2, df))", "return float(stats.t.ppf(level, df))", "test_report"),
+    m("ci-with-population-sd", "report", "benchmark/report/aggregate.py",
+      "t_quantile(n - 1, level) * float(v.std(ddof=1))", "t_quantile(n - 1, level) * float(v.std(ddof=0))",
+      "test_report"),
+    m("summary-ci-without-sqrt-n", "report", "benchmark/report/aggregate.py",
+      'out["ci"] = t * out["sd"].to_numpy(dtype=float) / np.sqrt(out["n"].to_numpy(dtype=float))',
+      'out["ci"] = t * out["sd"].to_numpy(dtype=float)', "test_report"),
+    m("best-strength-is-the-worst", "report", "benchmark/report/aggregate.py",
+      'best = out.dropna(subset=["reward"]).groupby("method")["reward"].idxmax()',
+      'best = out.dropna(subset=["reward"]).groupby("method")["reward"].idxmin()', "test_report"),
+    m("final-values-of-failed-cells-kept", "report", "benchmark/report/aggregate.py",
+      'out["value"] = out["value"].where(out["status"] == "ok")', 'out["value"] = out["value"]', "test_report"),
+    m("curves-include-failed-cells", "report", "benchmark/report/aggregate.py",
+      'rows = df[(df["metric"] == metric) & (df["status"] == "ok")]', 'rows = df[df["metric"] == metric]',
+      "test_report"),
+    m("pareto-needs-both-strict", "report", "benchmark/report/aggregate.py",
+      "((xs < xs[i]) | (ys > ys[i]))", "((xs < xs[i]) & (ys > ys[i]))", "test_report"),
+    m("last-round-is-the-first", "report", "benchmark/report/aggregate.py",
+      'out["last_round"] = g["round"].max()', 'out["last_round"] = g["round"].min()', "test_report"),
+    m("variants-not-tagged-by-grid", "report", "benchmark/report/aggregate.py",
+      'varies = df.groupby(PANEL_KEYS, dropna=False)[col].transform("nunique") > 1',
+      'varies = df.groupby(PANEL_KEYS, dropna=False)[col].transform("nunique") > 2', "test_report"),
+    m("param-tags-need-three-variants", "report", "benchmark/report/aggregate.py",
+      "        if len(variants) < 2:\n            continue", "        if len(variants) < 3:\n            continue",
+      "test_figures"),
+    m("one-minus-ssim-is-ssim", "report", "benchmark/report/aggregate.py",
+      'DERIVED_METRICS = {"1-ssim": ("ssim", lambda v: 1.0 - v)}',
+      'DERIVED_METRICS = {"1-ssim": ("ssim", lambda v: v)}',
+      "test_report"),
+    m("off-scale-points-not-at-the-edge", "report", "benchmark/report/figures.py",
+      'pts["shown"] = pts["reward"].clip(*limits) if limits else pts["reward"]', 'pts["shown"] = pts["reward"]',
+      "test_figures"),
+    m("robust-limits-one-iqr", "report", "benchmark/report/figures.py",
+      "lo, hi = q1 - k * span, q3 + k * span", "lo, hi = q1 - span, q3 + span", "test_figures"),
+    # --- TFG's beam search -------------------------------------------------------------------------
+    m("beam-keeps-the-worst", "tune", "benchmark/tune.py",
+      "key=lambda t: _rank(t.score), reverse=True)[:beam]", "key=lambda t: _rank(t.score))[:beam]", "test_tune"),
+    m("cell-score-reads-round-0", "tune", "benchmark/tune.py",
+      'r["round"] == 1 and r["status"] == "ok"', 'r["round"] == 0 and r["status"] == "ok"', "test_tune"),
+    m("cell-score-ignores-direction", "tune", "benchmark/tune.py",
+      "return values[0] if maximise else -values[0]", "return values[0]", "test_tune"),
+]
+
+
+def check_snippets(mutations: list[Mutation], root: Path) -> list[str]:
+    """Problems that make the list out of date: a missing file or test file, a snippet found 0 or >1 times."""
+    problems = []
+    for mu in mutations:
+        path = root / mu.file
+        if not path.exists():
+            problems.append(f"{mu.name}: {mu.file} does not exist")
+            continue
+        n = path.read_text().count(mu.original)
+        if n != 1:
+            problems.append(f"{mu.name}: the original snippet occurs {n} times in {mu.file} (must be once):\n"
+                            f"    {mu.original!r}")
+        if not any((root / t).exists() for t in mu.tests):
+            problems.append(f"{mu.name}: none of its test files exists: {list(mu.tests)}")
+    return problems
+
+
+def scratch_copy(dest: Path) -> Path:
+    repo = dest / "repo"
+    shutil.copytree(ROOT, repo, ignore=IGNORED, symlinks=True)
+    return repo
+
+
+def pytest_cmd(tests: list[str], fast_tier: bool) -> list[str]:
+    return [sys.executable, "-m", "pytest", "-x", "-q", "-m", "not slow", "-p", "no:cacheprovider",
+            *(["tests"] if fast_tier else tests)]
+
+
+def run(cmd: list[str], repo: Path, timeout: int = TIMEOUT_S) -> tuple[int | None, str, float]:
+    """(exit status, or None on timeout; the output's tail; seconds)."""
+    # The scratch copy's package first on the path: the virtualenv's editable install points at the
+    # working tree, which must not be what the tests import.
+    path = os.pathsep.join(p for p in (str(repo), os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "PYTHONPATH": path, "PYTHONDONTWRITEBYTECODE": "1"}
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(cmd, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, "", time.monotonic() - start
+    return proc.returncode, (proc.stdout + proc.stderr)[-3000:], time.monotonic() - start
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("names", nargs="*", help="mutations to run (default: all)")
+    parser.add_argument("--list", action="store_true", help="list the mutations and their tests, run nothing")
+    parser.add_argument("--fast-tier", action="store_true", help="run the whole fast tier for every mutation")
+    parser.add_argument("--no-baseline", action="store_true", help="skip the unmutated run of the mapped tests")
+    args = parser.parse_args(argv)
+
+    unknown = sorted(set(args.names) - {mu.name for mu in MUTATIONS})
+    if unknown:
+        print(f"unknown mutation(s): {unknown}", file=sys.stderr)
+        return 2
+    chosen = [mu for mu in MUTATIONS if not args.names or mu.name in args.names]
+    if args.list:
+        for mu in chosen:
+            print(f"{mu.area:10s} {mu.name:40s} {mu.file}  ->  {' '.join(mu.tests)}")
+        return 0
+    problems = check_snippets(chosen, ROOT)
+    if problems:
+        print("The mutation list is out of date with the code:\n" + "\n".join(problems), file=sys.stderr)
+        return 2
+
+    with tempfile.TemporaryDirectory(prefix="guidebench-mutations-") as tmp:
+        repo = scratch_copy(Path(tmp))
+        where = subprocess.run([sys.executable, "-c", "import benchmark; print(benchmark.__file__)"], cwd=repo,
+                               env={**os.environ, "PYTHONPATH": str(repo)}, capture_output=True, text=True)
+        if not where.stdout.strip().startswith(str(repo)):
+            print(f"the scratch copy's package is not the one imported: {where.stdout}{where.stderr}", file=sys.stderr)
+            return 2
+        test_files = {mu.name: [t for t in mu.tests if (repo / t).exists()] for mu in chosen}
+        if not args.no_baseline:
+            union = sorted({t for ts in test_files.values() for t in ts})
+            rc, out, secs = run(pytest_cmd(union, args.fast_tier), repo)
+            print(f"baseline (no mutation): {'pass' if rc == 0 else 'FAIL'} in {secs:.0f} s")
+            if rc != 0:
+                print(out, file=sys.stderr)
+                print("the unmutated tests must pass before a mutation can be judged", file=sys.stderr)
+                return 2
+
+        survived, results = [], []
+        for mu in chosen:
+            path = repo / mu.file
+            original = path.read_text()
+            path.write_text(original.replace(mu.original, mu.replacement, 1))
+            try:
+                rc, out, secs = run(pytest_cmd(test_files[mu.name], args.fast_tier), repo)
+            finally:
+                path.write_text(original)
+            if rc == 0:
+                verdict = "SURVIVED"
+                survived.append(mu)
+            elif rc is None:
+                verdict = "killed (timeout)"
+            elif rc == 5:
+                verdict = "SURVIVED (no tests ran)"
+                survived.append(mu)
+            else:
+                verdict = "killed" if rc == 1 else f"killed (pytest exit {rc})"
+            tests = "fast tier" if args.fast_tier else " ".join(Path(t).stem for t in test_files[mu.name])
+            results.append((mu, verdict))
+            print(f"{verdict:24s} {mu.area:10s} {mu.name:40s} {secs:5.0f} s  [{tests}]", flush=True)
+
+    print(f"\n{len(chosen) - len(survived)} of {len(chosen)} mutations killed; {len(survived)} survived"
+          + (":" if survived else "."))
+    for mu in survived:
+        print(f"  {mu.area}: {mu.name} ({mu.file})")
+    return 1 if survived else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
