@@ -46,8 +46,9 @@ from dataclasses import dataclass, replace
 SAFE_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*"
 # A relative path of SAFE_NAMEs, written flat (lookaheads, no repeated group) because Snakemake
 # matches it against every input file of the aggregate: no component starts with '.' or '-'
-# (so no '..'), no empty component, no leading '/'.
-CELL_ID_PATTERN = r"(?![./-])(?!.*/[.-])(?!.*//)[A-Za-z0-9_.+=/-]+"
+# (so no '..'), no empty component, no leading '/'. "//" is written "/[/]": Snakemake warns about
+# any "//" in a file pattern, its constraints included.
+CELL_ID_PATTERN = r"(?![./-])(?!.*/[.-])(?!.*/[/])[A-Za-z0-9_.+=/-]+"
 _SAFE = re.compile(rf"^{SAFE_NAME}$")
 #: The networks of a task that `uses_models`, each `<models_dir>/<task>_<network>.safetensors`:
 #: the denoiser (a cell's --checkpoint) and the classifiers it loads from --models-dir.
@@ -450,6 +451,12 @@ def check_protocol(config: dict) -> None:
                           "(a setting chosen on a seed must not be scored on it)")
     protocol = config.get("protocol") or {}
     budget = protocol.get("budget")
+    if protocol.get("reuse") is not None:
+        from pathlib import Path
+
+        if not (Path(protocol["reuse"]) / "protocol.yaml").is_file():
+            raise ConfigError(f"protocol.reuse: {protocol['reuse']!r} is not a selection folder (no protocol.yaml); "
+                              "give the results/selected folder of an earlier run")
     for task, gates in (protocol.get("gate") or {}).items():
         if task not in TASKS:
             raise ConfigError(f"protocol.gate.{task}: unknown task; allowed: {sorted(TASKS)}")

@@ -4,6 +4,7 @@ statistics, ranks across panels, hypervolume and CI-aware fronts, on hand-made r
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -166,3 +167,26 @@ def test_ci_pareto_treats_differences_inside_the_ci_as_ties():
                         "reward": [1.0, 1.02, 0.5], "reward_ci": [0.1, 0.1, 0.01]})
     front = vd.ci_pareto(pts)
     assert list(front) == [True, True, False]           # 1e-7 apart in r_off: a tie, both stay on the front
+
+
+def test_a_checked_in_selection_is_reused_on_other_seeds(tmp_path):
+    """protocol.reuse: the selection folder of an earlier run is this run's, with this run's evaluation
+    seeds; evaluating on a seed the choice was made on is refused, and so is a folder that is not one."""
+    import yaml
+
+    from benchmark.sweep import ConfigError, check_protocol
+
+    df = _frame(_hacked_panel(TUNE))
+    earlier = tmp_path / "earlier"
+    chosen = vd.write_selection(vd.select(df, _groups(df), HEADER), HEADER, HEADER["seeds"], earlier)
+    again = vd.reuse_selection(earlier, {"tuning": [9], "evaluation": [7, 8]}, tmp_path / "now")
+    assert again == chosen
+    header, panels = vd.read_selection(tmp_path / "now")
+    assert header["seeds"] == {"tuning": list(TUNE), "evaluation": [7, 8]} and header["reused_from"] == str(earlier)
+    assert panels == vd.read_selection(earlier)[1]
+    with pytest.raises(ValueError, match=r"evaluation seeds \[0\] were among them"):
+        vd.reuse_selection(earlier, {"tuning": [9], "evaluation": [0, 7]}, tmp_path / "bad")
+    config = yaml.safe_load((Path(__file__).resolve().parents[1] / "config/smoke.yaml").read_text())
+    config["protocol"]["reuse"] = str(tmp_path / "nothing")
+    with pytest.raises(ConfigError, match="protocol.reuse: .* is not a selection folder"):
+        check_protocol(config)

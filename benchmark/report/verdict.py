@@ -236,6 +236,27 @@ def chosen_jobs(folder: str | Path) -> list[str]:
     return [g["chosen"] for p in read_selection(folder)[1] for g in p["groups"] if g["chosen"]]
 
 
+def reuse_selection(source: str | Path, seeds: dict, folder: str | Path) -> list[str]:
+    """A checked-in selection folder as this run's selection (`protocol.reuse`): the panels' files as
+    they are, protocol.yaml with this run's evaluation seeds (the tuning seeds stay those the choice was
+    made on, so the evaluation seeds must not be among them). Returns the chosen jobs."""
+    import shutil
+
+    header, _ = read_selection(source)
+    tuned_on = set(header["seeds"]["tuning"])
+    reused = sorted(tuned_on & set(seeds["evaluation"]))
+    if reused:
+        raise ValueError(f"protocol.reuse: {source} chose its settings on seeds {sorted(tuned_on)}; evaluation seeds "
+                         f"{reused} were among them: evaluate on other seeds")
+    folder = Path(folder)
+    shutil.copytree(source, folder, dirs_exist_ok=True)
+    header["seeds"]["evaluation"] = list(seeds["evaluation"])
+    header["reused_from"] = str(source)
+    (folder / PROTOCOL_FILE).write_text("# The comparison protocol of this run: the settings reused from "
+                                        f"{source}.\n" + yaml.safe_dump(header, sort_keys=False))
+    return chosen_jobs(folder)
+
+
 def read_cells(paths: list[str], cells_root: str | Path) -> pd.DataFrame:
     """Cell files as one DataFrame with a `cell` column: each file's path below `cells_root`, less
     its suffix (the cell id). Every file is checked first (benchmark.results.read_cells_checked):

@@ -1,8 +1,13 @@
+# `protocol.reuse: DIR` (a selection folder checked in from an earlier run) skips the tuning stage.
+REUSE = (config.get("protocol") or {}).get("reuse")
+TUNING_FILES = [] if REUSE else [f"{RESULTS}/cells/{c}.parquet" for c in CELLS]
+
+
 checkpoint select:
     """The protocol's selection: per method variant, the admissible setting of highest reward on the
     tuning seeds (benchmark.report.verdict); one YAML file per panel, human-readable."""
     input:
-        [f"{RESULTS}/cells/{c}.parquet" for c in CELLS],
+        TUNING_FILES,
     output:
         directory(f"{RESULTS}/selected"),
     log:
@@ -16,9 +21,14 @@ checkpoint select:
         from benchmark.report.verdict import select_to_folder
         from benchmark.results import retract
 
+        from benchmark.report.verdict import reuse_selection
+
         with retract([REPORT, f"{RESULTS}/figures"]):  # a failed selection leaves no report of older results
-            chosen = select_to_folder(input, f"{RESULTS}/cells", {job_key(c): a.group for c, a in CELLS.items()},
-                                      config, output[0])
+            if REUSE:
+                chosen = reuse_selection(REUSE, config["seeds"], output[0])
+            else:
+                chosen = select_to_folder(input, f"{RESULTS}/cells", {job_key(c): a.group for c, a in CELLS.items()},
+                                          config, output[0])
         with open(log[0], "w") as f:
             print(f"{len(chosen)} settings chosen from {len(input)} tuning cells", file=f)
 
@@ -35,7 +45,7 @@ rule aggregate:
     """All cell files of both stages -> one Parquet file with each row's cell id, each cell once; bad cell
     files stop it, all named."""
     input:
-        tune=[f"{RESULTS}/cells/{c}.parquet" for c in CELLS],  # cell ids are paths: task/denoiser/...
+        tune=TUNING_FILES,  # cell ids are paths: task/denoiser/...
         evaluation=evaluation_files,
     output:
         f"{RESULTS}/all.parquet",
@@ -67,7 +77,7 @@ rule report:
         models=[f"{MODELS}/{t}_denoiser.json" for t in DENOISER_TASKS]
         + [f"{MODELS}/{t}_{n}.json" for t in NETWORK_TASKS for n in NETWORKS],
         # Read by the report from next to each cell's Parquet file (RESULTS/cells), not passed on.
-        galleries=[f"{RESULTS}/cells/{c}.png" for c, cell in CELLS.items() if cell.task in NETWORK_TASKS],
+        galleries=[f"{RESULTS}/cells/{c}.png" for c, cell in CELLS.items() if cell.task in NETWORK_TASKS and not REUSE],
         evaluation_galleries=lambda wc: [f.removesuffix(".parquet") + ".png" for f in evaluation_files(wc)
                                          if f.split("/cells/")[1].split("/")[0] in NETWORK_TASKS],
     output:

@@ -61,6 +61,12 @@ def verdict(path: str, selected: str) -> None:
                   f"{r['reward']:9.4g} ± {ci:7.2g} {delta:>26} {r['compute']:8.0f} {r['optimism']:9.3g}")
         for e in p["excluded"]:
             print(f"  excluded: {e['label']} s={e['strength']:g}: {e['reason']}")
+        if p["budgets"]:
+            print("  at equal compute (held-out reward of the best admissible variant within the budget):")
+            print("  " + f"{'method':8}" + "".join(f"{f'<= {b:g}/sample':>28}" for b in p["budgets"]))
+            for e in p["equal_compute"]:
+                cells = [f"{c['reward']:.4g} ({c['compute']:.0f})" if c else "-" for c in e["budgets"]]
+                print("  " + f"{e['method']:8}" + "".join(f"{c:>28}" for c in cells))
     s = vd.summary(panels_, float(header.get("level", 0.95)), int(header.get("bootstrap", 2000)))
     print("\nmean rank across panels (95% CI)")
     for r in s["ranks"]:
