@@ -68,9 +68,10 @@ def verdict(path: str, selected: str) -> None:
                 cells = [f"{c['reward']:.4g} ({c['compute']:.0f})" if c else "-" for c in e["budgets"]]
                 print("  " + f"{e['method']:8}" + "".join(f"{c:>28}" for c in cells))
     s = vd.summary(panels_, float(header.get("level", 0.95)), int(header.get("bootstrap", 2000)))
-    print("\nmean rank across panels (95% CI)")
+    print("\nacross panels: rank with ties by CI; mean rank [95% bootstrap CI]")
     for r in s["ranks"]:
-        print(f"  {r['method']:8} {r['mean_rank']:5.2f} [{r['lo']:.2f}, {r['hi']:.2f}] over {r['panels']} panels")
+        print(f"  {r['method']:8} {r['tie_rank']:5.2f}; {r['mean_rank']:5.2f} [{r['lo']:.2f}, {r['hi']:.2f}] "
+              f"over {r['panels']} panels")
 
 
 if __name__ == "__main__":
