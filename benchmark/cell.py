@@ -20,6 +20,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import resource
 import sys
 import traceback
@@ -82,8 +83,9 @@ class CellSpec:
         return files
 
     def checkpoint_sha256(self) -> str | None:
-        """sha256 of the one network file the cell loads (`sha256sum` of the checkpoint), or of the
-        lines `<kind> <sha256>` of several (digits); None when it loads none (the oracle)."""
+        """sha256 of the one network file the cell loads (its weights, architecture and metadata less
+        the training report: see _file_sha256), or of the lines `<kind> <sha256>` of several (digits);
+        None when it loads none (the oracle)."""
         digests = {kind: file_sha256(path) for kind, path in self.network_files().items()}
         if len(digests) <= 1:
             return next(iter(digests.values()), None)
@@ -91,13 +93,19 @@ class CellSpec:
 
     def checkpoint_info(self) -> str | None:
         """JSON: per network file loaded, its path, sha256 and training figures (the scalar entries of
-        the report embedded in the checkpoint: epochs, held-out / validation / test loss, parameters...)."""
+        the report embedded in the checkpoint: epochs, held-out / validation / test loss, parameters...;
+        not where, when and how fast it trained, which differ between bit-identical trainings)."""
         info = {}
         for kind, path in self.network_files().items():
             report = network_metadata(path, kind)["report"]
-            figures = {k: v for k, v in report.items() if v is None or isinstance(v, (bool, int, float, str))}
+            figures = {k: v for k, v in report.items() if (v is None or isinstance(v, (bool, int, float, str)))
+                       and not _RUN_FACT.search(k)}
             info[kind] = {"file": str(path), "sha256": file_sha256(path)} | figures
         return json.dumps(info, sort_keys=True) if info else None
+
+
+#: Report entries about the training run rather than the network (timings, memory, host, device).
+_RUN_FACT = re.compile(r"seconds|memory|hostname|started|device|threads")
 
 
 def file_sha256(path: str | Path) -> str:
@@ -108,8 +116,25 @@ def file_sha256(path: str | Path) -> str:
 
 @functools.lru_cache(maxsize=64)
 def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """For a safetensors file: sha256 of what determines the network (its tensors, their header and
+    the metadata) less the training report, whose wall times differ between two bit-identical
+    trainings; for anything else (or a file whose header does not parse) of all its bytes."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        header = None
+        if 0 < n <= min(size - 8, 100 << 20):
+            try:
+                header = json.loads(f.read(n))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                header = None
+        if isinstance(header, dict):
+            meta = dict(header.pop("__metadata__", None) or {})
+            meta.pop("report", None)
+            h.update(json.dumps([header, meta], sort_keys=True).encode())
+        else:
+            f.seek(0)
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()

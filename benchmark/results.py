@@ -10,7 +10,8 @@ Columns (explicit pyarrow schema, SCHEMA below):
   steps), wall_seconds; peak_memory_mb of the cell
 - status ('ok' | 'diverged' | 'failed') and error text, the same on every row of a cell
 - provenance: package_version, git_commit, torch_version, device, hostname, started_at, slurm_job_id
-- the networks the cell loaded: checkpoint_sha256 (sha256 of the denoiser's safetensors file; for a
+- the networks the cell loaded: checkpoint_sha256 (sha256 of the denoiser's safetensors file, its
+  training report left out: its timings differ between bit-identical trainings; for a
   cell that loads several network files, as digits does, the sha256 of their `<kind> <sha256>`
   lines; null for the oracle) and checkpoint_info (JSON: per network its file, sha256 and training
   figures: epochs, held-out / validation / test loss, parameters ...)

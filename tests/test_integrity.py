@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from benchmark.cell import CellSpec, run_cell, write_cell
+from benchmark.cell import CellSpec, file_sha256, run_cell, write_cell
 from benchmark.cli import main
 from benchmark.results import (BadResultsError, DiskError, ResultsFileError, aggregate, aggregate_or_retract,
                                read_cell, to_table, write_atomic)
@@ -186,7 +186,7 @@ def test_rows_record_the_checkpoint_and_its_id_follows_its_content(checkpoints, 
     live = tmp_path / "subspace_denoiser.safetensors"
     shutil.copy(checkpoints[0], live)
     rows = run_cell(_trained(live))
-    sha = hashlib.sha256(live.read_bytes()).hexdigest()
+    sha = file_sha256(live)
     assert {r["checkpoint_sha256"] for r in rows} == {sha}
     info = json.loads(rows[0]["checkpoint_info"])["denoiser"]
     assert (info["sha256"], info["file"], info["epochs"]) == (sha, str(live), 1)
@@ -195,7 +195,31 @@ def test_rows_record_the_checkpoint_and_its_id_follows_its_content(checkpoints, 
     assert {r["run_id"] for r in rows} == {first_id}
     shutil.copy(checkpoints[1], live)  # another checkpoint under the same name: another cell
     assert _trained(live).run_id() != first_id
-    assert {r["checkpoint_sha256"] for r in run_cell(_trained(live))} == {hashlib.sha256(live.read_bytes()).hexdigest()}
+    assert {r["checkpoint_sha256"] for r in run_cell(_trained(live))} == {file_sha256(live)}
+
+
+def test_the_checkpoint_hash_is_the_networks_not_its_training_times(checkpoints, tmp_path):
+    """A bit-identical retraining differs only in its report's wall times: the same hash, the same cell.
+    Any change of a weight, of the architecture or schedule metadata is another hash."""
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    def rewrite(path, tensors=None, meta=None):
+        with safe_open(str(checkpoints[0]), "pt") as f:
+            t = {k: f.get_tensor(k) for k in f.keys()}
+            m = dict(f.metadata())
+        save_file(t | (tensors or {}), str(path), metadata=m | (meta or {}))
+        return t, m
+
+    a, b, c, d = (tmp_path / f"{x}.safetensors" for x in "abcd")
+    t, m = rewrite(a)
+    report = json.loads(m["report"])
+    rewrite(b, meta={"report": json.dumps(report | {"wall_seconds": report.get("wall_seconds", 0) + 7.0})})
+    assert a.read_bytes() != b.read_bytes() and file_sha256(a) == file_sha256(b)
+    name = sorted(t)[0]
+    rewrite(c, tensors={name: t[name] + 1e-6})
+    rewrite(d, meta={"config": m["config"] + " "})
+    assert len({file_sha256(p) for p in (a, c, d)}) == 3
 
 
 def test_oracle_cells_keep_their_ids_and_record_no_checkpoint():
@@ -217,7 +241,7 @@ def test_digits_cells_hash_every_network_file_they_load(digits_models, tmp_path)
     spec = CellSpec(task="digits", objective="label", method="cg", denoiser="trained",
                     checkpoint=str(models / MODEL_FILES["denoiser"]), models_dir=str(models))
     assert set(spec.network_files()) == {"denoiser", "classifier", "noisy_classifier", "evaluator"}
-    digests = {k: hashlib.sha256(p.read_bytes()).hexdigest() for k, p in spec.network_files().items()}
+    digests = {k: file_sha256(p) for k, p in spec.network_files().items()}
     lines = "".join(f"{k} {digests[k]}\n" for k in sorted(digests))
     assert spec.checkpoint_sha256() == hashlib.sha256(lines.encode()).hexdigest()
     assert set(json.loads(spec.checkpoint_info())) == set(digests)

@@ -25,7 +25,8 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
-from benchmark.sweep import cells_from_config
+from benchmark.report.verdict import chosen_jobs
+from benchmark.sweep import cells_from_config, evaluation_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "config/smoke.yaml"
@@ -127,15 +128,17 @@ def test_smoke_preset_runs_on_slurm(tmp_path, capsys):
     results = tmp_path / config["results_dir"]
     landed = sorted(str(p.relative_to(results / "cells"))[: -len(".parquet")]
                     for p in (results / "cells").rglob("*.parquet"))
-    assert landed == sorted(cells)
+    # both stages: every tuning cell, and the chosen settings on the evaluation seeds
+    evaluated = evaluation_cells(cells, chosen_jobs(results / "selected"), config["seeds"]["evaluation"])
+    assert evaluated and landed == sorted(cells | evaluated)
     assert (tmp_path / config["report"]).stat().st_size > 0
 
     df = pd.read_parquet(results / "all.parquet")
-    assert df.run_id.nunique() == len(cells)
+    assert df.run_id.nunique() == len(cells) + len(evaluated)
     assert df.slurm_job_id.notna().all(), df[df.slurm_job_id.isna()][["run_id"]].drop_duplicates()
     assert set(df.slurm_job_id) <= submitted, (set(df.slurm_job_id), submitted)
     # Small cells are bundled into few submissions (the profile's group-components).
-    assert len(set(df.slurm_job_id)) <= math.ceil(len(cells) / 2)
+    assert len(set(df.slurm_job_id)) <= math.ceil((len(cells) + len(evaluated)) / 2)
 
 
 def cancel_run(log: str) -> None:

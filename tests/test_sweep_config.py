@@ -57,8 +57,8 @@ def test_default_sweep_table():
              and c.objective == "quadratic_off" and c.strength == 0.2]
     assert len(gloss) == 1
     key, c = gloss[0]
-    assert re.fullmatch(r"subspace/oracle/quadratic_off/gloss/alg1/v[0-9a-f]{8}/s0\.2_nall_seed0", key)
-    assert c.group == key.rpartition("/")[0] + "/nall"
+    assert re.fullmatch(r"subspace/oracle/quadratic_off/gloss/alg1/v[0-9a-f]{8}/s0\.2_n100_seed0", key)
+    assert c.group == key.rpartition("/")[0] + "/n100"
     assert (c.task, c.method, c.strength, c.seed, c.denoiser) == ("subspace", "gloss", 0.2, 0, "oracle")
     assert c.cli()[:6] == ["--task", "subspace", "--objective", "quadratic_off", "--method", "gloss"]
     assert "--seed" not in c.cli()
