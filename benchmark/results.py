@@ -297,14 +297,21 @@ def _cell_values(table: pa.Table, run_id: str) -> str:
     return table_checksum(rows.drop_columns(RUN_COLUMNS))
 
 
-def read_cells_checked(paths, log: Callable[[str], None] | None = None) -> dict[str, pa.Table]:
+def read_cells_checked(paths, log: Callable[[str], None] | None = None,
+                       root: str | Path | None = None) -> dict[str, pa.Table]:
     """{file: table} of cell files, each cell once (see check_cells; dropped duplicates go to `log`);
-    any bad file raises BadResultsError listing every bad one and the command that clears them."""
+    any bad file raises BadResultsError listing every bad one and the command that clears them. With
+    `root` (the cells folder) every row also gets `cell`, its file's path below `root` less the
+    suffix (the cell id)."""
     tables, problems, notes = check_cells(paths)
     if problems:
         raise BadResultsError(problems, len(set(map(str, paths))), results_dir_of(problems))
     for note in notes:
         (log or (lambda _: None))(note)
+    if root is not None:
+        tables = {p: t.append_column("cell", pa.array([str(Path(p).relative_to(root).with_suffix(""))] * t.num_rows,
+                                                      pa.string()))
+                  for p, t in tables.items()}
     return tables
 
 
@@ -318,11 +325,7 @@ def aggregate(paths: list[str | Path], out: str | Path, root: str | Path | None 
     dropped and reported through `log`."""
     if not paths:
         raise ValueError("aggregate: no cell files given")
-    tables = read_cells_checked(paths, log=log)
-    if root is not None:
-        tables = {p: t.append_column("cell", pa.array([str(Path(p).relative_to(root).with_suffix(""))] * t.num_rows,
-                                                      pa.string()))
-                  for p, t in tables.items()}
+    tables = read_cells_checked(paths, log=log, root=root)
     table = pa.concat_tables(tables.values())
     write_atomic(table, out)
     return table

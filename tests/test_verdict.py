@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmark.report import aggregate as agg
 from benchmark.report import verdict as vd
 from benchmark.results import COLUMNS
 
@@ -42,7 +43,7 @@ def _cell(method, strength, seed, reward, norm_error, steps=10, vjps=0, status="
 
 
 def _frame(cells) -> pd.DataFrame:
-    return vd.add_derived(pd.DataFrame([r for c in cells for r in c]))
+    return agg.label_results(pd.DataFrame([r for c in cells for r in c]))
 
 
 def _groups(df):

@@ -146,16 +146,23 @@ def derived_rows(df: pd.DataFrame) -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True) if parts else df.iloc[:0]
 
 
-def load_results(path: str | Path) -> pd.DataFrame:
-    """The aggregated results file as a DataFrame, with the DERIVED_METRICS' rows added, `method`
-    holding the variant label (see variant_labels) and `objective` the objective's setting (see
-    objective_labels); errors name the file."""
-    df = read_cell(path).to_pandas()
-    if df.empty:
-        raise ValueError(f"results file {path} has no rows")
+def label_results(df: pd.DataFrame) -> pd.DataFrame:
+    """Results rows as the report shows them: `method_name` the registry's name, `method` the
+    variant label (see variant_labels), `objective` the objective's setting (see objective_labels),
+    plus the DERIVED_METRICS' rows."""
+    df = df.copy()
+    df["method_name"] = df["method"]
     df["objective"] = objective_labels(df)
     df["method"] = variant_labels(df)
     return pd.concat([df, derived_rows(df)], ignore_index=True)
+
+
+def load_results(path: str | Path) -> pd.DataFrame:
+    """The aggregated results file as a DataFrame, labelled (see label_results); errors name the file."""
+    df = read_cell(path).to_pandas()
+    if df.empty:
+        raise ValueError(f"results file {path} has no rows")
+    return label_results(df)
 
 
 def panels(df: pd.DataFrame) -> list[tuple[tuple, pd.DataFrame]]:

@@ -82,11 +82,10 @@ def _panel(index: int, key: tuple, rows: pd.DataFrame, palette: dict, fidelity_m
     }
 
 
-def _verdict_context(df: pd.DataFrame, selected: str | Path, palette: dict, level: float,
+def _verdict_context(df: pd.DataFrame, header: dict, selections: list[dict], palette: dict, level: float,
                      figures_dir: Path | None, panel_ids: dict) -> dict:
     """The report's first screen: per panel the held-out, gated, compute-matched verdict, then the
     summary across panels (see benchmark.report.verdict)."""
-    header, selections = vd.read_selection(selected)
     level = float(header.get("level", level))
     panels = vd.verdict(df, header, selections)
     resamples = int(header.get("bootstrap", 2000))
@@ -143,12 +142,12 @@ def build_context(df: pd.DataFrame, source: str = "", models_dir: str | Path | N
     verdict = None
     drill = df
     if selected is not None:
-        header = vd.read_selection(selected)[0]
+        header, selections = vd.read_selection(selected)
         drill = df[df["seed"].isin(header["seeds"]["tuning"])]
     panel_list = agg.panels(drill)
     panel_ids = {tuple(key): f"panel-{i}" for i, (key, _) in enumerate(panel_list, 1)}
     if selected is not None:
-        verdict = _verdict_context(df, selected, palette, level, figures_dir, panel_ids)
+        verdict = _verdict_context(df, header, selections, palette, level, figures_dir, panel_ids)
     panels = [_panel(i, key, rows, palette, fidelity_metrics, level, figures_dir, galleries or {})
               for i, (key, rows) in enumerate(panel_list, 1)]
     models = None
@@ -178,10 +177,7 @@ def build_report(results_path: str | Path, out_html_path: str | Path, models_dir
         beside `results_path`, the workflow's layout); image tasks' galleries are shown from there.
     selected: the protocol's selection folder (the workflow's results/selected): the verdict first.
     """
-    df = vd.add_derived(agg.read_cell(results_path).to_pandas()) if selected is not None \
-        else agg.load_results(results_path)
-    if df.empty:
-        raise ValueError(f"results file {results_path} has no rows")
+    df = agg.load_results(results_path)
     cells_dir = Path(results_path).parent / "cells" if cells_dir is None else Path(cells_dir)
     galleries = find_galleries(cells_dir, tasks=sorted(df["task"].dropna().unique()))
     out = Path(out_html_path)

@@ -24,7 +24,6 @@ The protocol, in the order it is applied:
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from pathlib import Path
@@ -52,9 +51,10 @@ def job_of(cell: str) -> str:
 
 
 def cell_table(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
-    """One row per cell: identity, `cell`/`job` (when the results carry the `cell` column), status,
-    final-round reward and `metrics`, per-chain final rewards (`chains`, or None), compute and wall
-    seconds per output sample over the guided rounds."""
+    """One row per cell of labelled results (aggregate.label_results): identity, `method_name`,
+    `cell`/`job` (when the results carry the `cell` column), status, final-round reward and
+    `metrics`, per-chain final rewards (`chains`, or None), compute and wall seconds per output
+    sample over the guided rounds."""
     c = agg.cells(df)
     if "cell" in df.columns:
         c = c.merge(df.groupby("run_id")["cell"].first().rename("cell"), left_on="run_id", right_index=True)
@@ -75,8 +75,7 @@ def cell_table(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     c[COMPUTE] = c["run_id"].map((per["fwd"] + per["vjp"]) / per["samples"])
     c["wall_per_sample"] = c["run_id"].map(per["wall"] / per["samples"])
     c["steps"] = c["run_id"].map(df.groupby("run_id")["steps"].first())
-    c["method_name"] = c["run_id"].map(df.groupby("run_id")["method_name"].first()) if "method_name" in df else \
-        c["method"].str.split().str[0]
+    c["method_name"] = c["run_id"].map(df.groupby("run_id")["method_name"].first())
     return c
 
 
@@ -141,15 +140,6 @@ def admissibility(setting: pd.DataFrame, rules: list[dict], refs: dict) -> tuple
 
 def _gate_metrics(protocol: dict) -> list[str]:
     return sorted({g["metric"] for gates in (protocol.get("gate") or {}).values() for g in gates})
-
-
-def add_derived(df: pd.DataFrame) -> pd.DataFrame:
-    """Objective and method labels as the report shows them, the raw method name, derived metrics."""
-    df = df.copy()
-    df["method_name"] = df["method"]
-    df["objective"] = agg.objective_labels(df)
-    df["method"] = agg.variant_labels(df)
-    return pd.concat([df, agg.derived_rows(df)], ignore_index=True)
 
 
 def select(df: pd.DataFrame, groups: dict[str, str], protocol: dict) -> list[dict]:
@@ -258,26 +248,20 @@ def reuse_selection(source: str | Path, seeds: dict, folder: str | Path) -> list
 
 
 def read_cells(paths: list[str], cells_root: str | Path) -> pd.DataFrame:
-    """Cell files as one DataFrame with a `cell` column: each file's path below `cells_root`, less
-    its suffix (the cell id). Every file is checked first (benchmark.results.read_cells_checked):
-    any bad one raises, listing all of them and the command that clears them."""
+    """Cell files as one DataFrame with their cell ids (`cell`), every file checked first
+    (benchmark.results.read_cells_checked: any bad one raises, listing all of them)."""
     from benchmark.results import read_cells_checked
 
-    root = Path(cells_root)
-    parts = []
-    for path, table in read_cells_checked(paths).items():
-        part = table.to_pandas()
-        part["cell"] = str(Path(path).relative_to(root).with_suffix(""))
-        parts.append(part)
-    if not parts:
+    if not paths:
         raise ValueError("no cell files to read")
-    return pd.concat(parts, ignore_index=True)
+    tables = read_cells_checked(paths, root=cells_root)
+    return pd.concat([t.to_pandas() for t in tables.values()], ignore_index=True)
 
 
 def select_to_folder(paths: list[str], cells_root: str | Path, groups: dict[str, str], config: dict,
                      folder: str | Path) -> list[str]:
     """The workflow's select step: tuning cell files -> the selection folder; returns the chosen jobs."""
-    df = add_derived(read_cells(paths, cells_root))
+    df = agg.label_results(read_cells(paths, cells_root))
     protocol = config.get("protocol") or {}
     panels = select(df, groups, protocol)
     return write_selection(panels, protocol, config["seeds"], folder)
@@ -438,14 +422,15 @@ def summary(panels: list[dict], level: float, resamples: int, seed: int = 0) -> 
             continue
         n = U.shape[1]
         better = {m: 0 for m in names}   # how many methods are better beyond the paired CI
-        for a in names:
-            for b in names:
-                if a == b:
-                    continue
+        for i, a in enumerate(names):
+            for b in names[i + 1:]:      # one bootstrap per pair: the CI of b - a is that of a - b mirrored
                 x, y, _ = paired_units(chosen[a]["cells"], chosen[b]["cells"])
                 lo, hi = bootstrap_ci(x - y, level, resamples)
-                wtl[a][b][0 if lo > 0 else 2 if hi < 0 else 1] += 1
+                outcome = 0 if lo > 0 else 2 if hi < 0 else 1
+                wtl[a][b][outcome] += 1
+                wtl[b][a][2 - outcome] += 1
                 better[a] += hi < 0
+                better[b] += lo > 0
         raw = _ranks(U.mean(1))
         for j, m in enumerate(names):
             ranks[m].append(raw[j])
@@ -549,8 +534,3 @@ def chain_cis(df: pd.DataFrame, metrics: list[str], level: float) -> pd.DataFram
             cis[key] = agg.mean_ci(values, level)[1] if values else math.nan
         out[f"{m}_ci"] = [cis.get((a, b), math.nan) for a, b in zip(out["method"], out["strength"])]
     return out
-
-
-def jsonable(x):
-    """Drop DataFrames for json dumps of verdict structures (debugging, tables script)."""
-    return json.loads(json.dumps(x, default=lambda o: None))

@@ -42,9 +42,8 @@ def metrics(path: str, objective: str, names: list[str]) -> None:
 
 def verdict(path: str, selected: str) -> None:
     from benchmark.report import verdict as vd
-    from benchmark.results import read_cell
 
-    df = vd.add_derived(read_cell(path).to_pandas())
+    df = load_results(path)
     header, selections = vd.read_selection(selected)
     panels_ = vd.verdict(df, header, selections)
     for p in panels_:
