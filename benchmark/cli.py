@@ -12,52 +12,20 @@ import argparse
 import json
 import sys
 
-
-def _param(text: str) -> tuple[str, str]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expects NAME=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    return key.strip(), value.strip()
-
-
-def _parse_value(value: str):
-    """'0.1' -> 0.1, '3' -> 3, 'true' -> True, otherwise the string (types are checked by the method)."""
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value
+from benchmark.spec import _pair
 
 
 def _add_run(sub):
-    p = sub.add_parser("run", help="run one cell and write its Parquet file")
-    p.add_argument("--task", required=True)
-    p.add_argument("--objective", required=True)
-    p.add_argument("--method", required=True)
-    p.add_argument("--strength", type=float, default=0.0, help="the method's strength (delta for naive/gloss)")
-    p.add_argument("--seed", type=int, nargs="+", default=[0],
-                   help="one or more seeds: each is its own cell, written to the matching --out")
-    p.add_argument("--rounds", type=int, default=50, help="rounds of Algorithm 1/2 after the unguided round 0")
-    p.add_argument("--samples", type=int, default=32, help="chains per round")
-    p.add_argument("--denoiser", default="oracle", help="oracle | trained")
-    p.add_argument("--checkpoint", help="safetensors checkpoint for --denoiser trained")
-    p.add_argument("--steps", type=int, help="sampling steps (default: all T steps)")
-    p.add_argument("--eta", type=float, default=1.0, help="DDIM stochasticity (1 = ancestral)")
-    p.add_argument("--schedule", default="cosine", help="noise schedule of the oracle (cosine | linear)")
-    p.add_argument("--T", type=int, default=200, help="diffusion length of the oracle")
-    p.add_argument("--algorithm", default="alg1", help="alg1 (rounds) | alg2 (rounds + fine-tuning)")
-    p.add_argument("--linearise", default="per_sample", help="per_sample | batch_mean")
-    p.add_argument("--finetune-start", type=int, default=50)
-    p.add_argument("--finetune-lr", type=float, default=1e-6)
-    p.add_argument("--finetune-steps", type=int, default=1)
-    p.add_argument("--task-seed", type=int, default=0)
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
-    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
-                   help="a method hyper-parameter (repeatable), e.g. --param sigma=0.1")
-    p.add_argument("--objective-param", type=_param, action="append", default=[], metavar="NAME=VALUE",
-                   help="an objective parameter (repeatable), e.g. --objective-param target=3 for digits' label")
-    p.add_argument("--models-dir", help="folder of the task's pre-trained classifiers (digits: "
-                   "digits_classifier / digits_noisy_classifier / digits_evaluator .safetensors)")
+    from benchmark.spec import add_spec_arguments
+
+    p = sub.add_parser("run", help="run one cell (or one per --seed) and write its Parquet file",
+                       description="Run a cell given by --spec (the workflow's form: the cell spec as JSON, "
+                                   "benchmark/spec.py) or by one option per spec field.")
+    p.add_argument("--spec", help="the cell spec as JSON (what the workflow passes); the field options "
+                                  "below then must not be given, except --seed")
+    add_spec_arguments(p)
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
+    p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: 0, torch's default)")
     p.add_argument("--out", required=True, nargs="+",
                    help="the cell's Parquet file (one per --seed); image tasks also write the .png gallery beside it")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -94,36 +62,42 @@ def _add_pretrain(sub):
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
 
 
+def run_specs(args) -> list:
+    """The cell specs of `run`'s options: --spec JSON (the workflow's form) or the field options, one per --seed."""
+    from benchmark.spec import CellSpec, cli_fields, spec_from_args
+
+    if args.spec is None:
+        missing = [flag for flag, path, f, _ in cli_fields() if path in (("task",), ("objective",), ("method",))
+                   and getattr(args, "spec__" + "__".join(path)) is None]
+        if missing:
+            raise ValueError(f"give --spec JSON, or at least {', '.join(missing)}")
+        return [spec_from_args(args, seed) for seed in args.spec__seed]
+    given = [flag for flag, path, f, _ in cli_fields() if path != ("seed",)
+             and getattr(args, "spec__" + "__".join(path)) not in (None, [], f.default)]
+    if given:
+        raise ValueError(f"--spec gives the whole cell; do not also give {', '.join(given)}")
+    spec = CellSpec.from_json(args.spec)
+    return [spec.replace(seed=seed) for seed in args.spec__seed]
+
+
 def cmd_run(args) -> int:
-    if len(args.seed) != len(args.out) or len(set(args.out)) != len(args.out):
-        raise ValueError(f"--seed and --out must pair up one to one; got {len(args.seed)} seeds and "
+    specs = run_specs(args)
+    if len(specs) != len(args.out) or len(set(args.out)) != len(args.out):
+        raise ValueError(f"--seed and --out must pair up one to one; got {len(specs)} seeds and "
                          f"{len(args.out)} distinct output files")
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
     # Several seeds in one process share its start-up (imports dominate a short cell); each seed is
     # still its own cell with its own file, written as soon as it is done.
-    for seed, out in zip(args.seed, args.out):
-        _run_one(args, seed, out)
+    from benchmark.cell import write_cell
+
+    for spec, out in zip(specs, args.out):
+        rows = write_cell(spec, out, args.device, progress=args.progress)
+        status = rows[0]["status"] if rows else "failed"
+        print(f"{out}: {len(rows)} rows, status {status}" + (f" ({rows[0]['error']})" if status != "ok" else ""),
+              file=sys.stderr)
     return 0
-
-
-def _run_one(args, seed: int, out: str) -> None:
-    from benchmark.cell import CellSpec, write_cell
-
-    spec = CellSpec(task=args.task, objective=args.objective, method=args.method, strength=args.strength,
-                    seed=seed, rounds=args.rounds, samples=args.samples, denoiser=args.denoiser,
-                    checkpoint=args.checkpoint, steps=args.steps, eta=args.eta, schedule=args.schedule,
-                    T=args.T, algorithm=args.algorithm, linearise=args.linearise,
-                    finetune_start=args.finetune_start, finetune_lr=args.finetune_lr,
-                    finetune_steps=args.finetune_steps, task_seed=args.task_seed, device=args.device,
-                    params={k: _parse_value(v) for k, v in args.param},
-                    objective_params={k: _parse_value(v) for k, v in args.objective_param},
-                    models_dir=args.models_dir)
-    rows = write_cell(spec, out, progress=args.progress)
-    status = rows[0]["status"] if rows else "failed"
-    print(f"{out}: {len(rows)} rows, status {status}" + (f" ({rows[0]['error']})" if status != "ok" else ""),
-          file=sys.stderr)
 
 
 def cmd_pretrain(args) -> int:
@@ -239,16 +213,18 @@ def cmd_report(args) -> int:
 
 def cmd_tune(args) -> int:
     """TFG's beam search (benchmark/tune.py) on one cell configuration, one guided round per setting."""
-    from benchmark.cell import Cell, CellSpec
+    from benchmark.cell import Cell
+    from benchmark.spec import CellSpec, Denoiser, Rounds, Sampling
     from benchmark.tune import TFG_FACTORS, TFG_START, beam_search, best, cell_score
 
-    base = CellSpec(task=args.task, objective=args.objective, method="tfg", seed=args.seed, rounds=1,
-                    samples=args.samples, denoiser=args.denoiser, checkpoint=args.checkpoint, steps=args.steps,
-                    device=args.device, models_dir=args.models_dir,
-                    objective_params={k: _parse_value(v) for k, v in args.objective_param})
-    Cell(base)  # a bad specification stops here, before any search
+    base = CellSpec(task=args.task, objective=args.objective, method="tfg", seed=args.seed,
+                    rounds=Rounds(rounds=1, samples=args.samples), sampling=Sampling(steps=args.steps),
+                    denoiser=Denoiser(args.denoiser, source=args.checkpoint), models_dir=args.models_dir,
+                    objective_params=dict(args.objective_param))
+    Cell(base, args.device)  # a network that does not load stops here, before any search
     start = {k: v * args.start / TFG_START[k] for k, v in TFG_START.items()}
-    trials = beam_search(cell_score(base, {}, metric=args.metric, maximise=not args.minimise), start,
+    trials = beam_search(cell_score(base, {}, metric=args.metric, maximise=not args.minimise, device=args.device),
+                         start,
                          TFG_FACTORS, beam=args.beam, rounds=args.rounds)
     sign = -1 if args.minimise else 1
     print(f"{'round':>5} {'rho':>8} {'mu':>8} {'gamma':>8} {args.metric:>12}")
@@ -272,6 +248,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_run(sub)
     _add_pretrain(sub)
+    from benchmark import catalog   # list, check-method
+    catalog.add_parsers(sub)
     p = sub.add_parser("aggregate", help="concatenate cell files into one Parquet file")
     p.add_argument("--out", required=True)
     p.add_argument("files", nargs="+")
@@ -310,7 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--denoiser", default="oracle")
     p.add_argument("--checkpoint")
     p.add_argument("--models-dir")
-    p.add_argument("--objective-param", type=_param, action="append", default=[], metavar="NAME=VALUE")
+    p.add_argument("--objective-param", type=_pair, action="append", default=[], metavar="NAME=VALUE",
+                   help="an objective parameter (repeatable)")
     p.add_argument("--samples", type=int, default=16, help="chains per scored setting (TFG: a small batch)")
     p.add_argument("--steps", type=int, default=50)
     p.add_argument("--seed", type=int, default=0)
@@ -323,6 +302,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     handler = {"run": cmd_run, "pretrain": cmd_pretrain, "aggregate": cmd_aggregate, "report": cmd_report,
                "perf": cmd_perf, "tune": cmd_tune, "verify": cmd_verify, "check-config": cmd_check_config}
+    handler.update(catalog.HANDLERS)
     try:
         return handler[args.command](args)
     except (ValueError, FileNotFoundError) as exc:

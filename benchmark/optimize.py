@@ -29,32 +29,10 @@ import torch
 from benchmark.denoisers.pretrain import v_loss
 from benchmark.diffusion import Costs, PerSampleNoise, Sampler, derive_seed, sample
 from benchmark.methods import Guide, LinearTarget, make_method
+from benchmark.spec import ALGORITHMS, LINEARISATIONS, Rounds  # noqa: F401 (re-exported)
 
-ALGORITHMS = ("alg1", "alg2")
-LINEARISATIONS = ("per_sample", "batch_mean")
-
-
-@dataclass(frozen=True)
-class RoundsConfig:
-    rounds: int = 50
-    samples: int = 32
-    algorithm: str = "alg1"
-    linearise: str = "per_sample"
-    finetune_start: int = 50
-    finetune_lr: float = 1e-6
-    finetune_steps: int = 1
-
-    def __post_init__(self):
-        if self.rounds < 0:
-            raise ValueError(f"rounds must be >= 0, got {self.rounds}")
-        if self.samples < 1:
-            raise ValueError(f"samples must be >= 1, got {self.samples}")
-        if self.algorithm not in ALGORITHMS:
-            raise ValueError(f"unknown algorithm {self.algorithm!r}; allowed: {list(ALGORITHMS)}")
-        if self.linearise not in LINEARISATIONS:
-            raise ValueError(f"unknown linearise {self.linearise!r}; allowed: {list(LINEARISATIONS)}")
-        if self.finetune_lr <= 0 or self.finetune_steps < 1 or self.finetune_start < 1:
-            raise ValueError("finetune_lr must be > 0, finetune_steps >= 1 and finetune_start >= 1")
+#: Algorithm 1/2's settings (rounds, samples, algorithm, linearisation, fine-tuning): the cell spec's part.
+RoundsConfig = Rounds
 
 
 @dataclass
@@ -81,10 +59,9 @@ def run_rounds(*, task, objective, method, sampler: Sampler, costs: Costs, confi
                seed: int, denoiser_name: str, device: str = "cpu", trainable=None) -> Iterator[Round]:
     """Yield round 0 (unguided) then rounds 1..K of Algorithm 1 or 2.
 
-    `objective` must be the counted objective; `trainable` the network that Algorithm 2 fine-tunes.
+    `objective` must be the counted objective; `trainable` the network that Algorithm 2 fine-tunes
+    (the cell spec refuses Algorithm 2 on a denoiser that cannot be fine-tuned).
     """
-    if config.algorithm == "alg2" and trainable is None:
-        raise ValueError("algorithm 'alg2' fine-tunes the score network: use denoiser 'trained', not an oracle")
     unguided = make_method("none")
     B = config.samples
     optimizer = None

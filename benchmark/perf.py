@@ -72,9 +72,8 @@ def measure(methods: dict[str, float], *, task: str = "subspace", objective: str
             steps: int | None = None, device: str = "auto") -> tuple[list[dict], dict[str, float]]:
     rows, prim = [], None
     for name, strength in methods.items():
-        cell = Cell(CellSpec(task=task, objective=objective, method=name, strength=strength, denoiser=denoiser,
-                             checkpoint=checkpoint, rounds=repeats + 1, samples=samples, steps=steps,
-                             device=device))
+        cell = Cell(CellSpec.of(task=task, objective=objective, method=name, strength=strength, denoiser=denoiser,
+                                checkpoint=checkpoint, rounds=repeats + 1, samples=samples, steps=steps), device)
         if prim is None:
             prim = primitives(cell, samples)
         walls, costs = [], None

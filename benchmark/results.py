@@ -2,8 +2,10 @@
 
 Columns (explicit pyarrow schema, SCHEMA below):
 - identity: run_id, task, objective, denoiser, method, strength, seed, round
-- main hyper-parameters as columns (algorithm, linearise, samples, steps, eta, schedule) and all
-  of them as JSON (params_json)
+- the main run settings as columns (algorithm, linearise, samples, steps, eta, schedule); the
+  method's own hyper-parameters as JSON (params_json) and every run setting of the cell spec as JSON
+  (settings_json: task seed and parameters, objective parameters with their defaults, denoiser,
+  sampling, rounds; benchmark.spec), kept apart so no setting can shadow a hyper-parameter
 - metric, value
 - cost of the round, summed over the chains: cost_denoiser_forwards, cost_denoiser_vjps,
   cost_objective_evals, cost_objective_grads, cost_finetune_samples (Algorithm 2's training
@@ -53,7 +55,7 @@ IDENTITY = [("run_id", pa.string()), ("task", pa.string()), ("objective", pa.str
             ("seed", pa.int64()), ("round", pa.int64())]
 PARAMS = [("algorithm", pa.string()), ("linearise", pa.string()), ("samples", pa.int64()),
           ("steps", pa.int64()), ("eta", pa.float64()), ("schedule", pa.string()),
-          ("params_json", pa.string())]
+          ("params_json", pa.string()), ("settings_json", pa.string())]
 MEASURE = [("metric", pa.string()), ("value", pa.float64()), ("per_sample", pa.list_(pa.float64()))]
 COST = [("cost_denoiser_forwards", pa.int64()), ("cost_denoiser_vjps", pa.int64()),
         ("cost_objective_evals", pa.int64()), ("cost_objective_grads", pa.int64()),

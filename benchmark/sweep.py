@@ -18,7 +18,7 @@ the path so the workflow's rules can name the checkpoint a cell needs by pattern
 The comparison protocol (DESIGN 3b) runs in two stages. Tuning: every setting of a method's grid
 (its strengths, times the values of the parameters its `grid` declares tunable) on the tuning seeds;
 every method variant gets the same number of settings, `protocol.budget`. Selection
-(benchmark.report.verdict) picks one setting per selection group (`CellArgs.group`: a method variant
+(benchmark.report.verdict) picks one setting per selection group (`SweepCell.group`: a method variant
 in one panel). Evaluation: the chosen settings on the evaluation seeds, disjoint from the tuning
 seeds; the report's headline comes from these only. `cells_from_config` makes the tuning cells,
 `evaluation_cells` the evaluation cells of the chosen jobs.
@@ -43,6 +43,8 @@ import json
 import re
 from dataclasses import dataclass, replace
 
+from benchmark.spec import CellSpec, Denoiser, Rounds, Sampling
+
 SAFE_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*"
 # A relative path of SAFE_NAMEs, written flat (lookaheads, no repeated group) because Snakemake
 # matches it against every input file of the aggregate: no component starts with '.' or '-'
@@ -64,51 +66,19 @@ class ConfigError(ValueError):
 
 
 @dataclass(frozen=True)
-class CellArgs:
-    experiment: str
-    task: str
-    objective: str
-    denoiser: str
-    method: str
-    strength: float
-    seed: int
-    rounds: int
-    samples: int
-    steps: int | None
-    eta: float
-    algorithm: str
-    linearise: str
-    finetune_start: int
-    finetune_lr: float
-    finetune_steps: int
-    task_seed: int
-    params: tuple[tuple[str, object], ...]
-    objective_params: tuple[tuple[str, object], ...] = ()
-    models_dir: str | None = None   # set for tasks that load pre-trained networks from it
-    group: str = ""                 # the selection group: the cell id less strength, tuned values and seed
-    tuned: tuple[str, ...] = ()     # the parameters (besides the strength) tuned over a grid
+class SweepCell:
+    """A cell of the sweep: its spec (benchmark.spec, what the job runs) and where it sits in the
+    protocol: the experiment that asked for it first, its selection group (the cell id less strength,
+    tuned values and seed) and the parameters (besides the strength) tuned over a grid."""
 
-    def cli(self) -> list[str]:
-        """`python -m benchmark run` arguments (everything but --seed/--checkpoint/--out/--device/--threads)."""
-        args = ["--task", self.task, "--objective", self.objective, "--method", self.method,
-                "--strength", repr(self.strength), "--rounds", str(self.rounds),
-                "--samples", str(self.samples), "--denoiser", self.denoiser, "--eta", repr(self.eta),
-                "--algorithm", self.algorithm, "--linearise", self.linearise,
-                "--finetune-start", str(self.finetune_start), "--finetune-lr", repr(self.finetune_lr),
-                "--finetune-steps", str(self.finetune_steps), "--task-seed", str(self.task_seed)]
-        if self.steps is not None:
-            args += ["--steps", str(self.steps)]
-        for k, v in self.params:
-            args += ["--param", f"{k}={_cli_value(v)}"]
-        for k, v in self.objective_params:
-            args += ["--objective-param", f"{k}={_cli_value(v)}"]
-        if self.models_dir is not None:
-            args += ["--models-dir", self.models_dir]
-        return args
+    experiment: str
+    spec: CellSpec
+    group: str = ""
+    tuned: tuple[str, ...] = ()
 
 
 def _cli_value(value) -> str:
-    """A config value as the CLI parses it back (JSON, else the raw string): true, not True."""
+    """A config value as a path component or CLI argument (JSON, else the raw string): true, not True."""
     return value if isinstance(value, str) else json.dumps(value)
 
 
@@ -268,9 +238,9 @@ def check_config_file(path: str) -> int:
     """`python -m benchmark check-config`: a config file as the workflow would take it (YAML syntax and
     duplicate keys named by file:line:column, numbers as YAML 1.2 writes them, the schema, `check_config`,
     the size guard); returns its number of cells. What Snakemake cannot say: its own config loader
-    reports a YAML error without the file or the line."""
+    reports a YAML error without the file or the line. A schema error (validate_config) is given at
+    file:line of the key."""
     import yaml
-    from snakemake.utils import validate
 
     with open(path, encoding="utf-8") as f:
         text = f.read()
@@ -287,16 +257,93 @@ def check_config_file(path: str) -> int:
         raise ConfigError(f"{path}: a config file is a mapping of keys (results_dir, seeds, experiments ...)")
     coerce_numbers(config)
     try:
-        validate(config, str(schema_file()))
-    except Exception as exc:  # snakemake's WorkflowError: the schema's message, and where it failed
-        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-        problem = next((line for line in lines if line.startswith("ValidationError")), lines[0] if lines else "")
-        where = next((line.rstrip(":") for line in lines if line.startswith("On instance")), "")
-        raise ConfigError(f"{path}: {problem}" + (f" ({where.lower()})" if where else "")) from None
+        validate_config(config)
+    except ConfigError as exc:
+        line = _key_line(text, getattr(exc, "keys", []))
+        raise ConfigError(f"{path}{f':{line}' if line else ''}: {exc}") from None
     try:
         return len(cells_from_config(config))
     except ConfigError as exc:
         raise ConfigError(f"{path}: {exc}") from None
+
+
+def validate_config(config: dict) -> None:
+    """The config against workflow/schemas/config.schema.yaml, as the workflow checks it (common.smk and
+    check-config): Snakemake's `validate` with set_default=True, so the schema's defaults are filled in,
+    in place, exactly as Snakemake does. Its error (jsonschema's message followed by the whole schema) becomes
+    one ConfigError line naming the key, where it is and, for an unknown key, the closest allowed names
+    (difflib); the error's `keys` attribute is the path to the key, for a file:line."""
+    from jsonschema import ValidationError
+    from snakemake.exceptions import WorkflowError
+    from snakemake.utils import validate
+
+    try:
+        validate(config, str(schema_file()), set_default=True)
+    except WorkflowError as exc:
+        error = exc.__context__  # validate raises WorkflowError("Error validating config file.", e) within `except`
+        if not isinstance(error, ValidationError):
+            raise ConfigError(f"invalid config: {str(exc).strip().splitlines()[0]}") from None
+        message, keys = _schema_error(error)
+        err = ConfigError(message)
+        err.keys = keys
+        raise err from None
+
+
+def _dotted(keys) -> str:
+    return "".join(f"[{k}]" if isinstance(k, int) else f".{k}" for k in keys).lstrip(".")
+
+
+def _schema_error(error) -> tuple[str, list]:
+    """One line for a jsonschema ValidationError, and the path to the key it is about."""
+    import difflib
+
+    keys = list(error.absolute_path)
+    where = f"in {_dotted(keys)}" if keys else "at the top level"
+    instance, schema = error.instance, error.schema if isinstance(error.schema, dict) else {}
+    if error.validator == "additionalProperties" and isinstance(instance, dict):
+        allowed = list(schema.get("properties", {}))
+        unknown = [k for k in instance if k not in allowed]
+        close = difflib.get_close_matches(str(unknown[0]), allowed, n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+        also = f" (also unknown there: {', '.join(repr(k) for k in unknown[1:])})" if unknown[1:] else ""
+        return (f"unknown key {unknown[0]!r} {where}: {hint}allowed there: {', '.join(allowed)}{also}",
+                keys + [unknown[0]])
+    if error.validator == "required" and isinstance(instance, dict):
+        missing = [k for k in error.validator_value if k not in instance]
+        return f"missing key {', '.join(repr(k) for k in missing)} {where}", keys
+    if error.validator == "enum" and isinstance(instance, str):
+        allowed = [str(v) for v in error.validator_value]
+        close = difflib.get_close_matches(instance, allowed, n=1, cutoff=0.6)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        return f"{_dotted(keys)}: {instance!r} is not allowed{hint} allowed: {', '.join(allowed)}", keys
+    message = error.message if len(error.message) <= 200 else error.message[:200] + " ..."
+    if error.validator in ("oneOf", "anyOf") and schema.get("description"):
+        message = f"{message} ({schema['description']})"
+    return f"{_dotted(keys) or 'config'}: {message}", keys
+
+
+def _key_line(text: str, keys: list) -> int | None:
+    """The line (1-based) of the deepest of `keys` found in a YAML text, or None."""
+    import yaml
+
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError:
+        return None
+    line = None
+    for key in keys:
+        if isinstance(node, yaml.MappingNode):
+            pair = next(((k, v) for k, v in node.value if isinstance(k, yaml.ScalarNode) and k.value == str(key)),
+                        None)
+            if pair is None:
+                break
+            line, node = pair[0].start_mark.line + 1, pair[1]
+        elif isinstance(node, yaml.SequenceNode) and isinstance(key, int) and key < len(node.value):
+            node = node.value[key]
+            line = node.start_mark.line + 1
+        else:
+            break
+    return line
 
 
 def _unique_key_loader():
@@ -343,8 +390,17 @@ def check_config(config: dict) -> None:
         task = exp["task"]
         if task not in TASKS:
             raise ConfigError(f"{where}.task: unknown task {task!r}; allowed: {sorted(TASKS)}")
-        if exp["denoiser"] not in DENOISERS:
-            raise ConfigError(f"{where}.denoiser: unknown denoiser {exp['denoiser']!r}; allowed: {list(DENOISERS)}")
+        declared = config.get("denoisers") or {}
+        if exp["denoiser"] not in ("oracle", "trained", *declared):
+            raise ConfigError(f"{where}.denoiser: unknown denoiser {exp['denoiser']!r}; allowed: "
+                              f"{['oracle', 'trained', *sorted(declared)]} (declare a model under `denoisers`)")
+        for dname, dcfg in declared.items():
+            if dname in ("oracle", "trained"):
+                raise ConfigError(f"denoisers.{dname}: a built-in name; give the model another name")
+            _safe(f"denoisers.{dname}", dname)
+            if dcfg.get("loader", "checkpoint") not in DENOISERS:
+                raise ConfigError(f"denoisers.{dname}.loader: unknown loader {dcfg.get('loader')!r}; "
+                                  f"allowed: {sorted(DENOISERS)}")
         t = TASKS[task]
         if exp["denoiser"] == "oracle" and not t.has_oracle:
             raise ConfigError(f"{where}.denoiser: task {task!r} has no oracle denoiser; allowed: ['trained']")
@@ -353,9 +409,12 @@ def check_config(config: dict) -> None:
         if not exp.get("objectives"):
             raise ConfigError(f"{where}.objectives: empty; allowed: {list(t.objectives)}")
         for obj in exp["objectives"]:
-            if obj not in t.objectives:
-                raise ConfigError(f"{where}.objectives: task {task!r} has no objective {obj!r}; "
-                                  f"allowed: {list(t.objectives)}")
+            if obj not in t.objectives:  # a plug-in objective that applies to the task, or an error
+                try:
+                    t.check_objective(obj, dict(exp.get("objective_params") or {}), config.get("task_seed", 0))
+                except ValueError as exc:
+                    raise ConfigError(f"{where}.objectives: {exc}") from None
+                continue
             allowed = t.objective_params.get(obj, {})
             for k in exp.get("objective_params") or {}:
                 if k not in allowed:  # every cell of the experiment gets every parameter
@@ -371,7 +430,7 @@ def check_config(config: dict) -> None:
         for alg in _as_list(exp.get("algorithm", "alg1")):
             if alg not in ALGORITHMS:
                 raise ConfigError(f"{where}.algorithm: unknown {alg!r}; allowed: {list(ALGORITHMS)}")
-            if alg == "alg2" and exp["denoiser"] != "trained":
+            if alg == "alg2" and exp["denoiser"] == "oracle":
                 raise ConfigError(f"{where}.algorithm: 'alg2' fine-tunes the network; needs denoiser 'trained'")
         if exp.get("linearise", "per_sample") not in LINEARISATIONS:
             raise ConfigError(f"{where}.linearise: unknown {exp['linearise']!r}; allowed: {list(LINEARISATIONS)}")
@@ -381,6 +440,10 @@ def check_config(config: dict) -> None:
             mwhere = f"{where}.methods.{mname}"
             if mname not in METHODS:
                 raise ConfigError(f"{mwhere}: unknown method {mname!r}; allowed: {sorted(METHODS)}")
+            if not _SAFE.match(mname):  # the name is a component of every cell id (a file path)
+                raise ConfigError(f"{mwhere}: method name {mname!r} cannot be part of a file name (allowed: letters, "
+                                  "digits and '_.+=-'); give an import path 'package.module:Class' a safe name "
+                                  "through an entry point in group 'guidebench.methods' of its distribution")
             for obj in mcfg.get("objectives") or []:
                 if obj not in exp["objectives"]:
                     raise ConfigError(f"{mwhere}.objectives: {obj!r} is not an objective of the experiment; "
@@ -410,7 +473,7 @@ def check_config(config: dict) -> None:
                                           f"classifier; {lacking} of task {task!r} have none; allowed: "
                                           f"{capable or 'none'}"
                                           + (f" (restrict it with `objectives: {capable}`)" if capable else ""))
-        for steps in _as_list(exp.get("steps")):
+        for steps in _as_list(exp.get("steps")) if exp["denoiser"] in ("oracle", "trained") else ():
             T = config["pretrain"][task]["T"] if exp["denoiser"] == "trained" else 200  # the oracle's T
             if steps is not None and not 1 <= steps <= T:
                 raise ConfigError(f"{where}.steps: {steps} out of range; allowed: 1..{T} (T of the denoiser)")
@@ -509,16 +572,20 @@ def _variant_hash(config: dict, exp: dict, mcfg: dict, alg: str, tuned: set[str]
     if exp["denoiser"] == "trained":  # another checkpoint configuration is another cell
         fixed["pretrain"] = config["pretrain"][exp["task"]]
         fixed["models_dir"] = config.get("models_dir", "models")
+    elif exp["denoiser"] != "oracle":  # a declared model: another source is another cell
+        fixed["denoiser"] = (config.get("denoisers") or {}).get(exp["denoiser"])
+    if exp.get("task_params"):
+        fixed["task_params"] = exp["task_params"]
     blob = json.dumps(fixed, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
 
-def cells_from_config(config: dict) -> dict[str, CellArgs]:
+def cells_from_config(config: dict) -> dict[str, SweepCell]:
     """Every tuning cell of the sweep (each setting of each grid on the tuning seeds), keyed by its id
     (a safe relative path). A cell asked for by several experiments appears once."""
     check_config(config)
     check_protocol(config)
-    cells: dict[str, CellArgs] = {}
+    cells: dict[str, SweepCell] = {}
     for name, exp in config["experiments"].items():
         own: set[str] = set()
         for obj, (mname, mcfg), alg, steps in itertools.product(
@@ -555,36 +622,59 @@ def _add_cells(cells: dict, own: set, config: dict, name: str, exp: dict, obj: s
     group = f"{prefix}/n{steps or 'all'}"
     for strength, values in method_grid(mcfg):
         setting = "_".join([f"s{strength!r}", *(f"{k}={_cli_value(v)}" for k, v in values), f"n{steps or 'all'}"])
+        try:  # the spec's own checks (structure and meaning), once per setting
+            spec = CellSpec(
+                task=exp["task"], objective=obj, method=mname, strength=strength,
+                task_seed=config.get("task_seed", 0), task_params=dict(exp.get("task_params") or {}),
+                objective_params=dict(objective_params), params=fixed | dict(values),
+                denoiser=denoiser_spec(config, exp), models_dir=models_dir,
+                sampling=Sampling(steps=steps, eta=float(exp.get("eta", 1.0))),
+                rounds=Rounds(rounds=exp["rounds"], samples=exp["samples"], algorithm=alg,
+                              linearise=exp.get("linearise", "per_sample"),
+                              finetune_start=exp.get("finetune_start", 50),
+                              finetune_lr=float(exp.get("finetune_lr", 1e-6)),
+                              finetune_steps=exp.get("finetune_steps", 1)))
+        except ValueError as exc:
+            raise ConfigError(f"{where}: {exc}") from None
         for seed in tuning_seeds(config):
             cell_id = f"{prefix}/{_safe(f'{where}.strengths', f'{setting}_seed{seed}')}"
             if cell_id in own:
                 raise ConfigError(f"{where}.strengths: setting {setting.rpartition('_n')[0]!r} appears twice")
             own.add(cell_id)
-            args = CellArgs(
-                experiment=name, task=exp["task"], objective=obj, denoiser=exp["denoiser"], method=mname,
-                strength=strength, seed=int(seed), rounds=exp["rounds"], samples=exp["samples"],
-                steps=steps, eta=float(exp.get("eta", 1.0)), algorithm=alg,
-                linearise=exp.get("linearise", "per_sample"),
-                finetune_start=exp.get("finetune_start", 50), finetune_lr=float(exp.get("finetune_lr", 1e-6)),
-                finetune_steps=exp.get("finetune_steps", 1), task_seed=config.get("task_seed", 0),
-                params=tuple(sorted((fixed | dict(values)).items())), objective_params=objective_params,
-                models_dir=models_dir, group=group, tuned=tuned)
+            cell = SweepCell(experiment=name, spec=replace(spec, seed=int(seed)), group=group, tuned=tuned)
             if cell_id in cells:  # asked for by an earlier experiment too: the same cell, computed once
-                if replace(cells[cell_id], experiment=name) != args:
+                if cells[cell_id].spec != cell.spec or cells[cell_id].group != group:
                     raise ConfigError(f"{where}: cell {cell_id} differs from the one experiment "
                                       f"{cells[cell_id].experiment!r} asks for under the same id")
                 continue
-            cells[cell_id] = args
+            cells[cell_id] = cell
 
 
-def evaluation_cells(cells: dict[str, CellArgs], jobs: list[str], seeds: list[int]) -> dict[str, CellArgs]:
+def denoiser_spec(config: dict, exp: dict) -> Denoiser:
+    """An experiment's denoiser: the oracle; `trained`, the workflow's own checkpoint of the task
+    (`<models_dir>/<task>_denoiser.safetensors`, made by the pretrain rules); or a model the config
+    declares under `denoisers` (name -> loader, source: e.g. a diffusers UNet2DModel)."""
+    name = exp["denoiser"]
+    if name == "oracle":
+        return Denoiser("oracle")
+    if name == "trained":
+        return Denoiser("trained", "checkpoint", f"{config.get('models_dir', 'models')}/{exp['task']}_denoiser.safetensors")
+    declared = (config.get("denoisers") or {}).get(name)
+    if declared is None:
+        raise ConfigError(f"denoiser {name!r} is neither 'oracle', 'trained' nor declared under `denoisers`; "
+                          f"declared: {sorted(config.get('denoisers') or {})}")
+    return Denoiser(name, declared.get("loader", "checkpoint"), declared.get("source"))
+
+
+def evaluation_cells(cells: dict[str, SweepCell], jobs: list[str], seeds: list[int]) -> dict[str, SweepCell]:
     """The evaluation cells: each chosen job (a tuning cell id less its seed) on each evaluation seed."""
     by_job = {job_key(c): a for c, a in cells.items()}
     unknown = sorted(set(jobs) - set(by_job))
     if unknown:
         raise ValueError(f"chosen settings that are not tuning jobs of this config: {unknown[:3]}"
                          f"{' ...' if len(unknown) > 3 else ''}; rerun the selection (delete the selected folder)")
-    return {f"{job}_seed{s}": replace(by_job[job], seed=int(s)) for job in jobs for s in seeds}
+    return {f"{job}_seed{s}": replace(by_job[job], spec=replace(by_job[job].spec, seed=int(s)))
+            for job in jobs for s in seeds}
 
 
 def _uses_models(task: str) -> bool:
@@ -593,10 +683,22 @@ def _uses_models(task: str) -> bool:
     return TASKS[task].uses_models
 
 
-def pretrain_tasks(cells: dict[str, CellArgs]) -> tuple[list[str], list[str]]:
+def pretrain_tasks(cells: dict[str, SweepCell]) -> tuple[list[str], list[str]]:
     """(tasks whose one network is a denoiser, tasks with NETWORKS) among the trained cells, sorted."""
-    trained = sorted({c.task for c in cells.values() if c.denoiser == "trained"})
+    trained = sorted({c.spec.task for c in cells.values() if c.spec.denoiser.name == "trained"})
     return [t for t in trained if not _uses_models(t)], [t for t in trained if _uses_models(t)]
+
+
+def is_image_task(task: str) -> bool:
+    from benchmark.tasks import TASKS
+
+    return TASKS[task].is_image
+
+
+def declared_model_tasks(cells: dict[str, SweepCell]) -> tuple[list[str], list[str]]:
+    """(vector tasks, image tasks) of the cells whose denoiser is a model declared under `denoisers`."""
+    tasks = sorted({c.spec.task for c in cells.values() if c.spec.denoiser.name not in ("oracle", "trained")})
+    return [t for t in tasks if not is_image_task(t)], [t for t in tasks if is_image_task(t)]
 
 
 def pretrain_cli(config: dict, task: str, network: str = "denoiser") -> list[str]:
@@ -630,7 +732,7 @@ def job_key(cell_id: str) -> str:
     return key
 
 
-def jobs_from_cells(cells: dict[str, CellArgs]) -> dict[str, list[str]]:
+def jobs_from_cells(cells: dict[str, SweepCell]) -> dict[str, list[str]]:
     """Group cell ids by job key; every job holds the same seeds, in config order."""
     jobs: dict[str, list[str]] = {}
     for cell_id in cells:

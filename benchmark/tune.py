@@ -70,7 +70,7 @@ def best(trials: list[Trial]) -> Trial:
 
 
 def cell_score(base: "CellSpec", method_params: dict, metric: str = "reward_mean",  # noqa: F821
-               maximise: bool = True) -> Callable[[dict[str, float]], float]:
+               maximise: bool = True, device: str = "auto") -> Callable[[dict[str, float]], float]:
     """A score function running one guided round of `base` with the method's parameters replaced:
     the final-round `metric` (negated when not maximised); NaN when the cell diverged or failed."""
     from benchmark.cell import run_cell
@@ -78,8 +78,9 @@ def cell_score(base: "CellSpec", method_params: dict, metric: str = "reward_mean
     def score(params: dict[str, float]) -> float:
         params = dict(params)
         strength = params.pop("strength", base.strength)
-        spec = dataclasses.replace(base, strength=strength, rounds=1, params={**method_params, **params})
-        rows = run_cell(spec, progress=False)
+        spec = base.replace(strength=strength, rounds=1,
+                            params={**method_params, **params})
+        rows = run_cell(spec, device, progress=False)
         values = [r["value"] for r in rows if r["metric"] == metric and r["round"] == 1 and r["status"] == "ok"]
         if not values:
             return math.nan

@@ -217,8 +217,8 @@ def test_cells_report_calibration(device):
     guidance moves the batch towards the posterior (lower w2 and mean_error than unguided)."""
     out = {}
     for method, strength, params in (("none", 0.0, {}), ("dps", 0.01, {"normalise": "none"})):
-        rows = run_cell(CellSpec(task="subspace", objective="gaussian_inverse", method=method, strength=strength,
-                                 rounds=1, samples=32, steps=50, params=params, device=device), progress=False)
+        rows = run_cell(CellSpec.of(task="subspace", objective="gaussian_inverse", method=method, strength=strength,
+                                 rounds=1, samples=32, steps=50, params=params), device, progress=False)
         assert {r["status"] for r in rows} == {"ok"}
         out[method] = {r["metric"]: r["value"] for r in rows if r["round"] == 1}
         assert all(math.isfinite(out[method][k]) for k in (*CALIBRATION, "r_off", "reward_mean"))

@@ -85,16 +85,16 @@ def test_cg_without_a_noise_conditional_classifier_is_refused(loaded, digits_mod
     spec = dict(task="digits", method="cg", strength=1.0, denoiser="trained", rounds=0, samples=2,
                 checkpoint=str(digits_models / MODEL_FILES["denoiser"]), models_dir=str(digits_models))
     with pytest.raises(ValueError, match="objective 'inpaint' of task 'digits' has none"):
-        Cell(CellSpec(objective="inpaint", **spec))
+        Cell(CellSpec.of(objective="inpaint", **spec))
     with pytest.raises(ValueError, match="objective 'quadratic_off' of task 'subspace' has none"):
-        Cell(CellSpec(task="subspace", objective="quadratic_off", method="cg", strength=1.0, rounds=0, samples=2))
+        Cell(CellSpec.of(task="subspace", objective="quadratic_off", method="cg", strength=1.0, rounds=0, samples=2))
 
 
 def test_cg_refuses_a_noisy_classifier_of_another_schedule(digits_models, tmp_path):
     from benchmark.denoisers import pretrain_unet, save_checkpoint
     model, schedule, report = pretrain_unet(make_task("digits"), T=40, epochs=1, width=4)
     save_checkpoint(tmp_path / "d40.safetensors", model, schedule, report)
-    spec = CellSpec(task="digits", objective="label", method="cg", strength=1.0, denoiser="trained", rounds=0,
+    spec = CellSpec.of(task="digits", objective="label", method="cg", strength=1.0, denoiser="trained", rounds=0,
                     samples=2, checkpoint=str(tmp_path / "d40.safetensors"), models_dir=str(digits_models))
     with pytest.raises(ValueError, match="trained on schedule 'cosine' with T=50, the denoiser samples with "
                                          "'cosine', T=40"):
@@ -125,7 +125,7 @@ def test_a_digits_cell_through_the_cli(digits_models, tmp_path, objective, metho
     assert (df.status == "ok").all() and (df.task == "digits").all()
     assert metrics | {"reward_mean"} <= set(df.metric)
     assert sorted(df["round"].unique()) == list(range(3 if "--rounds" in extra else 2))
-    params = json.loads(df.params_json.iloc[0])["objective_params"]
+    params = json.loads(df.settings_json.iloc[0])["objective_params"]
     defaults = {"label": {"target": 3}, "inpaint": {"image": "all", "sigma_y": 0.05, "mask": "lower_half"},
                 "superres": {"image": "all", "sigma_y": 0.05}, "reward": {"head": 0}}
     assert params == defaults[objective]
@@ -137,11 +137,11 @@ def test_a_digits_cell_through_the_cli(digits_models, tmp_path, objective, metho
 def test_objective_params_change_the_run_id(digits_models, tmp_path):
     base = dict(task="digits", objective="label", method="none", denoiser="trained", rounds=0, samples=2,
                 checkpoint=str(digits_models / MODEL_FILES["denoiser"]), models_dir=str(digits_models))
-    a, b = CellSpec(**base), CellSpec(**base, objective_params={"target": 1})
-    assert a.run_id() != b.run_id()
+    a, b = CellSpec.of(**base), CellSpec.of(**base, objective_params={"target": 1})
+    assert Cell(a).run_id() != Cell(b).run_id()
     elsewhere = shutil.copytree(digits_models, tmp_path / "elsewhere")  # where models lie is not identity,
-    moved = CellSpec(**base | {"models_dir": str(elsewhere), "checkpoint": str(elsewhere / MODEL_FILES["denoiser"])})
-    assert a.run_id() == moved.run_id()  # what they hold is (tests/test_integrity.py)
+    moved = CellSpec.of(**base | {"models_dir": str(elsewhere), "checkpoint": str(elsewhere / MODEL_FILES["denoiser"])})
+    assert Cell(a).run_id() == Cell(moved).run_id()  # what they hold is (tests/test_integrity.py)
 
 
 def test_subspace_cells_write_no_gallery(tmp_path):
@@ -165,6 +165,10 @@ def test_digits_cli_errors_exit_2_and_write_nothing(digits_models, tmp_path, cap
     flag, value = change
     if flag == "--models-dir":
         args[args.index(flag) + 1] = str(tmp_path / value)
+    elif flag == "--denoiser":  # the oracle takes no checkpoint
+        i = args.index("--checkpoint")
+        args[args.index(flag) + 1] = value
+        del args[i:i + 2]
     elif flag in args:
         args[args.index(flag) + 1] = value
     else:
@@ -197,7 +201,7 @@ def test_every_method_runs_on_every_digits_objective(digits_models, objective):
     for name in sorted(METHODS):
         if name == "cg" and objective != "label":
             continue
-        rows = run_cell(CellSpec(task="digits", objective=objective, method=name,
+        rows = run_cell(CellSpec.of(task="digits", objective=objective, method=name,
                                  strength=0.0 if name in AT_STRENGTH_ZERO else 0.1, denoiser="trained", rounds=1,
                                  samples=samples, steps=steps, checkpoint=str(digits_models / MODEL_FILES["denoiser"]),
                                  models_dir=str(digits_models)))

@@ -57,7 +57,7 @@ def test_classifier_guidance_hits_the_target_and_unguided_does_not(trained):
                 checkpoint=str(folder / MODEL_FILES["denoiser"]), models_dir=str(folder))
 
     def accuracy(method, strength):
-        rows = run_cell(CellSpec(method=method, strength=strength, **spec))
+        rows = run_cell(CellSpec.of(method=method, strength=strength, **spec))
         return next(r["value"] for r in rows if r["round"] == 1 and r["metric"] == "eval_accuracy")
 
     assert accuracy("none", 0.0) <= 0.3

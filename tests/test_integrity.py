@@ -13,7 +13,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from benchmark.cell import CellSpec, file_sha256, run_cell, write_cell
+from benchmark.cell import Cell, CellSpec, file_sha256, run_cell, write_cell
 from benchmark.cli import main
 from benchmark.results import (BadResultsError, DiskError, ResultsFileError, aggregate, aggregate_or_retract,
                                read_cell, to_table, write_atomic)
@@ -24,7 +24,7 @@ TINY = dict(task="subspace", objective="negnorm_ones", method="none", rounds=1, 
 @pytest.fixture(scope="module")
 def cell_file(tmp_path_factory):
     path = tmp_path_factory.mktemp("cell") / "good.parquet"
-    write_cell(CellSpec(**TINY), path)
+    write_cell(CellSpec.of(**TINY), path)
     return path
 
 
@@ -179,7 +179,7 @@ def checkpoints(tmp_path_factory):
 
 
 def _trained(checkpoint) -> CellSpec:
-    return CellSpec(**(TINY | {"rounds": 0, "steps": 2}), denoiser="trained", checkpoint=str(checkpoint))
+    return CellSpec.of(**(TINY | {"rounds": 0, "steps": 2}), denoiser="trained", checkpoint=str(checkpoint))
 
 
 def test_rows_record_the_checkpoint_and_its_id_follows_its_content(checkpoints, tmp_path):
@@ -191,10 +191,10 @@ def test_rows_record_the_checkpoint_and_its_id_follows_its_content(checkpoints, 
     info = json.loads(rows[0]["checkpoint_info"])["denoiser"]
     assert (info["sha256"], info["file"], info["epochs"]) == (sha, str(live), 1)
     assert info["heldout_loss"] > 0 and info["n_params"] > 0
-    first_id = _trained(live).run_id()
+    first_id = Cell(_trained(live)).run_id()
     assert {r["run_id"] for r in rows} == {first_id}
     shutil.copy(checkpoints[1], live)  # another checkpoint under the same name: another cell
-    assert _trained(live).run_id() != first_id
+    assert Cell(_trained(live)).run_id() != first_id
     assert {r["checkpoint_sha256"] for r in run_cell(_trained(live))} == {file_sha256(live)}
 
 
@@ -222,14 +222,17 @@ def test_the_checkpoint_hash_is_the_networks_not_its_training_times(checkpoints,
     assert len({file_sha256(p) for p in (a, c, d)}) == 3
 
 
-def test_oracle_cells_keep_their_ids_and_record_no_checkpoint():
-    spec = CellSpec(**TINY)
-    import dataclasses
+def test_oracle_cells_are_identified_by_their_spec_and_record_no_checkpoint():
+    from benchmark.cell import Cell
 
-    blob = json.dumps(dataclasses.asdict(spec) | {"device": None, "checkpoint": None, "models_dir": None},
-                      sort_keys=True)
-    assert spec.run_id() == hashlib.sha256(blob.encode()).hexdigest()[:16]  # the id before checkpoints counted
-    rows = run_cell(dataclasses.replace(spec, rounds=0))
+    spec = CellSpec.of(**TINY)
+    blob = json.dumps({"spec": spec.identity(), "checkpoint_sha256": None}, sort_keys=True)
+    assert Cell(spec).run_id() == hashlib.sha256(blob.encode()).hexdigest()[:16]
+    # where the files lie is not the cell; every setting that changes values is
+    assert Cell(spec.replace(models_dir="elsewhere")).run_id() == Cell(spec).run_id()
+    for change in ({"seed": 1}, {"steps": 3}, {"eta": 0.5}, {"schedule": "linear"}, {"task_seed": 1}):
+        assert Cell(spec.replace(**change)).run_id() != Cell(spec).run_id(), change
+    rows = run_cell(spec.replace(rounds=0))
     assert {r["checkpoint_sha256"] for r in rows} == {None} and {r["checkpoint_info"] for r in rows} == {None}
 
 
@@ -238,20 +241,27 @@ def test_digits_cells_hash_every_network_file_they_load(digits_models, tmp_path)
 
     models = tmp_path / "models"
     shutil.copytree(digits_models, models)
-    spec = CellSpec(task="digits", objective="label", method="cg", denoiser="trained",
+    spec = CellSpec.of(task="digits", objective="label", method="cg", denoiser="trained",
                     checkpoint=str(models / MODEL_FILES["denoiser"]), models_dir=str(models))
-    assert set(spec.network_files()) == {"denoiser", "classifier", "noisy_classifier", "evaluator"}
-    digests = {k: file_sha256(p) for k, p in spec.network_files().items()}
+    cell = Cell(spec)
+    assert set(cell.networks) == {"denoiser", "classifier", "noisy_classifier", "evaluator"}
+    digests = {k: file_sha256(models / MODEL_FILES[k]) for k in cell.networks}
     lines = "".join(f"{k} {digests[k]}\n" for k in sorted(digests))
-    assert spec.checkpoint_sha256() == hashlib.sha256(lines.encode()).hexdigest()
-    assert set(json.loads(spec.checkpoint_info())) == set(digests)
-    inpaint = CellSpec(task="digits", objective="inpaint", method="dps", denoiser="trained",
-                       checkpoint=spec.checkpoint, models_dir=str(models))
-    assert set(inpaint.network_files()) == {"denoiser", "evaluator"}
-    before = spec.run_id()
+    assert cell.checkpoint_sha256() == hashlib.sha256(lines.encode()).hexdigest()
+    assert set(json.loads(cell.checkpoint_info())) == set(digests)
+    inpaint = CellSpec.of(task="digits", objective="inpaint", method="dps", denoiser="trained",
+                          checkpoint=spec.denoiser.source, models_dir=str(models))
+    assert set(Cell(inpaint).networks) == {"denoiser", "evaluator"}
+    before = cell.run_id()
     evaluator = models / MODEL_FILES["evaluator"]
-    evaluator.write_bytes(evaluator.read_bytes() + b" ")  # any change of a loaded file is another cell
-    assert spec.run_id() != before
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(evaluator), "pt") as f:  # any change of a loaded file is another cell
+        t, m = {k: f.get_tensor(k) for k in f.keys()}, dict(f.metadata())
+    name = sorted(t)[0]
+    save_file(t | {name: t[name] + 1e-6}, str(evaluator), metadata=m)
+    assert Cell(spec).run_id() != before
 
 
 @pytest.mark.parametrize("damage", ["zero", "truncated", "random"])
@@ -285,7 +295,7 @@ def test_a_damaged_classifier_names_its_network(tmp_path):
 # --- per-chain values -------------------------------------------------------------------------
 
 def test_per_sample_values_on_the_reward_and_fidelity_rows():
-    rows = run_cell(CellSpec(task="subspace", objective="quadratic_off", method="gloss", strength=0.2, rounds=1,
+    rows = run_cell(CellSpec.of(task="subspace", objective="quadratic_off", method="gloss", strength=0.2, rounds=1,
                              samples=5, steps=5))
     for r in rows:
         if r["metric"] in ("reward_mean", "r_off"):
@@ -294,7 +304,7 @@ def test_per_sample_values_on_the_reward_and_fidelity_rows():
         else:
             assert r["per_sample"] is None
     # chain i of every method starts from the same noise: round 0 (unguided) agrees chain by chain
-    other = run_cell(CellSpec(task="subspace", objective="quadratic_off", method="naive", strength=0.3, rounds=0,
+    other = run_cell(CellSpec.of(task="subspace", objective="quadratic_off", method="naive", strength=0.3, rounds=0,
                               samples=5, steps=5))
     per = {(r["round"], r["metric"]): r["per_sample"] for r in rows}
     assert per[(0, "reward_mean")] == next(r["per_sample"] for r in other if r["metric"] == "reward_mean")

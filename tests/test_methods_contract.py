@@ -1,5 +1,7 @@
-"""Contract tests over the whole method registry: per-sample independence, determinism, and
-counted cost equal to each method's formula."""
+"""Contract tests over the whole method registry, plug-ins included: per-sample independence,
+determinism, and counted cost equal to each method's own declared formula (`costs_per_sample`).
+The checks themselves live in benchmark/contract.py, which `python -m benchmark check-method` runs too;
+the table below pins the built-ins' formulas (DESIGN.md §3) for their defaults and option variants."""
 
 import dataclasses
 import re
@@ -7,9 +9,10 @@ import re
 import pytest
 import torch
 
-from benchmark.diffusion import (Costs, CountingDenoiser, CountingObjective, PerSampleNoise, Sampler, derive_seed,
-                                 make_schedule, sample)
-from benchmark.methods import METHODS, Guide, make_method
+from benchmark import contract
+from benchmark.diffusion import Costs, PerSampleNoise, sample, timestep_grid
+from benchmark.methods import METHODS, Guide, GuidanceMethod, make_method
+from benchmark.methods.base import declared_costs
 from benchmark.optimize import linearise
 
 # Settings run by every contract test: (method, strength, hyper-parameters, cost per sampling step
@@ -51,51 +54,82 @@ SETTINGS = [
 IDS = [f"{n}-{s}-" + ",".join(f"{k}={v}" for k, v in p.items()) for n, s, p, _ in SETTINGS]
 
 
-def test_every_method_has_a_cost_formula():
-    assert {name for name, *_ in SETTINGS} == set(METHODS)
+def _plugin_settings():
+    """Every registered method the table does not list (installed plug-ins), at the contract's strength,
+    with its default hyper-parameters and its own declared formula (no table entry: None)."""
+    out = []
+    for name in METHODS:
+        if name in METHODS.builtins():
+            continue
+        try:
+            strength = contract.default_strength(name)
+        except ValueError:                  # not a method at all: the contract tests say so
+            strength = contract.CONTRACT_STRENGTH
+        out.append((name, strength, {}, None))
+    return out
+
+
+#: The table's settings and every plug-in's defaults: what the contract tests run over.
+ALL = SETTINGS + _plugin_settings()
+ALL_IDS = IDS + [f"plugin-{n}-{s}" for n, s, _, _ in ALL[len(SETTINGS):]]
+
+
+def _table_costs(setting, steps):
+    """The table's per-sample cost of a setting over `steps` steps."""
+    cost = setting[3]
+    return cost(steps) if callable(cost) else tuple(c * steps for c in cost)
+
+
+def test_every_builtin_is_in_the_table():
+    assert {name for name, *_ in SETTINGS} == set(METHODS.builtins())
+
+
+@pytest.mark.parametrize("setting", ALL, ids=ALL_IDS)
+def test_every_method_declares_a_cost_formula(setting):
+    name, strength, params, _ = setting
+    per_sample = declared_costs(make_method(name, strength, **params), contract.STEPS)
+    assert len(per_sample) == 4 and all(isinstance(c, int) and c >= 0 for c in per_sample)
+
+
+@pytest.mark.parametrize("steps", [1, 2, 7, 20, 50])
+@pytest.mark.parametrize("setting", SETTINGS, ids=IDS)
+def test_declared_formula_equals_the_table(setting, steps):
+    """Each built-in's own formula is the table's, for every setting and grid length (with and without
+    the grid's timesteps)."""
+    name, strength, params, _ = setting
+    method = make_method(name, strength, **params)
+    timesteps = timestep_grid(contract.T, steps)[:-1]
+    assert declared_costs(method, steps, timesteps) == _table_costs(setting, steps)
+    assert declared_costs(method, steps) == _table_costs(setting, steps)
+
+
+def test_the_base_class_declares_no_formula():
+    with pytest.raises(NotImplementedError, match="declares no cost formula: define costs_per_sample"):
+        GuidanceMethod().costs_per_sample(5)
 
 
 def _setup(subspace, costs, steps=20, eta=1.0, device="cpu"):
-    sched = make_schedule("cosine", 200)
-    sampler = Sampler(CountingDenoiser(subspace.oracle(sched).to(device), costs), sched, steps=steps, eta=eta)
-    objective = CountingObjective(subspace.objective("quadratic_off").to(device), costs)
-    return sampler, objective
+    return contract.setup(subspace, costs, steps=steps, eta=eta, device=device)
 
 
-def _noisy_stand_in(objective):
-    """cg's noise-conditional log p(c | x_t, t), stood in for by the counted reward at x_t itself: the
-    subspace task has no noise-conditional classifier (tests/test_digits_cells.py checks cg with one)."""
-    return lambda x_t, t: objective(x_t)
+_noisy_stand_in = contract.noisy_stand_in
 
 
-def _run(subspace, setting, n, seeds_base=("contract",), eta=1.0, device="cpu", chain_offset=0):
-    name, strength, params, _ = setting
-    costs = Costs()
-    sampler, objective = _setup(subspace, costs, eta=eta, device=device)
-    method = make_method(name, strength, **params)
-    noise = PerSampleNoise([derive_seed(*seeds_base, i + chain_offset) for i in range(n)], (64,), device=device)
-    z_prev = PerSampleNoise([i + chain_offset + 1000 for i in range(n)], (64,), device=device).draw() * 0.5
-    target = linearise(objective, z_prev, method.strength, "per_sample") if method.uses_linear_target else None
-    before = costs.snapshot()
-    x = sample(sampler, method, noise.draw(), noise, Guide(objective, target, augment=subspace.augment,
-                                                          noisy_log_prob=_noisy_stand_in(objective)))
-    return x, costs - before, sampler
-
-
-@pytest.mark.parametrize("setting", SETTINGS, ids=IDS)
+@pytest.mark.parametrize("setting", ALL, ids=ALL_IDS)
 def test_batch_equals_separate_samples(subspace, setting, device):
-    """A batch of 8 chains gives what 8 batches of 1 give: no norm or step couples samples."""
-    x8, _, _ = _run(subspace, setting, 8, device=device)
-    x1 = torch.cat([_run(subspace, setting, 1, device=device, chain_offset=i)[0] for i in range(8)])
-    assert torch.isfinite(x8).all()
-    assert torch.allclose(x8, x1, atol=1e-5, rtol=1e-5)
+    """A batch of 8 chains gives what 8 batches of 1 give (finite, to atol = rtol = 1e-5): no norm or step
+    couples samples."""
+    name, strength, params, _ = setting
+    check = contract.check_batch_equals_single_chains(name, strength, params, task=subspace, n=8, device=device)
+    assert (contract.ATOL, contract.RTOL) == (1e-5, 1e-5)
+    assert check.passed, check.detail
 
 
-@pytest.mark.parametrize("setting", SETTINGS, ids=IDS)
+@pytest.mark.parametrize("setting", ALL, ids=ALL_IDS)
 def test_same_seed_same_samples(subspace, setting, device):
-    a, _, _ = _run(subspace, setting, 4, device=device)
-    b, _, _ = _run(subspace, setting, 4, device=device)
-    assert torch.equal(a, b)
+    name, strength, params, _ = setting
+    check = contract.check_same_seed(name, strength, params, task=subspace, n=4, device=device)
+    assert check.passed, check.detail
 
 
 # Methods that draw other randomness from the chain's stream (LGD-MC's Monte-Carlo draws, Shen's
@@ -119,15 +153,38 @@ def test_eta_zero_is_deterministic_given_x_T(subspace, setting, device):
     assert torch.equal(outs[0], outs[1])
 
 
-@pytest.mark.parametrize("setting", SETTINGS, ids=IDS)
+@pytest.mark.parametrize("setting", ALL, ids=ALL_IDS)
 def test_counted_cost_matches_formula(subspace, setting):
-    n = 5
-    _, spent, sampler = _run(subspace, setting, n)
-    steps = len(sampler.steps)
-    per_sample = setting[3](steps) if callable(setting[3]) else tuple(c * steps for c in setting[3])
-    expected = tuple(c * n for c in per_sample)
-    got = (spent.denoiser_forwards, spent.denoiser_vjps, spent.objective_evals, spent.objective_grads)
-    assert got == expected
+    """The counted cost of 5 chains is 5 x the method's declared formula, which for the table's settings is
+    the table's: counted == table."""
+    name, strength, params, _ = setting
+    check = contract.check_costs(name, strength, params, task=subspace, n=5)
+    assert check.passed, check.detail
+    if setting[3] is not None:
+        steps = contract.STEPS
+        method = make_method(name, strength, **params)
+        assert declared_costs(method, steps, timestep_grid(contract.T, steps)[:-1]) == _table_costs(setting, steps)
+
+
+def test_grid_dependent_formulas(subspace):
+    """A stop step or a time-travel window makes the cost depend on the grid's timesteps: the formula
+    takes them (and counts what is counted), and refuses to guess without them."""
+    grid = timestep_grid(contract.T, contract.STEPS)[:-1]
+    cases = [("freedom", {"stop_t": 100}, lambda t: (1, 1, 1, 1) if t > 100 else (1, 0, 0, 0)),
+             ("dps", {"recurrence": 3, "travel_start": 150, "travel_end": 60},
+              lambda t: (3, 3, 3, 3) if 60 <= t <= 150 else (1, 1, 1, 1)),
+             ("smc", {"particles": 2, "proposal": "freedom", "proposal_strength": 0.1,
+                      "proposal_params": "stop_t=100"}, None)]
+    for name, params, per_step in cases:
+        method = make_method(name, 0.3, **params)
+        with pytest.raises(ValueError, match="depends on the grid's timesteps"):
+            declared_costs(method, len(grid))
+        if per_step is not None:
+            expected = tuple(sum(per_step(t)[i] for t in grid) for i in range(4))
+            assert declared_costs(method, len(grid), grid) == expected
+            assert expected != declared_costs(make_method(name, 0.3), len(grid))
+        check = contract.check_costs(name, 0.3, params, task=subspace, n=3)
+        assert check.passed, check.detail
 
 
 def test_linearisation_costs_one_gradient_per_chain_or_one_per_batch(subspace):
@@ -157,6 +214,8 @@ def test_hyperparameters_are_typed_and_strength_exists(name):
 
     types = method_params(name)
     assert METHODS[name].name == name
+    check = contract.check_hyperparameters(name)
+    assert check.passed, check.detail
     assert types["strength"] is float
     for f in dataclasses.fields(METHODS[name]):
         kind = types[f.name]
@@ -194,3 +253,67 @@ def test_make_method_errors():
         make_method("naive", 0.1, sigma=0.0)
     with pytest.raises(ValueError, match="sigma must be float, got True"):
         make_method("gloss", 0.1, sigma=True)
+
+
+def test_make_method_accepts_an_import_path_and_a_class():
+    from benchmark.methods.dps import DPS
+
+    assert type(make_method("benchmark.methods.dps:DPS", 0.2, augment=2)) is DPS
+    assert make_method(DPS, 0.2).augment == 0
+    assert "benchmark.methods.dps:DPS" in METHODS and "benchmark.methods.dps:Nope" not in METHODS
+    with pytest.raises(ValueError, match="has no attribute 'Nope'"):
+        make_method("benchmark.methods.dps:Nope")
+    with pytest.raises(ValueError, match="cannot import 'no_such_package_xyz.mod'"):
+        make_method("no_such_package_xyz.mod:Method")
+    with pytest.raises(ValueError, match="not a subclass of benchmark.methods.base.GuidanceMethod"):
+        make_method("benchmark.diffusion:Costs")
+
+
+@dataclasses.dataclass
+class _NoFormula(GuidanceMethod):
+    """A method that guides nothing and declares no cost formula."""
+
+    name = "no_formula"
+
+
+@dataclasses.dataclass
+class _Coupled(GuidanceMethod):
+    """Unguided, then every sample shifted by the batch mean at the last step: samples are coupled."""
+
+    name = "coupled"
+
+    def step(self, x_t, step, sampler, guide, noise):
+        x = super().step(x_t, step, sampler, guide, noise)
+        return x + self.strength * x.mean(0, keepdim=True) if step.index == step.num_steps - 1 else x
+
+    def costs_per_sample(self, steps):
+        return (steps, 0, 0, 0)
+
+
+@dataclasses.dataclass
+class _Undercounted(_Coupled):
+    """Per-sample, but its formula forgets a forward."""
+
+    name = "undercounted"
+
+    def step(self, x_t, step, sampler, guide, noise):
+        return GuidanceMethod.step(self, x_t, step, sampler, guide, noise)
+
+    def costs_per_sample(self, steps):
+        return (steps - 1, 0, 0, 0)
+
+
+def test_the_contract_names_what_a_broken_method_breaks(subspace):
+    checks = {c.name: c for c in contract.check_method(_NoFormula, 0.0, task=subspace)}
+    assert list(checks) == list(contract.CHECKS)
+    assert not checks["cost formula"].passed and "declares no cost formula" in checks["cost formula"].detail
+    assert "_NoFormula" in checks["cost formula"].detail
+    assert all(c.passed for n, c in checks.items() if n != "cost formula")
+    checks = {c.name: c for c in contract.check_method(_Coupled, 0.5, task=subspace)}
+    assert not checks["batch equals single chains"].passed
+    assert "couples the samples" in checks["batch equals single chains"].detail
+    assert checks["cost formula"].passed and checks["same seed same samples"].passed
+    checks = {c.name: c for c in contract.check_method(_Undercounted, 0.0, task=subspace)}
+    assert not checks["cost formula"].passed and "denoiser forwards 100 != 95" in checks["cost formula"].detail
+    [built] = contract.check_method("gradient")
+    assert built.name == "builds" and not built.passed and "unknown method 'gradient'; allowed:" in built.detail

@@ -62,7 +62,7 @@ def test_missing_or_mismatched_checkpoint(trained, tmp_path):
     with pytest.raises(FileNotFoundError, match="run `python -m benchmark pretrain`"):
         load_checkpoint(tmp_path / "nope.safetensors")
     with pytest.raises(ValueError, match="was trained on task 'subspace'"):
-        run_cell(CellSpec(task="sphere", objective="linear", method="none", denoiser="trained",
+        run_cell(CellSpec.of(task="sphere", objective="linear", method="none", denoiser="trained",
                           checkpoint=str(path), rounds=0, samples=2))
 
 
@@ -72,7 +72,7 @@ def test_algorithm2_fine_tunes_the_network_and_algorithm1_does_not(trained):
                 checkpoint=str(path), rounds=3, samples=4, steps=10)
     from benchmark.cell import Cell
     for algorithm, changes in (("alg1", False), ("alg2", True)):
-        cell = Cell(CellSpec(**spec, algorithm=algorithm, finetune_start=2, finetune_lr=1e-3))
+        cell = Cell(CellSpec.of(**spec, algorithm=algorithm, finetune_start=2, finetune_lr=1e-3))
         before = {k: v.clone() for k, v in cell.trainable.state_dict().items()}
         rounds = list(cell.rounds())
         assert len(rounds) == 4

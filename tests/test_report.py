@@ -369,7 +369,7 @@ def _image_cell(method: str, strength: float, seed: int, objective: str, objecti
     base = _base("none" if method == "none" else "gloss", strength, seed) | {
         "run_id": f"digits-{objective}-{json.dumps(objective_params, sort_keys=True)}-{method}-{strength:g}-{seed}",
         "task": "digits", "objective": objective, "denoiser": "trained", "method": method, "steps": 50,
-        "params_json": json.dumps({"objective_params": objective_params})}
+        "settings_json": json.dumps({"objective_params": objective_params})}
     metrics = {"label": {"reward_mean": -2.0, "fd": 10.0, "eval_accuracy": 0.1, "guide_accuracy": 0.1},
                "inpaint": {"reward_mean": -5.0, "ssim": 0.2, "psnr": 10.0, "meas_error": 5.0}}[objective]
     gain = strength + 0.01 * seed

@@ -10,6 +10,7 @@ import pytest
 import yaml
 from snakemake.utils import validate
 
+from benchmark.spec import CellSpec
 from benchmark.sweep import CELL_ID_PATTERN, ConfigError, cells_from_config, job_key, jobs_from_cells
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,16 +53,18 @@ def test_default_sweep_table():
     # cells that two experiments ask for are one cell: compute_axis shares nothing (10, 25 steps) with
     # training_free_oracle (50 steps), so none are shared in the default
     assert n == len(cells) and len(cells) == len(set(cells))
-    assert {c.seed for c in cells.values()} == set(config["seeds"]["tuning"])
-    gloss = [(k, c) for k, c in cells.items() if c.method == "gloss" and c.experiment == "subspace_oracle"
-             and c.objective == "quadratic_off" and c.strength == 0.2]
+    assert {c.spec.seed for c in cells.values()} == set(config["seeds"]["tuning"])
+    gloss = [(k, c) for k, c in cells.items() if c.spec.method == "gloss" and c.experiment == "subspace_oracle"
+             and c.spec.objective == "quadratic_off" and c.spec.strength == 0.2]
     assert len(gloss) == 1
     key, c = gloss[0]
     assert re.fullmatch(r"subspace/oracle/quadratic_off/gloss/alg1/v[0-9a-f]{8}/s0\.2_n100_seed0", key)
     assert c.group == key.rpartition("/")[0] + "/n100"
-    assert (c.task, c.method, c.strength, c.seed, c.denoiser) == ("subspace", "gloss", 0.2, 0, "oracle")
-    assert c.cli()[:6] == ["--task", "subspace", "--objective", "quadratic_off", "--method", "gloss"]
-    assert "--seed" not in c.cli()
+    s = c.spec
+    assert (s.task, s.method, s.strength, s.seed, s.denoiser.name) == ("subspace", "gloss", 0.2, 0, "oracle")
+    assert (s.objective, s.sampling.steps, s.rounds.rounds) == ("quadratic_off", 100, 20)
+    # the job receives the spec serialised once and parses it back to the same spec
+    assert CellSpec.from_json(s.to_json()) == s
 
 
 def test_jobs_group_the_seeds_of_a_cell():
@@ -71,8 +74,8 @@ def test_jobs_group_the_seeds_of_a_cell():
     jobs = jobs_from_cells(cells)
     assert len(jobs) * 2 == len(cells)
     for key, members in jobs.items():
-        assert [cells[m].seed for m in members] == [0, 5]
-        assert len({cells[m].cli() == cells[members[0]].cli() for m in members}) == 1
+        assert [cells[m].spec.seed for m in members] == [0, 5]
+        assert all(cells[m].spec.replace(seed=0) == cells[members[0]].spec for m in members)
         assert all(job_key(m) == key for m in members)
     with pytest.raises(ValueError, match="not a cell id"):
         job_key("subspace/oracle/x")
@@ -86,7 +89,8 @@ def test_evaluation_cells_are_the_chosen_jobs_on_the_evaluation_seeds():
     job = job_key(next(iter(cells)))
     ev = evaluation_cells(cells, [job], [7, 8])
     assert list(ev) == [f"{job}_seed7", f"{job}_seed8"]
-    assert [c.seed for c in ev.values()] == [7, 8] and ev[f"{job}_seed7"].cli() == cells[f"{job}_seed0"].cli()
+    assert [c.spec.seed for c in ev.values()] == [7, 8]
+    assert ev[f"{job}_seed7"].spec == cells[f"{job}_seed0"].spec.replace(seed=7)
     with pytest.raises(ValueError, match="not tuning jobs of this config"):
         evaluation_cells(cells, ["subspace/oracle/nothing/s1.0_n20"], [7])
 
@@ -116,7 +120,7 @@ def test_grid_and_variants():
     config["experiments"]["oracle"]["methods"]["tfg"] = {"strengths": [0.1], "grid": {"mu": [0.0, 0.5]},
                                                          "variants": {"n_s": [1, 2]}}
     cells = cells_from_config(config)
-    tfg = {k: c for k, c in cells.items() if c.method == "tfg"}
+    tfg = {k: c for k, c in cells.items() if c.spec.method == "tfg"}
     assert len(tfg) == 4 and {c.tuned for c in tfg.values()} == {("mu",)}
     assert len({c.group for c in tfg.values()}) == 2                 # n_s: two variants, mu: tuned within each
     assert any("_mu=0.5_" in k for k in tfg)
@@ -144,8 +148,8 @@ def test_extra_axes_fan_out():
     config = load("smoke.yaml")
     config["experiments"]["oracle"]["steps"] = [10, 20]
     cells = cells_from_config(config)
-    assert {c.steps for c in cells.values() if c.experiment == "oracle"} == {10, 20}
-    assert sum(c.algorithm == "alg2" for c in cells.values()) == 1
+    assert {c.spec.sampling.steps for c in cells.values() if c.experiment == "oracle"} == {10, 20}
+    assert sum(c.spec.rounds.algorithm == "alg2" for c in cells.values()) == 1
 
 
 def _mutate(path, value):
@@ -176,7 +180,7 @@ BAD = [
     (_mutate(["experiments", "subspace_oracle", "objectives"], ["quadratic"]), ConfigError,
      r"experiments.subspace_oracle.objectives: task 'subspace' has no objective 'quadratic'; allowed:"),
     (_mutate(["experiments", "subspace_oracle", "task"], "cube"), ConfigError,
-     r"experiments.subspace_oracle.task: unknown task 'cube'; allowed: \['digits', 'sphere', 'subspace'\]"),
+     r"experiments.subspace_oracle.task: unknown task 'cube'; allowed: \['digits', 'images', 'sphere', 'subspace'\]"),
     (_mutate(["experiments", "sphere", "denoiser"], "oracle"), ConfigError,
      r"experiments.sphere.denoiser: task 'sphere' has no oracle denoiser"),
     (_mutate(["experiments", "subspace_oracle", "algorithm"], "alg2"), ConfigError,
@@ -286,9 +290,9 @@ def test_task_seed_and_exact_strengths_reach_the_cells():
     config["task_seed"] = 3
     config["experiments"]["subspace_oracle"]["methods"]["gloss"]["strengths"] = [0.1234561, 0.1234562, 0.1]
     cells = cells_from_config(config)
-    gloss = [c for k, c in cells.items() if c.method == "gloss" and c.experiment == "subspace_oracle"]
-    assert sorted({c.strength for c in gloss}) == [0.1, 0.1234561, 0.1234562]  # no two cells share a file
-    assert all(c.cli()[c.cli().index("--task-seed") + 1] == "3" for c in cells.values())
+    gloss = [c for k, c in cells.items() if c.spec.method == "gloss" and c.experiment == "subspace_oracle"]
+    assert sorted({c.spec.strength for c in gloss}) == [0.1, 0.1234561, 0.1234562]  # no two cells share a file
+    assert all(c.spec.task_seed == 3 for c in cells.values())
     config["experiments"]["subspace_oracle"]["methods"]["gloss"]["strengths"] = [0.2, 0.2, 0.1]
     with pytest.raises(ConfigError, match="methods.gloss.strengths: setting 's0.2' appears twice"):
         cells_from_config(config)
@@ -298,15 +302,14 @@ def test_digits_cells_get_models_dir_and_objective_params():
     config = load("smoke.yaml")
     config["models_dir"] = "elsewhere/models"
     cells = cells_from_config(config)
-    (label,) = [c for c in cells.values() if c.method == "cg"]
-    args = label.cli()
-    assert args[args.index("--models-dir") + 1] == "elsewhere/models"
-    assert args[args.index("--objective-param") + 1] == "target=3"
-    (inpaint,) = [c.cli() for c in cells.values() if c.objective == "inpaint"]
-    assert inpaint[inpaint.index("--objective-param") + 1] == "sigma_y=0.1"
+    (label,) = [c.spec for c in cells.values() if c.spec.method == "cg"]
+    assert label.models_dir == "elsewhere/models" and label.objective_params == {"target": 3}
+    assert label.denoiser.source == "elsewhere/models/digits_denoiser.safetensors"
+    (inpaint,) = [c.spec for c in cells.values() if c.spec.objective == "inpaint"]
+    assert inpaint.objective_params == {"sigma_y": 0.1}
     for c in cells.values():
-        assert ("--models-dir" in c.cli()) == (c.task == "digits")
-        assert ("--objective-param" in c.cli()) == (c.task == "digits")
+        assert (c.spec.models_dir is not None) == (c.spec.task == "digits")
+        assert bool(c.spec.objective_params) == (c.spec.task == "digits")
 
 
 def test_methods_run_on_their_objectives_only():
@@ -314,12 +317,12 @@ def test_methods_run_on_their_objectives_only():
     exp = config["experiments"]["digits"]
     cells = cells_from_config(config)
     digits = [c for c in cells.values() if c.experiment == "digits"]
-    assert {c.objective for c in digits if c.method == "cg"} == {"label"}
-    assert {c.objective for c in digits if c.method == "none"} == set(exp["objectives"])
+    assert {c.spec.objective for c in digits if c.spec.method == "cg"} == {"label"}
+    assert {c.spec.objective for c in digits if c.spec.method == "none"} == set(exp["objectives"])
 
 
 def test_config_values_reach_the_cli_as_it_parses_them():
-    from benchmark.cli import _parse_value
+    from benchmark.spec import _parse_value
     from benchmark.sweep import _cli_value
 
     for value in (True, False, 3, 0.05, 1e-06, "all", "centre"):
@@ -328,9 +331,10 @@ def test_config_values_reach_the_cli_as_it_parses_them():
     config["experiments"]["oracle"]["methods"]["gloss"]["params"] = {"sigma": 0.1}
     config["experiments"]["digits_label"]["objective_params"] = {"target": "all"}
     cells = cells_from_config(config)
-    (gloss,) = [c for c in cells.values() if c.method == "gloss" and c.denoiser == "oracle"]
-    (cg,) = [c for c in cells.values() if c.method == "cg"]
-    assert "sigma=0.1" in gloss.cli() and "target=all" in cg.cli()
+    (gloss,) = [c.spec for c in cells.values() if c.spec.method == "gloss" and c.spec.denoiser.name == "oracle"]
+    (cg,) = [c.spec for c in cells.values() if c.spec.method == "cg"]
+    assert gloss.params == {"sigma": 0.1} and cg.objective_params == {"target": "all"}
+    assert CellSpec.from_json(gloss.to_json()).params == {"sigma": 0.1}
 
 
 def test_pretrain_cli_per_network():
@@ -362,13 +366,15 @@ def test_pretrain_cli_per_network():
 
 def test_network_files_are_the_tasks_contract():
     """The rules name `<models_dir>/<task>_<network>.safetensors`; the task loads the same files, and
-    every task that loads networks is an image task (its cells' rule declares the galleries)."""
+    every task that loads networks is an image task (its cells' rule declares the galleries; the images
+    task is an image task that loads none: its model is declared under `denoisers`)."""
     from benchmark.sweep import NETWORKS, pretrain_tasks
     from benchmark.tasks import TASKS
     from benchmark.tasks.digits import MODEL_FILES
 
     assert MODEL_FILES == {n: f"digits_{n}.safetensors" for n in NETWORKS}
-    assert all(t.uses_models == t.is_image for t in TASKS.values())
+    assert all(t.is_image for t in TASKS.values() if t.uses_models)
+    assert {name for name, t in TASKS.items() if t.is_image and not t.uses_models} == {"images"}
     assert pretrain_tasks(cells_from_config(load())) == (["sphere", "subspace"], ["digits"])
 
 
@@ -455,7 +461,7 @@ def test_size_guard_counts_before_making_cells(monkeypatch):
     assert evaluation == len(cells_from_config(config)) * len(config["seeds"]["evaluation"])  # one setting each
     config["experiments"]["oracle"]["methods"]["gloss"]["strengths"] = [i / 1e6 for i in range(1, 200_001)]
     made = []
-    monkeypatch.setattr(sweep, "CellArgs", lambda **kw: made.append(kw))
+    monkeypatch.setattr(sweep, "CellSpec", lambda **kw: made.append(kw))
     with pytest.raises(ConfigError, match=r"^max_cells: the sweep asks for 200,0\d\d cells .* more than max_cells = "
                                           r"100,000; .* raise the limit with `max_cells: 200\d\d\d` in the config file "
                                           r"or `--config max_cells=200\d\d\d`"):

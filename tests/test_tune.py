@@ -41,7 +41,7 @@ def _fake_cells(monkeypatch, value):
 
     specs = []
 
-    def run_cell(spec, progress=None):
+    def run_cell(spec, device="auto", progress=None):
         specs.append(spec)
         row = {"status": "ok", "metric": "reward_mean"}
         return [row | {"round": 0, "value": 1e9}, row | {"metric": "r_off", "round": 1, "value": 1e9},
@@ -59,12 +59,12 @@ def test_tfg_search_through_cells_finds_a_known_optimum(monkeypatch):
         return -math.log2(strength) ** 2 - math.log2(params["mu"] / 0.5) ** 2 - math.log10(params["gamma"] / 2.5) ** 2
 
     specs = _fake_cells(monkeypatch, reward)
-    base = CellSpec(task="subspace", objective="negnorm_random", method="tfg", samples=4, steps=10, rounds=50)
+    base = CellSpec.of(task="subspace", objective="negnorm_random", method="tfg", samples=4, steps=10, rounds=50)
     trials = beam_search(cell_score(base, {"n_s": 2}), TFG_START, TFG_FACTORS, beam=2, rounds=6)
     assert best(trials).as_dict() == pytest.approx({"strength": 1.0, "mu": 0.5, "gamma": 2.5})
     assert best(trials).score == pytest.approx(0.0, abs=1e-12)
     assert len(specs) == len(trials)
-    assert all(s.rounds == 1 and s.params["n_s"] == 2 and "strength" not in s.params for s in specs)
+    assert all(s.rounds.rounds == 1 and s.params["n_s"] == 2 and "strength" not in s.params for s in specs)
     assert {(s.strength, s.params["mu"], s.params["gamma"]) for s in specs} == {
         tuple(t.as_dict()[k] for k in ("strength", "mu", "gamma")) for t in trials}
 
@@ -76,9 +76,9 @@ def test_tfg_search_through_cells_finds_a_known_optimum(monkeypatch):
 
 
 def test_tfg_search_on_the_oracle_improves_on_its_start():
-    base = CellSpec(task="subspace", objective="negnorm_random", method="tfg", samples=4, steps=10,
-                    denoiser="oracle", device="cpu")
-    trials = beam_search(cell_score(base, {"n_s": 2}), TFG_START, TFG_FACTORS, beam=2, rounds=2)
+    base = CellSpec.of(task="subspace", objective="negnorm_random", method="tfg", samples=4, steps=10,
+                    denoiser="oracle")
+    trials = beam_search(cell_score(base, {"n_s": 2}, device="cpu"), TFG_START, TFG_FACTORS, beam=2, rounds=2)
     start = next(t for t in trials if t.round == 0)
     assert best(trials).score > start.score
 

@@ -75,16 +75,16 @@ def test_every_cell_lands_and_report_is_self_contained(full_run):
     assert "http://" not in html and "https://" not in html
     # Every method has rows in some panel's leaderboard (labels are '<method> <variant tags>').
     shown = set().union(*(first_words(p.table("Leaderboard").column("method")) for p in panels(html)))
-    assert shown == {c.method for c in cells.values()}
+    assert shown == {c.spec.method for c in cells.values()}
     assert (full_run / config["models_dir"] / "subspace_denoiser.safetensors").exists()
     for network in NETWORKS:  # the image task's four networks, each with its training report
         assert (full_run / config["models_dir"] / f"digits_{network}.safetensors").exists()
         assert (full_run / config["models_dir"] / f"digits_{network}.json").exists()
     galleries = {str(p.relative_to(results / "cells").with_name(p.stem)) for p in (results / "cells").rglob("*.png")}
-    assert galleries == {c for c, cell in (cells | evaluated).items() if cell.task == "digits"}
+    assert galleries == {c for c, cell in (cells | evaluated).items() if cell.spec.task == "digits"}
     assert 'id="verdict"' in html
-    assert html.count("<h3>Sample galleries</h3>") == len({(c.task, c.objective) for c in cells.values()
-                                                            if c.task == "digits"})
+    assert html.count("<h3>Sample galleries</h3>") == len({(c.spec.task, c.spec.objective) for c in cells.values()
+                                                            if c.spec.task == "digits"})
     assert not list(full_run.rglob("*.tmp"))
 
 

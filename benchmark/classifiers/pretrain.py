@@ -33,7 +33,7 @@ from benchmark.denoisers.pretrain import fit, invalid_checkpoint, load_weights, 
 from benchmark.denoisers.pretrain_images import warmup_cosine
 from benchmark.diffusion.noise import derive_seed
 from benchmark.diffusion.schedules import make_schedule
-from benchmark.image_ops import translate
+from benchmark.images.ops import translate
 from benchmark.results import atomic_path
 
 #: Per network: (epochs, batch size, learning rate, width), sized so that all three train in well

@@ -13,8 +13,11 @@ checkpoint may hold (ScoreMLP for vector tasks, UNet for image tasks; pretrain_i
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -26,6 +29,8 @@ from benchmark.denoisers.unet import UNet
 from benchmark.diffusion.noise import derive_seed
 from benchmark.diffusion.schedules import VPSchedule, make_schedule
 from benchmark.results import atomic_path
+
+log = logging.getLogger(__name__)
 
 
 #: The denoiser architectures a checkpoint may hold, by the name stored in its metadata.
@@ -72,24 +77,37 @@ def fit(model, opt, sched, batch_loss, *, n: int, batch_size: int, epochs: int, 
         device, desc: str = "", progress: bool = False) -> list[float]:
     """The one training loop of every pre-training: each epoch a permutation of the n examples
     (drawn from `gen`), mini-batches of their indices, `batch_loss(idx)` -> loss, one optimiser and
-    one scheduler step per batch. Returns the mean loss of each epoch."""
+    one scheduler step per batch. Returns the mean loss of each epoch, and logs one INFO record per
+    epoch (epoch, mean loss, seconds) to this module's logger, which the rules' log files capture; a
+    progress bar (`progress`, the CLI's default: stderr is a terminal) carries the log lines above it."""
     steps_per_epoch = math.ceil(n / batch_size)
     iterator = range(epochs)
+    redirect = contextlib.nullcontext()
     if progress:
         from tqdm import tqdm
+        from tqdm.contrib.logging import logging_redirect_tqdm
         iterator = tqdm(iterator, desc=desc, unit="epoch")
+        # Through tqdm.write, only the loggers that print to the console (setup_logging's, a basicConfig).
+        consoles = [lg for lg in (logging.root, logging.getLogger("benchmark"))
+                    if any(isinstance(h, logging.StreamHandler) and h.stream in (sys.stdout, sys.stderr)
+                           for h in lg.handlers)]
+        redirect = logging_redirect_tqdm(loggers=consoles) if consoles else redirect
     losses = []
-    for _ in iterator:
-        perm = torch.randperm(n, generator=gen).to(device)
-        running = 0.0
-        for i in range(steps_per_epoch):
-            loss = batch_loss(perm[i * batch_size:(i + 1) * batch_size])
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            running += loss.item()
-        losses.append(running / steps_per_epoch)
+    with redirect:
+        for epoch in iterator:
+            start = time.perf_counter()
+            perm = torch.randperm(n, generator=gen).to(device)
+            running = 0.0
+            for i in range(steps_per_epoch):
+                loss = batch_loss(perm[i * batch_size:(i + 1) * batch_size])
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+                running += loss.item()
+            losses.append(running / steps_per_epoch)
+            log.info("%s: epoch %d/%d, loss %.5g, %.1f s", desc or "fit", epoch + 1, epochs, losses[-1],
+                     time.perf_counter() - start)
     return losses
 
 

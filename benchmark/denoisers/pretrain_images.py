@@ -26,7 +26,7 @@ from benchmark.denoisers.pretrain import fit, heldout_loss, v_loss
 from benchmark.denoisers.unet import UNet
 from benchmark.diffusion import Costs, CountingDenoiser, PerSampleNoise, Sampler, make_schedule, sample
 from benchmark.diffusion.noise import derive_seed
-from benchmark.image_metrics import frechet_distance
+from benchmark.images.metrics import frechet_distance
 
 #: Defaults sized for 8x8 digits on a 2-core CPU (about two minutes).
 DEFAULTS = dict(epochs=150, batch_size=128, lr=2e-3, width=32)

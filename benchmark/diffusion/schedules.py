@@ -25,6 +25,24 @@ class VPSchedule:
     def T(self) -> int:
         return self.ab.numel() - 1
 
+    @classmethod
+    def from_alphas_cumprod(cls, alphas_cumprod, name: str) -> "VPSchedule":
+        """A schedule from given alpha-bar values of the noise levels 1..T (e.g. a diffusers scheduler's
+        `alphas_cumprod`, whose index i is our t = i + 1): ab = [1, alphas_cumprod] in float64.
+
+        The values must be finite, strictly decreasing and in (0, 1): ab_T = 0 (a zero-terminal-SNR
+        schedule) has no Tweedie estimate at t = T."""
+        given = torch.as_tensor(alphas_cumprod).detach().to("cpu", torch.float64).flatten()
+        if given.numel() < 1:
+            raise ValueError(f"schedule {name!r}: alphas_cumprod is empty")
+        if not torch.isfinite(given).all() or not ((given > 0) & (given < 1)).all():
+            raise ValueError(f"schedule {name!r}: alphas_cumprod must lie in (0, 1) (a zero-terminal-SNR "
+                             f"schedule, ab_T = 0, is not supported); got min {given.min().item():.3g}, "
+                             f"max {given.max().item():.3g}")
+        if given.numel() > 1 and not (given[1:] < given[:-1]).all():
+            raise ValueError(f"schedule {name!r}: alphas_cumprod must be strictly decreasing")
+        return cls(name, torch.cat([torch.ones(1, dtype=torch.float64), given]))
+
 
 def _from_betas(name: str, betas: torch.Tensor) -> VPSchedule:
     ab = torch.cumprod(1.0 - betas, dim=0)

@@ -1,4 +1,11 @@
-"""Guidance methods and the inference-compute references (bon, smc): one file each, registered here by name."""
+"""Guidance methods and the inference-compute references (bon, smc): one file each, registered here by name.
+
+METHODS is a Registry (benchmark/registry.py): the built-ins below, then the entry points of group
+`guidebench.methods` of installed plug-ins, then `package.module:Class` import paths. A plug-in method is
+a GuidanceMethod subclass (a dataclass of typed hyper-parameters) that declares its cost formula
+`costs_per_sample(steps)`; `python -m benchmark check-method` runs the contract (benchmark/contract.py)
+on it.
+"""
 
 from __future__ import annotations
 
@@ -19,8 +26,9 @@ from benchmark.methods.shen import Shen
 from benchmark.methods.smc import SMC
 from benchmark.methods.tfg import TFG
 from benchmark.methods.ugd import UGD
+from benchmark.registry import Registry
 
-METHODS: dict[str, type[GuidanceMethod]] = {
+METHODS: Registry[type[GuidanceMethod]] = Registry("method", "guidebench.methods", {
     "none": Unguided,
     "naive": NaiveGradient,
     "gloss": LookAheadLoss,
@@ -34,20 +42,38 @@ METHODS: dict[str, type[GuidanceMethod]] = {
     "shen": Shen,
     "bon": BestOfN,
     "smc": SMC,
-}
+})
 
 
-def method_params(name: str) -> dict[str, type]:
+def method_class(name: str | type) -> type[GuidanceMethod]:
+    """The class of method `name`: a built-in, a plug-in's entry point or `package.module:Class`
+    (ValueError naming the allowed names, or what the name resolved to when it is no GuidanceMethod);
+    a class is checked and returned as it is."""
+    if isinstance(name, type):
+        if not issubclass(name, GuidanceMethod):
+            raise ValueError(f"{name.__module__}.{name.__qualname__} is not a subclass of "
+                             "benchmark.methods.GuidanceMethod")
+        cls = name
+    else:
+        cls = METHODS.resolve_subclass(name, GuidanceMethod)
+    if not dataclasses.is_dataclass(cls):
+        raise ValueError(f"method {name!r} ({cls.__module__}.{cls.__qualname__}) is not a dataclass: decorate it "
+                         "with @dataclasses.dataclass so its hyper-parameters are typed fields")
+    return cls
+
+
+def method_params(name: str | type) -> dict[str, type]:
     """The hyper-parameters of method `name` and their types (strength included)."""
-    hints = typing.get_type_hints(METHODS[name])
-    return {f.name: hints[f.name] for f in dataclasses.fields(METHODS[name])}
+    cls = method_class(name)
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
 
 
-def make_method(name: str, strength: float = 0.0, **params) -> GuidanceMethod:
-    """Build a method by name; unknown names or hyper-parameters raise with what is allowed."""
-    if name not in METHODS:
-        raise ValueError(f"unknown method {name!r}; allowed: {sorted(METHODS)}")
-    allowed = {k: t for k, t in method_params(name).items() if k != "strength"}
+def make_method(name: str | type, strength: float = 0.0, **params) -> GuidanceMethod:
+    """Build a method by name (or from its class); unknown names or hyper-parameters raise with what is allowed."""
+    cls = method_class(name)
+    name = name if isinstance(name, str) else cls.name or cls.__qualname__
+    allowed = {k: t for k, t in method_params(cls).items() if k != "strength"}
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ValueError(f"method {name!r} has no parameter(s) {unknown}; allowed: {sorted(allowed) or 'none'}")
@@ -60,7 +86,7 @@ def make_method(name: str, strength: float = 0.0, **params) -> GuidanceMethod:
             typed[k] = kind(v) if kind in (float, int, str, bool) else v
         except (TypeError, ValueError):
             raise ValueError(f"method {name!r}: parameter {k} must be {kind.__name__}, got {v!r}") from None
-    return METHODS[name](strength=float(strength), **typed)
+    return cls(strength=float(strength), **typed)
 
 
-__all__ = ["METHODS", "GuidanceMethod", "Guide", "LinearTarget", "make_method", "method_params"]
+__all__ = ["METHODS", "GuidanceMethod", "Guide", "LinearTarget", "make_method", "method_class", "method_params"]

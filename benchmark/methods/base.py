@@ -7,20 +7,89 @@ plain DDIM update from a (possibly guided) noise prediction returned by `guided_
 method that modifies the score only overrides `guided_eps` (e' = e - sqrt(1 - ab_t) * G).
 A method that owns the whole trajectory (bon, smc: several particles per chain) overrides
 `sample(sampler, x_T, noise, guide) -> x_0`, whose default is the shared loop of steps.
+
+Every method declares its cost formula, `costs_per_sample(steps, timesteps=None)`: (denoiser
+forwards, denoiser VJPs, objective evaluations, objective gradients) per output sample over one
+sampling pass of `steps` steps, as the counting wrappers count them (DESIGN.md §3). The base class
+has none on purpose: a method without one fails the contract (benchmark/contract.py) by name.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import json
 import math
 import typing
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 import torch
 
 from benchmark.diffusion.sampler import Sampler, Step, run_steps, tweedie
+
+
+#: (denoiser forwards, denoiser VJPs, objective evaluations, objective gradients) per output sample.
+SampleCosts = tuple[int, int, int, int]
+COST_NAMES = ("denoiser forwards", "denoiser VJPs", "objective evals", "objective grads")
+
+
+def missing_cost_formula(cls: type, what: str = "costs_per_sample(steps)") -> str:
+    """The message of a method that declares no cost formula."""
+    return (f"method {getattr(cls, 'name', '') or cls.__qualname__!r} ({cls.__module__}.{cls.__qualname__}) declares "
+            f"no cost formula: define {what} -> (denoiser forwards, denoiser VJPs, objective evals, "
+            "objective grads) per output sample over a sampling pass of `steps` steps")
+
+
+def add_costs(*costs: Sequence[int]) -> SampleCosts:
+    """The element-wise sum of cost tuples."""
+    return tuple(int(sum(c)) for c in zip((0, 0, 0, 0), *costs))
+
+
+def scale_costs(k: int, costs: Sequence[int]) -> SampleCosts:
+    return tuple(int(k * c) for c in costs)
+
+
+def grid_timesteps(steps: int, timesteps: Sequence[int] | None) -> list[int | None]:
+    """The t of each of the `steps` grid steps (noisiest first), or None for each when not given."""
+    if steps < 0:
+        raise ValueError(f"steps must be >= 0, got {steps}")
+    if timesteps is None:
+        return [None] * steps
+    ts = [int(t) for t in timesteps]
+    if len(ts) != steps:
+        raise ValueError(f"{len(ts)} timesteps given for a grid of {steps} steps")
+    return ts
+
+
+def summed_over_grid(steps: int, timesteps: Sequence[int] | None,
+                     per_step: Callable[[int | None], Sequence[int]]) -> SampleCosts:
+    """sum over the grid of per_step(t): the cost of a method that pays per step (t None when the grid's
+    timesteps are not given; a per-step cost that depends on t raises then)."""
+    return add_costs(*(per_step(t) for t in grid_timesteps(steps, timesteps)))
+
+
+def declared_costs(method, steps: int, timesteps: Sequence[int] | None = None) -> SampleCosts:
+    """`method.costs_per_sample(steps[, timesteps])`, as a tuple of 4 ints: a formula that takes only
+    `steps` is called without the timesteps. NotImplementedError (naming the method) when it declares
+    none; ValueError when it returns anything but 4 non-negative integers."""
+    fn = getattr(method, "costs_per_sample", None)
+    if fn is None:
+        raise NotImplementedError(missing_cost_formula(type(method)))
+    try:
+        takes_timesteps = "timesteps" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        takes_timesteps = False
+    got = fn(steps, timesteps=timesteps) if takes_timesteps else fn(steps)
+    try:
+        costs = tuple(got)
+    except TypeError:
+        costs = ()
+    if len(costs) != 4 or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 0 for c in costs):
+        raise ValueError(f"method {getattr(method, 'name', '')!r}: costs_per_sample({steps}) must return 4 integers "
+                         f">= 0 {COST_NAMES}, got {got!r}")
+    return costs
 
 
 @dataclass(frozen=True)
@@ -97,6 +166,15 @@ class GuidanceMethod:
     def guided_eps(self, x_t: torch.Tensor, step: Step, sampler: Sampler, guide: Guide | None) -> torch.Tensor:
         return sampler.eps(x_t, step)
 
+    def costs_per_sample(self, steps: int, timesteps: Sequence[int] | None = None) -> SampleCosts:
+        """(denoiser forwards, denoiser VJPs, objective evaluations, objective gradients) one output sample
+        costs over a sampling pass of `steps` steps; `timesteps` (the grid's t per step, noisiest first) for
+        a formula that depends on t (a time-travel window, a stop step), which raises ValueError without it.
+
+        Every method declares its own (a plug-in may take `steps` only); the contract tests check it
+        against the counted cost. The base class declares none: this raises NotImplementedError."""
+        raise NotImplementedError(missing_cost_formula(type(self)))
+
 
 @dataclass
 class LossGuidance(GuidanceMethod):
@@ -144,8 +222,15 @@ class LossGuidance(GuidanceMethod):
             raise ValueError(f"method {self.name!r}: travel_end must be <= travel_start (the window is "
                              f"travel_end <= t <= travel_start), got {self.travel_end} > {self.travel_start}")
 
-    def repeats(self, t: int) -> int:
-        """How many times the step at timestep t is made (1 outside the time-travel window)."""
+    def repeats(self, t: int | None) -> int:
+        """How many times the step at timestep t is made (1 outside the time-travel window); t None
+        (the grid unknown) is allowed only without a window."""
+        if t is None:
+            if self.travel_start or self.travel_end:
+                raise ValueError(f"method {self.name!r}: the cost of a time-travel window "
+                                 f"[{self.travel_end}, {self.travel_start}] depends on the grid's timesteps; "
+                                 "pass them (costs_per_sample(steps, timesteps))")
+            return self.recurrence
         inside = self.travel_end <= t and (self.travel_start == 0 or t <= self.travel_start)
         return self.recurrence if inside else 1
 
@@ -159,6 +244,19 @@ class LossGuidance(GuidanceMethod):
     def guided_step(self, x_t, step, sampler, guide, noise) -> torch.Tensor:
         """One guided transition x_t -> x_{t-1} (without time travel)."""
         raise NotImplementedError
+
+    @property
+    def n_augment(self) -> int:
+        """|T|: objective evaluations per reward of `reward` (1 without augmentation)."""
+        return max(self.augment, 1)
+
+    def guided_step_costs(self, t: int | None) -> SampleCosts:
+        """The cost per sample of one `guided_step` at timestep t (without time travel)."""
+        raise NotImplementedError(missing_cost_formula(type(self), "guided_step_costs(t) (or costs_per_sample(steps))"))
+
+    def costs_per_sample(self, steps: int, timesteps: Sequence[int] | None = None) -> SampleCosts:
+        """sum over the grid of repeats(t) x the guided step's cost (time travel repeats the whole step)."""
+        return summed_over_grid(steps, timesteps, lambda t: scale_costs(self.repeats(t), self.guided_step_costs(t)))
 
     def reward(self, x0: torch.Tensor, guide: Guide, noise) -> torch.Tensor:
         """r(x0) -> [B], or its mean over `augment` random augmentations; differentiable in x0."""

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import torch
 
-from benchmark.methods.base import GuidanceMethod, make_proposal
+from benchmark.methods.base import GuidanceMethod, add_costs, declared_costs, make_proposal, scale_costs
 
 
 @dataclass
@@ -68,3 +68,7 @@ class BestOfN(GuidanceMethod):
             r = guide.objective(x).view(N, B)                                # N evaluations per output sample
         best = r.argmax(0)
         return x[best * B + torch.arange(B, device=x.device)]
+
+    def costs_per_sample(self, steps, timesteps=None):
+        """N x the proposal's cost + N objective evaluations (no gradients) to select."""
+        return add_costs(scale_costs(self.n, declared_costs(self._proposal, steps, timesteps)), (0, 0, self.n, 0))

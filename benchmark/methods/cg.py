@@ -42,3 +42,7 @@ class ClassifierGuidance(GuidanceMethod):
             x = x_t.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(guide.noisy_log_prob(x, step.t).sum(), x)   # [B, *shape]
         return e - self.strength * math.sqrt(step.h) * grad
+
+    def costs_per_sample(self, steps, timesteps=None):
+        """1U + 1G per step (the noise-conditional log-probability, counted as the objective's; no VJP)."""
+        return (steps, 0, steps, steps)

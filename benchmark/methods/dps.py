@@ -50,3 +50,7 @@ class DPS(LossGuidance):
         zeta_t = self.strength / r.abs().clamp_min(EPS) if self.normalise == "abs_reward" else self.strength
         zeta_t = self.step_size(zeta_t, e, g_t)                              # [B], per sample
         return sampler.ddim(x0h, e, step, noise) + per_sample(zeta_t, g_t) * g_t
+
+    def guided_step_costs(self, t):
+        """1U + 1U_b + |T| G (x s repeats in the time-travel window: LossGuidance.costs_per_sample)."""
+        return (1, 1, self.n_augment, self.n_augment)

@@ -42,3 +42,12 @@ class FreeDoM(LossGuidance):
         e, x0h, _, g_t = self.grad_through_denoiser(x_t, step, sampler, guide, noise)
         rho_t = self.step_size(self.strength * step.alpha, e, g_t)          # strength * sqrt(ab_t)
         return sampler.ddim(x0h, e, step, noise) + per_sample(rho_t, g_t) * g_t
+
+    def guided_step_costs(self, t):
+        """1U + 1U_b + |T| G while guiding (t > stop_t), 1U after (x r repeats in the window)."""
+        if t is None and self.stop_t > 0:
+            raise ValueError(f"method {self.name!r}: the cost with stop_t = {self.stop_t} depends on the grid's "
+                             "timesteps; pass them (costs_per_sample(steps, timesteps))")
+        if t is not None and t <= self.stop_t:
+            return (1, 0, 0, 0)
+        return (1, 1, self.n_augment, self.n_augment)

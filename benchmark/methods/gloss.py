@@ -42,3 +42,7 @@ class LookAheadLoss(GuidanceMethod):
         beta = (a2 / 2) / (a2 * self.sigma ** 2 + step.h * (grad_f * grad_f).flatten(1).sum(-1))  # [B]
         G = per_sample(2 * beta * (y - f), grad_f) * grad_f
         return e - math.sqrt(step.h) * G
+
+    def costs_per_sample(self, steps, timesteps=None):
+        """1U + 1U_b per step (g^T x0h is linear: no objective call)."""
+        return (steps, steps, 0, 0)

@@ -45,3 +45,8 @@ class LGD(LossGuidance):
         e, x0h, _, g_t = self.grad_through_denoiser(x_t, step, sampler, guide, noise, reward=smoothed)
         zeta = self.step_size(self.strength, e, g_t)
         return sampler.ddim(x0h, e, step, noise) + per_sample(zeta, g_t) * g_t
+
+    def guided_step_costs(self, t):
+        """1U + 1U_b + n |T| G."""
+        g = self.n * self.n_augment
+        return (1, 1, g, g)

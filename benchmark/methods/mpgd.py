@@ -49,3 +49,7 @@ class MPGD(GuidanceMethod):
             (h_t,) = torch.autograd.grad(guide.objective(x0).sum(), x0)      # no denoiser VJP
         c_t = self.strength if self.schedule == "constant" else self.strength * math.sqrt(step.ab_prev)
         return sampler.ddim(x0h + c_t * h_t, e, step, noise)
+
+    def costs_per_sample(self, steps, timesteps=None):
+        """1U + 1G per step (clean-space gradient: no VJP)."""
+        return (steps, 0, steps, steps)

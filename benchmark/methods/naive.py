@@ -40,3 +40,7 @@ class NaiveGradient(GuidanceMethod):
         G = per_sample(beta * (y - (g * x0h).flatten(1).sum(-1)), g) * g              # [B, *shape]
         return e - math.sqrt(step.h) * G
 
+    def costs_per_sample(self, steps, timesteps=None):
+        """1U per step (the linear target's gradient is the round's, not the sampler's)."""
+        return (steps, 0, 0, 0)
+

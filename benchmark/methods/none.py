@@ -15,3 +15,7 @@ class Unguided(GuidanceMethod):
         super().__post_init__()
         if self.strength != 0:
             raise ValueError(f"method 'none' has no guidance strength; use strength 0, got {self.strength}")
+
+    def costs_per_sample(self, steps, timesteps=None):
+        """1U per step."""
+        return (steps, 0, 0, 0)

@@ -54,7 +54,7 @@ from typing import Literal
 import torch
 
 from benchmark.diffusion.sampler import ddim_update, tweedie
-from benchmark.methods.base import GuidanceMethod, make_proposal
+from benchmark.methods.base import GuidanceMethod, add_costs, declared_costs, make_proposal, scale_costs
 
 
 def systematic(w: torch.Tensor, u: torch.Tensor, n: int) -> torch.Tensor:
@@ -222,6 +222,19 @@ class SMC(GuidanceMethod):
         u = torch.special.ndtr(uniforms.draw().double())
         pick = systematic(normalised(log_w.view(K, B)), u, 1)[0]
         return x[pick * B + chains]
+
+    def costs_per_sample(self, steps, timesteps=None):
+        """K x (the proposal's cost on the S - 1 steps with s_t > 0 (eta > 0, which a guided proposal
+        needs), the unguided 1U on the last) + K (D + 1) objective evaluations, D = floor((S - 1) /
+        resample_every) potential steps, no gradients; unguided proposal: K S U + K (D + 1) evaluations."""
+        ts = timesteps if timesteps is None else list(timesteps)
+        if steps >= 1 and self.proposal != "none":
+            path = add_costs(declared_costs(self._proposal, steps - 1, None if ts is None else ts[:-1]),
+                             declared_costs(self._prior, 1, None if ts is None else ts[-1:]))
+        else:
+            path = declared_costs(self._prior, steps, ts)
+        potentials = (steps - 1) // self.resample_every + 1 if steps >= 1 else 0
+        return add_costs(scale_costs(self.particles, path), (0, 0, self.particles * potentials, 0))
 
     def _statistic(self, stat, r):
         """The potential's running statistic: r_t, max_{s >= t} r_s or sum_{s >= t} r_s."""

@@ -44,7 +44,7 @@ from typing import Literal
 import torch
 
 from benchmark.diffusion.sampler import tweedie
-from benchmark.methods.base import GuidanceMethod, log_mean_exp_reward
+from benchmark.methods.base import GuidanceMethod, log_mean_exp_reward, scale_costs
 
 Schedule = Literal["increase", "decrease", "constant"]
 
@@ -115,3 +115,13 @@ class TFG(GuidanceMethod):
             if delta_t is not None:
                 x_prev = x_prev + delta_t / math.sqrt(step.a_t)
         return x_prev
+
+    def costs_per_sample(self, steps, timesteps=None):
+        """N_recur (1U + [rho > 0] (1U_b + N_s G) + [mu > 0] N_iter N_s G) per step, N_s read as 1 when
+        gamma = 0 (the schedules s(t) never vanish on a grid, so rho_t, mu_t are 0 only for rho, mu = 0)."""
+        n_s = self.n_s if self.gamma > 0 else 1
+        mean = n_s if self.strength != 0 else 0
+        var = self.n_iter * n_s if self.mu != 0 else 0
+        per_step = (self.n_recur, self.n_recur * (self.strength != 0), self.n_recur * (mean + var),
+                    self.n_recur * (mean + var))
+        return scale_costs(steps, per_step)

@@ -67,3 +67,8 @@ class UGD(LossGuidance):
                     D = (d + self.backward_lr * h).detach()
             e_hat = e_hat - math.sqrt(step.ab_t / step.h) * D               # backward guidance
         return sampler.ddim(tweedie(x_t, e_hat, step.ab_t), e_hat, step, noise)
+
+    def guided_step_costs(self, t):
+        """1U + 1U_b + (|T| + m) G (x k repeats)."""
+        g = self.n_augment + self.backward_steps
+        return (1, 1, g, g)

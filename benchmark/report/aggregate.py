@@ -88,34 +88,57 @@ def variant_labels(df: pd.DataFrame) -> pd.Series:
     return label + _param_tags(df)
 
 
-#: params_json keys never used as variant tags: the swept strength, the objective's settings (a
-#: panel of their own, see objective_labels) and the axes variant_labels tags already.
-_UNTAGGED = {"strength", "objective_params", "algorithm", "linearise"}
+#: Keys never used as variant tags: the swept strength; of the run settings (settings_json) the seed,
+#: the objective's parameters (a panel of their own, see objective_labels) and what variant_labels
+#: tags already.
+_UNTAGGED = {"strength", "seed", "objective_params", "rounds.algorithm", "rounds.linearise", "sampling.steps",
+             "sampling.eta"}
+
+
+def _flat(blob, prefix: str = "") -> dict:
+    """A JSON object flattened to {"part.key": value} (one level: the spec's parts)."""
+    try:
+        value = json.loads(blob) if isinstance(blob, str) and blob else {}
+    except json.JSONDecodeError:
+        return {}
+    out = {}
+    for k, v in (value if isinstance(value, dict) else {}).items():
+        if isinstance(v, dict) and k != "objective_params" and prefix:
+            out |= {f"{k}.{kk}": vv for kk, vv in v.items()}
+        else:
+            out[k] = v
+    return out
 
 
 def _param_tags(df: pd.DataFrame) -> pd.Series:
-    """' k=v' for every hyper-parameter in params_json that differs between the cells of one method
-    within a panel (e.g. FreeDoM with and without `polyak`, two Algorithm-2 learning rates)."""
+    """' k=v' for every setting that differs between the cells of one method within a panel: its
+    hyper-parameters (params_json: e.g. FreeDoM with and without `polyak`, MPGD's two step rules
+    `schedule`) and its run settings (settings_json, tagged `part.key`: e.g. two Algorithm-2
+    learning rates `rounds.finetune_lr`, two oracle schedules `sampling.schedule`)."""
     if "params_json" not in df.columns or df.empty:
         return pd.Series("", index=df.index)
-    parsed = {p: json.loads(p) if isinstance(p, str) and p else {} for p in df["params_json"].unique()}
+    settings = df["settings_json"] if "settings_json" in df.columns else pd.Series("", index=df.index)
+    keys = list(zip(df["params_json"], settings))
+    parsed = {pair: _flat(pair[0]) | {"@" + k: v for k, v in _flat(pair[1], "settings").items()}
+              for pair in set(keys)}
+    pairs = pd.Series(keys, index=df.index)
     tags = pd.Series("", index=df.index)
     for _, rows in df.groupby([*PANEL_KEYS, "method"], dropna=False, sort=False):
-        variants = [parsed[p] for p in rows["params_json"].unique()]
+        variants = [parsed[p] for p in pairs.loc[rows.index].unique()]
         if len(variants) < 2:
             continue
-        keys = sorted({k for v in variants for k in v} - _UNTAGGED)
-        varying = [k for k in keys if len({json.dumps(v.get(k), sort_keys=True) for v in variants}) > 1]
+        names = sorted({k for v in variants for k in v} - _UNTAGGED - {"@" + u for u in _UNTAGGED})
+        varying = [k for k in names if len({json.dumps(v.get(k), sort_keys=True) for v in variants}) > 1]
         if varying:
-            tags.loc[rows.index] = rows["params_json"].map(
-                lambda p: "".join(f" {k}={parsed[p].get(k)}" for k in varying))
+            tags.loc[rows.index] = pairs.loc[rows.index].map(
+                lambda p: "".join(f" {k.lstrip('@')}={parsed[p].get(k)}" for k in varying))
     return tags
 
 
 def objective_labels(df: pd.DataFrame) -> pd.Series:
     """The objective name tagged with its parameters that differ within a (task, objective, denoiser),
     e.g. 'label target=3' next to 'label target=all', so that each setting is a panel of its own.
-    The parameters are those recorded as params_json's "objective_params"."""
+    The parameters are those recorded as settings_json's "objective_params"."""
     def params(blob) -> dict:
         try:
             value = json.loads(blob).get("objective_params") if isinstance(blob, str) else None
@@ -123,13 +146,15 @@ def objective_labels(df: pd.DataFrame) -> pd.Series:
             return {}
         return value if isinstance(value, dict) else {}
 
-    parsed = {blob: params(blob) for blob in df["params_json"].unique()}
     label = df["objective"].astype(str)
+    if "settings_json" not in df.columns or df.empty:
+        return label
+    parsed = {blob: params(blob) for blob in df["settings_json"].unique()}
     for _, rows in df.groupby(PANEL_KEYS, dropna=False, sort=False):
-        settings = [parsed[b] for b in rows["params_json"].unique()]
+        settings = [parsed[b] for b in rows["settings_json"].unique()]
         varying = sorted(k for k in set().union(*settings) if len({json.dumps(s.get(k)) for s in settings}) > 1)
         if varying:
-            tags = rows["params_json"].map(lambda b: " ".join(f"{k}={parsed[b].get(k)}" for k in varying))
+            tags = rows["settings_json"].map(lambda b: " ".join(f"{k}={parsed[b].get(k)}" for k in varying))
             label.loc[rows.index] = rows["objective"].astype(str) + " " + tags
     return label
 

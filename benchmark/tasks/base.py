@@ -24,6 +24,10 @@ class Task:
     #: Objectives with a noise-conditional log-probability `noisy_log_prob(x_t, t)` (a classifier
     #: trained on noisy inputs), the only ones methods with `uses_noisy_log_prob` (cg) can guide.
     noisy_log_prob_objectives: tuple[str, ...] = ()
+    #: Which way each of the task's metrics (sample_metrics, and the objectives' own) is better:
+    #: "higher", "lower", or a target value the metric should be near (e.g. a variance ratio: 1.0).
+    #: The report reads these instead of keeping its own lists.
+    metric_directions: dict[str, str | float] = {}
 
     def __init__(self, task_seed: int = 0):
         self.task_seed = task_seed
@@ -40,9 +44,16 @@ class Task:
         raise NotImplementedError
 
     def objective(self, name: str, params: dict | None = None):
-        """The objective `name` with its parameters `params` (defaults in `objective_params[name]`)."""
+        """The objective `name` with its parameters `params` (defaults in `objective_params[name]`).
+
+        A name that is not one of the task's own `objectives` is looked up among the plug-in objectives
+        (benchmark.objectives.OBJECTIVES: entry points of `guidebench.objectives`, or an import path
+        `package.module:Class`), built as `cls(task, **params)`; one whose `tasks` does not name this task
+        is refused (ValueError naming the allowed objectives)."""
         if name not in self.objectives:
-            raise ValueError(f"task {self.name!r} has no objective {name!r}; allowed: {list(self.objectives)}")
+            from benchmark.objectives import make_plugin_objective
+
+            return make_plugin_objective(self, name, params)
         params = dict(params or {})
         allowed = self.objective_params.get(name, {})
         unknown = sorted(set(params) - set(allowed))
@@ -53,6 +64,25 @@ class Task:
 
     def _make_objective(self, name: str, **params):
         raise NotImplementedError
+
+    @classmethod
+    def check_objective(cls, name: str, params: dict, task_seed: int = 0) -> None:
+        """Raise ValueError for an objective the task does not offer, a parameter it does not take or a
+        value it would refuse, without building it (what a cell spec checks). A plug-in objective is
+        checked for applying to the task; its parameters when it is built."""
+        if name not in cls.objectives:
+            from benchmark.objectives import OBJECTIVES, applies_to
+
+            plugin = OBJECTIVES.get(name) if ":" not in name else OBJECTIVES[name]
+            if plugin is None or not applies_to(plugin, cls.name):
+                raise ValueError(f"task {cls.name!r} has no objective {name!r}; allowed: {list(cls.objectives)}")
+            return
+        allowed = cls.objective_params.get(name, {})
+        unknown = sorted(set(params) - set(allowed))
+        if unknown:
+            raise ValueError(f"objective {name!r} of task {cls.name!r} has no parameter(s) {unknown}; "
+                             f"allowed: {sorted(allowed) or 'none'}")
+        cls.check_objective_params(name, params, task_seed)
 
     @classmethod
     def check_objective_params(cls, name: str, params: dict, task_seed: int = 0) -> None:

@@ -18,7 +18,9 @@ MODEL_FILES (`python -m benchmark pretrain --task digits --network KIND --out DI
 denoiser comes in as a cell's checkpoint (`--denoiser trained --checkpoint DIR/digits_denoiser.safetensors`).
 
 Objectives (benchmark/objectives/): `label`, `inpaint`, `superres`, `reward`; their parameters are
-in OBJECTIVE_PARAMS. Metrics are measured on the samples as images are saved, clipped to [-1, 1].
+in OBJECTIVE_PARAMS. Metrics are measured on the samples as images are saved, clipped to [-1, 1];
+PSNR and SSIM on those mapped to [0, 1] (L = 1, benchmark.images.metrics); METRIC_DIRECTIONS says
+which way each metric is better.
 """
 
 from __future__ import annotations
@@ -29,8 +31,8 @@ from pathlib import Path
 
 import torch
 
-from benchmark.image_metrics import frechet_distance, mean_pairwise_distance, psnr, ssim
-from benchmark.image_ops import translate
+from benchmark.images.metrics import frechet_distance, mean_pairwise_distance, psnr, ssim
+from benchmark.images.ops import translate
 from benchmark.objectives import FeatureReward, Inpaint, Label, SuperRes
 from benchmark.objectives.inpaint import MASKS
 from benchmark.objectives.inverse import InverseProblem
@@ -54,6 +56,10 @@ OBJECTIVE_PARAMS = {
     "superres": {"image": "all", "sigma_y": 0.05},
     "reward": {"head": 0},
 }
+#: Each sample metric's better direction ("higher" or "lower"), read by the report.
+METRIC_DIRECTIONS = {"digit_confidence": "higher", "eval_accuracy": "higher", "guide_accuracy": "higher",
+                     "fd": "lower", "diversity": "higher", "psnr": "higher", "ssim": "higher",
+                     "meas_error": "lower"}
 #: The networks each objective needs (the evaluator is needed by every objective's metrics).
 OBJECTIVE_NETWORKS = {"label": ("classifier", "noisy_classifier"), "inpaint": (), "superres": (),
                       "reward": ("classifier",)}
@@ -85,6 +91,7 @@ class DigitsTask(Task):
     name = "digits"
     objectives = tuple(OBJECTIVE_PARAMS)
     objective_params = OBJECTIVE_PARAMS
+    metric_directions = METRIC_DIRECTIONS
     is_image = True
     uses_models = True
     noisy_log_prob_objectives = ("label",)
@@ -261,7 +268,7 @@ class DigitsTask(Task):
         label: eval_accuracy / guide_accuracy (target hit by the evaluator / the guiding classifier),
             fd (evaluator features vs the test images of the targeted classes), diversity (mean
             pairwise distance among samples of the same target);
-        inpaint, superres: psnr, ssim to the ground truth, meas_error ||y - A x||;
+        inpaint, superres: psnr, ssim to the ground truth (on [0, 1]), meas_error ||y - A x||;
         reward: fd to the whole test set, diversity.
         """
         x = x.clamp(-1, 1)

@@ -43,6 +43,8 @@ rule cell_oracle:
     params:
         args=cell_args("tune"),
         device=config["device"],
+    conda:
+        "../envs/guidebench.yaml"
     shell:
         "python -m benchmark run {params.args} --device {params.device} --threads {threads} > {log} 2>&1"
 
@@ -110,4 +112,41 @@ use rule cell_oracle_eval as cell_image_eval with:
     wildcard_constraints:
         task=one_of(NETWORK_TASKS),
         denoiser="trained",
+        seed=stage_seeds("eval"),
+
+
+use rule cell_oracle as cell_model with:
+    # Tuning cells of a vector task sampled with a model declared under `denoisers`: no upstream job.
+    wildcard_constraints:
+        task=one_of(MODEL_TASKS),
+        denoiser=one_of(DECLARED),
+        seed=stage_seeds("tune"),
+
+
+use rule cell_oracle as cell_model_image with:
+    # Tuning cells of an image task sampled with a declared model (e.g. a diffusers UNet2DModel), a
+    # gallery per seed; the model comes from its folder or the user's local model cache.
+    output:
+        parquet=cell_files("parquet", "tune"),
+        gallery=cell_files("png", "tune"),
+    wildcard_constraints:
+        task=one_of(MODEL_IMAGE_TASKS),
+        denoiser=one_of(DECLARED),
+        seed=stage_seeds("tune"),
+
+
+use rule cell_oracle_eval as cell_model_eval with:
+    wildcard_constraints:
+        task=one_of(MODEL_TASKS),
+        denoiser=one_of(DECLARED),
+        seed=stage_seeds("eval"),
+
+
+use rule cell_oracle_eval as cell_model_image_eval with:
+    output:
+        parquet=cell_files("parquet", "eval"),
+        gallery=cell_files("png", "eval"),
+    wildcard_constraints:
+        task=one_of(MODEL_IMAGE_TASKS),
+        denoiser=one_of(DECLARED),
         seed=stage_seeds("eval"),

@@ -2,20 +2,20 @@
 import re
 import shlex
 
-from snakemake.utils import validate
-
 from benchmark.sweep import (CELL_ID_PATTERN, NETWORKS, ConfigError, cells_from_config, evaluation_cells,
                              evaluation_seeds, job_key,
-                             jobs_from_cells, pretrain_cli, pretrain_tasks, tuning_seeds)
+                             jobs_from_cells, pretrain_cli, pretrain_tasks, tuning_seeds, declared_model_tasks,
+                             is_image_task)
 
 # Numbers written as YAML 1.2 writes them (1e6, 1.0e6) are numbers where the schema expects one:
 # Snakemake reads config files with PyYAML (YAML 1.1), which leaves them strings. A YAML syntax error
 # stops Snakemake before this file runs, without file or line: `python -m benchmark check-config FILE`.
-from benchmark.sweep import coerce_numbers
+from benchmark.sweep import coerce_numbers, validate_config
 
-coerce_numbers(config)  # against workflow/schemas/config.schema.yaml, as validate below
-validate(config, "../schemas/config.schema.yaml")
+coerce_numbers(config)  # against workflow/schemas/config.schema.yaml, as validate_config below
 try:
+    # The schema (Snakemake's validate, filling in its defaults), its error in one line naming the key.
+    validate_config(config)
     CELLS = cells_from_config(config)
 except ConfigError as exc:
     raise ValueError(f"invalid config: {exc}") from None
@@ -28,21 +28,26 @@ GPU = 1 if config["gpu"] else 0
 # Trained tasks with one network (a denoiser), and image tasks with four (NETWORKS: denoiser + classifiers).
 DENOISER_TASKS, NETWORK_TASKS = pretrain_tasks(CELLS)
 TRAINED_TASKS = DENOISER_TASKS + NETWORK_TASKS
+# Models declared under `denoisers` (e.g. a diffusers UNet2DModel from the user's model cache): no
+# upstream job; the tasks of their cells, those of image tasks (with a gallery per cell) apart.
+DECLARED = sorted(config.get("denoisers") or {})
+MODEL_TASKS, MODEL_IMAGE_TASKS = declared_model_tasks(CELLS)
+IMAGE_TASKS = sorted({c.spec.task for c in CELLS.values() if is_image_task(c.spec.task)})
 BATCH_SEEDS = config["batch_seeds"]
 # The two stages of the protocol: every setting on the tuning seeds, the chosen ones on the evaluation seeds.
 STAGE_SEEDS = {"tune": tuning_seeds(config), "eval": evaluation_seeds(config)}
-# The `python -m benchmark run` arguments of every job (its cells differ only in their seed).
-JOB_ARGS = {key: CELLS[members[0]].cli() for key, members in jobs_from_cells(CELLS).items()}
+# The cell spec of every job, serialised once (benchmark.spec; its cells differ only in their seed).
+JOB_SPECS = {key: CELLS[members[0]].spec.to_json() for key, members in jobs_from_cells(CELLS).items()}
 
 # A cluster run must not be throttled to one GPU job: the gpu resource is per node, not global.
 resource_scopes:
     gpu="local",
 
 
-# No value can escape the results folder: every path component is a SAFE_NAME (no '/', no '..').
+# No value can escape the results folder: every path component is a SAFE_NAME (no slash, no '..').
 wildcard_constraints:
     cell=CELL_ID_PATTERN,
-    task="|".join(sorted({c.task for c in CELLS.values()})),
+    task="|".join(sorted({c.spec.task for c in CELLS.values()})),
 
 
 def quote(args):
@@ -65,12 +70,42 @@ def cell_files(suffix, stage):
 
 
 def cell_args(stage):
-    """The rule's `python -m benchmark run` arguments of a cell job (its Parquet files are the --out)."""
+    """The rule's `python -m benchmark run` arguments of a cell job: its spec (the checkpoint it names is
+    the rule's input), its seeds and its Parquet files."""
 
     def args(wc, output, input=None):
         key = f"{wc.task}/{wc.denoiser}/{wc.cell}"
         seeds = [str(s) for s in STAGE_SEEDS[stage]] if BATCH_SEEDS else [wc.seed]
-        model = ["--checkpoint", input.model] if input and "model" in input.keys() else []
-        return quote(JOB_ARGS[key] + model + ["--seed", *seeds, "--out", *output.parquet])
+        return quote(["--spec", JOB_SPECS[key], "--seed", *seeds, "--out", *output.parquet])
 
     return args
+
+
+# --- functions of the other rule files, here so that no rule file mixes rules and functions (snakemake --lint)
+
+
+def job_log(kind, stage):
+    """A cell job's log (kind `cells`) or benchmark file (kind `benchmarks`) of one stage (cells.smk)."""
+    seed = "" if BATCH_SEEDS else "_seed{seed}"
+    return f"logs/{kind}/{{task}}/{{denoiser}}/{{cell}}_{stage}{seed}.{'log' if kind == 'cells' else 'tsv'}"
+
+
+def stage_seeds(stage):
+    """The seed wildcard's constraint of a stage's rules (used without batch_seeds)."""
+    return "|".join(str(s) for s in STAGE_SEEDS[stage])
+
+
+def evaluation_files(wildcards):
+    """The evaluation cells of the chosen settings (known once the `select` checkpoint of report.smk has run)."""
+    from benchmark.report.verdict import chosen_jobs
+
+    folder = checkpoints.select.get().output[0]
+    return [f"{RESULTS}/cells/{c}.parquet" for c in evaluation_cells(CELLS, chosen_jobs(folder), STAGE_SEEDS["eval"])]
+
+
+def evaluation_galleries(wildcards):
+    """The sample galleries (next to their Parquet files) of the evaluation cells of image tasks."""
+    from pathlib import Path
+
+    return [f.removesuffix(".parquet") + ".png" for f in evaluation_files(wildcards)
+            if Path(f).relative_to(RESULTS).parts[1] in IMAGE_TASKS]  # RESULTS/cells/TASK/...

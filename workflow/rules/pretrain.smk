@@ -23,6 +23,8 @@ rule pretrain:
     params:
         args=lambda wc: quote(pretrain_cli(config, wc.task)),
         device=config["device"],
+    conda:
+        "../envs/guidebench.yaml"
     shell:
         "OMP_NUM_THREADS={threads} python -m benchmark pretrain --task {wildcards.task} {params.args} "
         "--device {params.device} --out {output.checkpoint} --report {output.report} > {log} 2>&1"

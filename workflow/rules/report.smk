@@ -16,29 +16,15 @@ checkpoint select:
     resources:
         mem_mb=4000,
         runtime=30,
-    # A `run:` block: thousands of paths overflow one `bash -c` argument, and it needs the cell table.
-    run:
-        from benchmark.report.verdict import select_to_folder
-        from benchmark.results import retract
-
-        from benchmark.report.verdict import reuse_selection
-
-        with retract([REPORT, f"{RESULTS}/figures"]):  # a failed selection leaves no report of older results
-            if REUSE:
-                chosen = reuse_selection(REUSE, config["seeds"], output[0])
-            else:
-                chosen = select_to_folder(input, f"{RESULTS}/cells", {job_key(c): a.group for c, a in CELLS.items()},
-                                          config, output[0])
-        with open(log[0], "w") as f:
-            print(f"{len(chosen)} settings chosen from {len(input)} tuning cells", file=f)
-
-
-def evaluation_files(wildcards):
-    """The evaluation cells of the chosen settings (known once `select` has run)."""
-    from benchmark.report.verdict import chosen_jobs
-
-    folder = checkpoints.select.get().output[0]
-    return [f"{RESULTS}/cells/{c}.parquet" for c in evaluation_cells(CELLS, chosen_jobs(folder), STAGE_SEEDS["eval"])]
+    params:
+        # Removed before selecting: a failed selection leaves no report of older results.
+        stale=[REPORT, f"{RESULTS}/figures"],
+        groups={job_key(c): a.group for c, a in CELLS.items()},  # the cell table: job -> method variant
+    conda:
+        "../envs/guidebench.yaml"
+    # A script, not the CLI: thousands of paths overflow one `bash -c` argument, and it needs the cell table.
+    script:
+        "../scripts/select.py"
 
 
 rule aggregate:
@@ -55,18 +41,17 @@ rule aggregate:
     resources:
         mem_mb=4000,
         runtime=30,
-    # A `run:` block, not the CLI: thousands of paths overflow one `bash -c` argument (128 KiB).
+    params:
+        # On failure the report of the previous results is removed too, so no report outlives the
+        # results it was built from.
+        stale=[REPORT, f"{RESULTS}/figures"],
+    conda:
+        "../envs/guidebench.yaml"
+    # A script, not the CLI: thousands of paths overflow one `bash -c` argument (128 KiB).
     # Every cell file is checked (readable, complete, checksum) and all bad ones are listed at once,
-    # with the command that removes them for a rerun; on failure the report of the previous results
-    # is removed too, so no report outlives the results it was built from.
-    run:
-        from benchmark.results import aggregate_or_retract
-
-        notes = []
-        table = aggregate_or_retract(input, output[0], stale=[REPORT, f"{RESULTS}/figures"],
-                                     root=f"{RESULTS}/cells", log=notes.append)
-        with open(log[0], "w") as f:
-            print(*notes, f"{output[0]}: {table.num_rows} rows from {len(input)} cells", sep="\n", file=f)
+    # with the command that removes them for a rerun.
+    script:
+        "../scripts/aggregate.py"
 
 
 rule report:
@@ -77,9 +62,8 @@ rule report:
         models=[f"{MODELS}/{t}_denoiser.json" for t in DENOISER_TASKS]
         + [f"{MODELS}/{t}_{n}.json" for t in NETWORK_TASKS for n in NETWORKS],
         # Read by the report from next to each cell's Parquet file (RESULTS/cells), not passed on.
-        galleries=[f"{RESULTS}/cells/{c}.png" for c, cell in CELLS.items() if cell.task in NETWORK_TASKS and not REUSE],
-        evaluation_galleries=lambda wc: [f.removesuffix(".parquet") + ".png" for f in evaluation_files(wc)
-                                         if f.split("/cells/")[1].split("/")[0] in NETWORK_TASKS],
+        galleries=[f"{RESULTS}/cells/{c}.png" for c, cell in CELLS.items() if cell.spec.task in IMAGE_TASKS and not REUSE],
+        evaluation_galleries=evaluation_galleries,
     output:
         html=report(REPORT, caption="../report/index.rst", category="Report",
                     labels={"page": "comparison report (self-contained HTML)"}),
@@ -98,6 +82,8 @@ rule report:
         runtime=30,
     params:
         models=f"--models {MODELS}" if TRAINED_TASKS else "",
+    conda:
+        "../envs/guidebench.yaml"
     shell:
         "python -m benchmark report --results {input.results} --selected {input.selected} --out {output.html} "
         "{params.models} "

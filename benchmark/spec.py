@@ -1,0 +1,401 @@
+"""One cell's specification, from config to Parquet: a frozen, typed `CellSpec`.
+
+    CellSpec
+    ├── task, task_seed, task_params          which problem (a task's data and networks)
+    ├── objective, objective_params           which reward
+    ├── method, strength, params              which guidance, with its own hyper-parameters
+    ├── denoiser: Denoiser                    which eps-model: name, loader, source
+    ├── sampling: Sampling                    schedule, T (oracle), steps, eta
+    ├── rounds: Rounds                        Algorithm 1/2: rounds, samples, fine-tuning
+    ├── seed                                  the cell's noise streams
+    └── models_dir                            where the task's pre-trained networks lie
+
+The sweep (benchmark.sweep) builds it, `to_json` serialises it once into the job's command line,
+`from_json` parses it once in the job. It is validated in two layers, each once per process:
+structure by a JSON schema generated from these dataclasses (`json_schema`; a method's `params`
+by the schema of that method's dataclass, `method_schema`), meaning by the dataclasses themselves
+(`__post_init__`: ranges, choices, names against the registries, impossible combinations). The
+human CLI (`python -m benchmark run --task ... --steps ...`) is derived from the same fields
+(`cli_fields`), with the help text and choices below.
+
+The results keep the method's hyper-parameters (`params_json`) apart from the run settings
+(`settings_json`: everything else of the spec), so no setting can shadow a hyper-parameter of the
+same name (MPGD's step rule `schedule` against the noise schedule).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Literal
+
+ALGORITHMS = ("alg1", "alg2")
+LINEARISATIONS = ("per_sample", "batch_mean")
+SCHEDULES = ("cosine", "linear")
+
+
+def _doc(help: str, flag: str | None = None, **meta) -> dict:
+    return {"help": help, **({"flag": flag} if flag else {}), **meta}
+
+
+def _frozen_mapping(value) -> dict:
+    """A dict parameter as given (JSON-able values), sorted by key for one canonical form."""
+    if not isinstance(value, Mapping):
+        raise ValueError(f"expected a mapping of NAME: VALUE, got {value!r}")
+    return {str(k): value[k] for k in sorted(value)}
+
+
+@dataclass(frozen=True)
+class Denoiser:
+    """The eps-model a cell samples with: `name` labels it in cell paths and results (oracle, trained,
+    or a name from the config's `denoisers`); `loader` builds it (benchmark.denoisers.DENOISERS:
+    oracle, checkpoint, diffusers, or a plug-in) from `source` (a checkpoint file, a diffusers model
+    id or folder)."""
+
+    name: str = field(default="oracle", metadata=_doc("label of the denoiser in cell paths and results "
+                                                      "(oracle | trained | a configured name)", "--denoiser"))
+    loader: str = field(default="", metadata=_doc("how to build it (oracle | checkpoint | diffusers | a plug-in); "
+                                                  "default: oracle for the oracle, else checkpoint", "--loader"))
+    source: str | None = field(default=None, metadata=_doc("checkpoint file, or diffusers model id / folder",
+                                                           "--checkpoint"))
+
+    def __post_init__(self):
+        if not self.loader:
+            object.__setattr__(self, "loader", "oracle" if self.name == "oracle" else "checkpoint")
+        from benchmark.denoisers import DENOISERS
+
+        loader = DENOISERS[self.loader]  # ValueError naming the allowed loaders
+        if loader.needs_source and not self.source:
+            hint = (" (made by `python -m benchmark pretrain`)" if self.loader == "checkpoint" else "")
+            raise ValueError(f"denoiser {self.name!r} (loader {self.loader!r}) needs a source: --checkpoint FILE"
+                             f"{hint}")
+        if not loader.needs_source and self.source:
+            raise ValueError(f"denoiser loader {self.loader!r} takes no source; got {self.source!r}")
+
+
+@dataclass(frozen=True)
+class Sampling:
+    """The sampler: DDIM(eta) over `steps` steps of the denoiser's schedule (schedule and T are the
+    oracle's; a network brings its own)."""
+
+    schedule: Literal["cosine", "linear"] = field(default="cosine", metadata=_doc(
+        "noise schedule of the oracle (a network brings its own)"))
+    T: int = field(default=200, metadata=_doc("diffusion length of the oracle"))
+    steps: int | None = field(default=None, metadata=_doc("sampling steps (default: every step of the schedule)"))
+    eta: float = field(default=1.0, metadata=_doc("DDIM stochasticity (1: ancestral, 0: deterministic)"))
+
+    def __post_init__(self):
+        if self.schedule not in SCHEDULES:
+            raise ValueError(f"unknown schedule {self.schedule!r}; allowed: {list(SCHEDULES)}")
+        if self.T < 1:
+            raise ValueError(f"T must be >= 1, got {self.T}")
+        if self.steps is not None and self.steps < 1:
+            raise ValueError(f"steps must be >= 1, got {self.steps}")
+        if not 0.0 <= self.eta <= 1.0:
+            raise ValueError(f"eta must be in [0, 1], got {self.eta}")
+
+
+@dataclass(frozen=True)
+class Rounds:
+    """Guo et al.'s outer loop: Algorithm 1 (`rounds` guided rounds after the unguided round 0, each
+    of `samples` chains) or Algorithm 2 (the same, fine-tuning the score network from round
+    `finetune_start` with `finetune_steps` Adam steps at `finetune_lr`)."""
+
+    rounds: int = field(default=50, metadata=_doc("rounds of Algorithm 1/2 after the unguided round 0"))
+    samples: int = field(default=32, metadata=_doc("chains per round"))
+    algorithm: Literal["alg1", "alg2"] = field(default="alg1", metadata=_doc(
+        "alg1 (rounds) | alg2 (rounds + fine-tuning of the score network)"))
+    linearise: Literal["per_sample", "batch_mean"] = field(default="per_sample", metadata=_doc(
+        "Algorithm 1's linearisation: per chain, or once at the batch mean"))
+    finetune_start: int = field(default=50, metadata=_doc("Algorithm 2: first fine-tuned round"))
+    finetune_lr: float = field(default=1e-6, metadata=_doc("Algorithm 2: Adam learning rate"))
+    finetune_steps: int = field(default=1, metadata=_doc("Algorithm 2: Adam steps per round"))
+
+    def __post_init__(self):
+        if self.rounds < 0:
+            raise ValueError(f"rounds must be >= 0, got {self.rounds}")
+        if self.samples < 1:
+            raise ValueError(f"samples must be >= 1, got {self.samples}")
+        if self.algorithm not in ALGORITHMS:
+            raise ValueError(f"unknown algorithm {self.algorithm!r}; allowed: {list(ALGORITHMS)}")
+        if self.linearise not in LINEARISATIONS:
+            raise ValueError(f"unknown linearise {self.linearise!r}; allowed: {list(LINEARISATIONS)}")
+        if self.finetune_lr <= 0 or self.finetune_steps < 1 or self.finetune_start < 1:
+            raise ValueError("finetune_lr must be > 0, finetune_steps >= 1 and finetune_start >= 1")
+
+
+@dataclass(frozen=True)
+class CellSpec:
+    """Everything that determines a cell's values (see the module docstring)."""
+
+    task: str = field(metadata=_doc("task (see `python -m benchmark list`)"))
+    objective: str = field(metadata=_doc("the task's objective (see `python -m benchmark list`)"))
+    method: str = field(metadata=_doc("guidance method (see `python -m benchmark list`)"))
+    strength: float = field(default=0.0, metadata=_doc("the method's strength (delta for naive/gloss)"))
+    seed: int = field(default=0, metadata=_doc("the cell's noise streams"))
+    task_seed: int = field(default=0, metadata=_doc("the task's problem instance (data split, targets)"))
+    task_params: dict = field(default_factory=dict, metadata=_doc(
+        "a task parameter, e.g. --task-param folder=images/ (repeatable)", "--task-param", item="NAME=VALUE"))
+    objective_params: dict = field(default_factory=dict, metadata=_doc(
+        "an objective parameter, e.g. --objective-param target=3 (repeatable)", "--objective-param",
+        item="NAME=VALUE"))
+    params: dict = field(default_factory=dict, metadata=_doc(
+        "a method hyper-parameter, e.g. --param sigma=0.1 (repeatable)", "--param", item="NAME=VALUE"))
+    denoiser: Denoiser = field(default_factory=Denoiser)
+    sampling: Sampling = field(default_factory=Sampling)
+    rounds: Rounds = field(default_factory=Rounds)
+    models_dir: str | None = field(default=None, metadata=_doc(
+        "folder of the task's pre-trained networks (digits: its classifiers)"))
+
+    def __post_init__(self):
+        for name in ("task_params", "objective_params", "params"):
+            object.__setattr__(self, name, _frozen_mapping(getattr(self, name)))
+        from benchmark.methods import make_method
+        from benchmark.tasks import TASKS, check_task_params
+
+        task = TASKS[self.task]  # ValueError naming the allowed tasks
+        check_task_params(self.task, self.task_params)
+        make_method(self.method, self.strength, **self.params)  # names, types, ranges, choices
+        task.check_objective(self.objective, self.objective_params, self.task_seed)
+        if self.denoiser.loader == "oracle" and not task.has_oracle:
+            raise ValueError(f"task {self.task!r} has no exact (oracle) denoiser; use denoiser 'trained' or a "
+                             "pre-trained model")
+        if self.rounds.algorithm == "alg2":
+            from benchmark.denoisers import DENOISERS
+
+            if not DENOISERS[self.denoiser.loader].trainable:
+                raise ValueError(f"algorithm 'alg2' fine-tunes the score network; denoiser {self.denoiser.name!r} "
+                                 f"(loader {self.denoiser.loader!r}) cannot be fine-tuned: use denoiser 'trained'")
+
+    # --- serialisation ----------------------------------------------------------------------------
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        """The one serialised form (sorted keys, no spaces): what the job receives."""
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"))
+
+    @classmethod
+    def from_dict(cls, data: dict) -> CellSpec:
+        """Parse and validate: the structure against `json_schema` (and the method's parameters against
+        its `method_schema`), then the meaning (the dataclasses' checks)."""
+        check_structure(data)
+        parts = {"denoiser": Denoiser, "sampling": Sampling, "rounds": Rounds}
+        return cls(**{k: parts[k](**v) if k in parts else v for k, v in data.items()})
+
+    @classmethod
+    def from_json(cls, text: str) -> CellSpec:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"cell spec: not JSON ({exc})") from None
+        return cls.from_dict(data)
+
+    @classmethod
+    def of(cls, **flat) -> CellSpec:
+        """A spec from flat names, the CLI's (`flat_names`): `CellSpec.of(task=..., steps=10, rounds=1,
+        denoiser="trained", checkpoint=FILE)`; unknown names raise TypeError naming the allowed ones."""
+        names = flat_names()
+        unknown = sorted(set(flat) - set(names))
+        if unknown:
+            raise TypeError(f"CellSpec.of: unknown field(s) {unknown}; allowed: {sorted(names)}")
+        data: dict = {}
+        for key, value in flat.items():
+            node = data
+            for part in names[key][:-1]:
+                node = node.setdefault(part, {})
+            node[names[key][-1]] = value
+        return cls.from_dict(data)
+
+    def replace(self, **flat) -> CellSpec:
+        """A copy with fields changed, by flat name (`flat_names`), e.g. `spec.replace(seed=1, rounds=0)`."""
+        names = flat_names()
+        unknown = sorted(set(flat) - set(names))
+        if unknown:
+            raise TypeError(f"CellSpec.replace: unknown field(s) {unknown}; allowed: {sorted(names)}")
+        data = self.to_dict()
+        for key, value in flat.items():
+            node = data
+            for part in names[key][:-1]:
+                node = node[part]
+            node[names[key][-1]] = value
+        parts = {"denoiser": Denoiser, "sampling": Sampling, "rounds": Rounds}
+        return type(self)(**{k: parts[k](**v) if k in parts else v for k, v in data.items()})
+
+    # --- what the results record ------------------------------------------------------------------
+
+    def settings(self) -> dict:
+        """The run settings: the spec less the method and its hyper-parameters, less where files lie."""
+        d = self.to_dict()
+        for k in ("method", "strength", "params", "models_dir"):
+            d.pop(k)
+        d["denoiser"] = {k: v for k, v in d["denoiser"].items() if k != "source"}
+        return d
+
+    def identity(self) -> dict:
+        """What identifies the cell: the spec less where its files lie (the content of the networks it
+        loads is hashed beside it, see benchmark.cell.Cell.run_id)."""
+        d = self.to_dict()
+        d.pop("models_dir")
+        d["denoiser"] = {k: v for k, v in d["denoiser"].items() if k != "source" or self.denoiser.loader == "diffusers"}
+        return d
+
+    def digest(self) -> str:
+        return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
+
+
+# --- the structural layer: JSON schemas generated from the dataclasses --------------------------------
+
+_JSON_TYPES = {int: "integer", float: "number", str: "string", bool: "boolean", dict: "object",
+               type(None): "null"}
+
+
+def _type_schema(hint) -> dict:
+    origin = typing.get_origin(hint)
+    if origin is Literal:
+        return {"enum": list(typing.get_args(hint))}
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return {"anyOf": [_type_schema(h) for h in typing.get_args(hint)]}
+    if dataclasses.is_dataclass(hint):
+        return dataclass_schema(hint)
+    if hint in _JSON_TYPES:
+        kind = _JSON_TYPES[hint]
+        return {"type": ["number", "integer"]} if kind == "number" else {"type": kind}
+    return {}
+
+
+def dataclass_schema(cls, skip: tuple[str, ...] = ()) -> dict:
+    """A JSON schema of a dataclass: its fields with their types, no others; fields without a
+    default are required. Descriptions come from the fields' help."""
+    hints = typing.get_type_hints(cls)
+    props, required = {}, []
+    for f in dataclasses.fields(cls):
+        if f.name in skip:
+            continue
+        props[f.name] = _type_schema(hints[f.name]) | ({"description": f.metadata["help"]}
+                                                        if "help" in f.metadata else {})
+        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            required.append(f.name)
+    return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
+
+
+def json_schema() -> dict:
+    """The cell spec's JSON schema (structure only; `params` per method: `method_schema`)."""
+    return dataclass_schema(CellSpec)
+
+
+def method_schema(name: str) -> dict:
+    """The JSON schema of method `name`'s hyper-parameters, generated from its dataclass."""
+    from benchmark.methods import METHODS
+
+    return dataclass_schema(METHODS[name], skip=("strength",))
+
+
+def check_structure(data) -> None:
+    """ValueError naming the first structural problem of a serialised spec."""
+    import jsonschema
+
+    def check(instance, schema, where):
+        error = jsonschema.exceptions.best_match(jsonschema.Draft7Validator(schema).iter_errors(instance))
+        if error is not None:
+            path = ".".join(str(p) for p in error.absolute_path)
+            raise ValueError(f"cell spec{where}{'.' + path if path else ''}: {error.message}")
+
+    check(data, json_schema(), "")
+    from benchmark.methods import METHODS
+
+    if data["method"] in METHODS:  # an unknown method is named by the meaning layer
+        check(data.get("params", {}), method_schema(data["method"]), ".params")
+
+
+# --- the human CLI, derived from the same fields -----------------------------------------------------
+
+def cli_fields() -> list[tuple[str, tuple[str, ...], dataclasses.Field, object]]:
+    """(flag, path in the spec, field, type hint) of every field, nested parts flattened."""
+    out = []
+
+    def walk(cls, path):
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            if dataclasses.is_dataclass(hints[f.name]):
+                walk(hints[f.name], path + (f.name,))
+                continue
+            flag = f.metadata.get("flag") or "--" + f.name.replace("_", "-")
+            out.append((flag, path + (f.name,), f, hints[f.name]))
+
+    walk(CellSpec, ())
+    return out
+
+
+def flat_names() -> dict[str, tuple[str, ...]]:
+    """{flat name: path in the spec}: a field's CLI flag without dashes (`checkpoint`, `denoiser`,
+    `finetune_lr`), and the dict fields by their own names (`params`, `objective_params`, `task_params`)."""
+    out = {}
+    for flag, path, f, hint in cli_fields():
+        out[f.name if hint is dict else flag.lstrip("-").replace("-", "_")] = path
+    return out
+
+
+def _parse_value(value: str):
+    """'0.1' -> 0.1, '3' -> 3, 'true' -> True, otherwise the string (the layers above check types)."""
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def _pair(text: str) -> tuple[str, object]:
+    import argparse
+
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"expects NAME=VALUE, got {text!r}")
+    key, value = text.split("=", 1)
+    return key.strip(), _parse_value(value.strip())
+
+
+def add_spec_arguments(parser) -> None:
+    """One argparse option per spec field (seed takes several: one cell each)."""
+    for flag, path, f, hint in cli_fields():
+        kw: dict = {"dest": "spec__" + "__".join(path), "help": f.metadata.get("help", "")}
+        optional = typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None))
+        kind = [h for h in typing.get_args(hint) if h is not type(None)][0] if optional else hint
+        if path == ("seed",):
+            kw |= {"type": int, "nargs": "+", "default": [0], "metavar": "SEED", "help": "one or more seeds: each is its own cell, "
+                   "written to the matching --out (default: 0)"}
+        elif kind is dict:
+            kw |= {"type": _pair, "action": "append", "default": [], "metavar": f.metadata.get("item", "NAME=VALUE")}
+        else:
+            default = f.default if f.default is not dataclasses.MISSING else None
+            required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+            if typing.get_origin(kind) is Literal:
+                kw["choices"] = list(typing.get_args(kind))
+                kind = type(kw["choices"][0])
+            kw |= {"type": kind, "default": default}
+            if "choices" not in kw:
+                kw["metavar"] = path[-1].upper()
+            if required:
+                kw["help"] += " (required unless --spec)"
+            else:
+                kw["help"] += f" (default: {default})" if default not in (None, "") else ""
+        parser.add_argument(flag, **kw)
+
+
+def spec_from_args(args, seed: int) -> CellSpec:
+    """The spec of parsed `add_spec_arguments` options, for one of its seeds."""
+    data: dict = {}
+    for _, path, _, _ in cli_fields():
+        value = getattr(args, "spec__" + "__".join(path))
+        if path == ("seed",):
+            value = seed
+        elif isinstance(value, list):
+            value = dict(value)
+        node = data
+        for part in path[:-1]:
+            node = node.setdefault(part, {})
+        node[path[-1]] = value
+    return CellSpec.from_dict(data)

@@ -1,0 +1,223 @@
+"""The `images` task: real pre-trained image models (e.g. a diffusers UNet2DModel) on a folder of images.
+
+Data. Any folder of PNG / JPEG images (suffixes .png, .jpg, .jpeg, any case; other files are ignored)
+at the model's resolution, loaded with PIL sorted by file name, converted to the model's channels
+(PIL mode "L" for 1 channel, "RGB" for 3: colour is averaged to grey, an alpha channel dropped) and
+scaled to [-1, 1]: x = pixel / 255 * 2 - 1, [C, H, W]. Images are never resized: one whose size is
+not the resolution is a ValueError naming the file, its size and the expected one. `resolution`
+(int for square, or (H, W)) and `channels` (1 or 3) default to the first file's size and to 1 when
+every file is grey (modes 1, L, LA, I, I;16, F), else 3. Without a folder, a task given `resolution`
+and `channels` still offers the `reward` objective (it needs no data).
+
+Ground truths. The N images are the ground truths of the inverse problems: with `image` = "all"
+(default) chain i of a batch restores image i mod N, with an integer k every chain restores image k
+(benchmark.objectives.inverse). Each image's measurement noise is drawn once from the task seed, so
+every cell sees the same observation y = A x* + sigma_y n.
+
+Objectives (OBJECTIVE_PARAMS gives their parameters and defaults), the inverse ones with the shared
+operators and the shared reward r(x) = -||y - A x||_2 (0 only where A x = y: at the ground truth when
+sigma_y = 0):
+- `inpaint`: A x = M x; mask "centre" hides a centred box whose side is `size` times the image's,
+  "random" hides each pixel with probability `size`, drawn once from the task seed;
+- `superres`: A x = average pooling by `factor` (which must divide the image size);
+- `deblur`: A x = a Gaussian blur of standard deviation `blur_sigma` pixels, kernel `kernel_size`
+  (benchmark.objectives.deblur);
+- `reward`: fn = "package.module:function", a user's differentiable reward, images [B, C, H, W] in
+  [-1, 1] -> [B] (a function returning any other shape is refused when called).
+
+Metrics (on samples clipped to [-1, 1]), per sample: inverse problems psnr, ssim (on [0, 1],
+benchmark.images.metrics) against the chain's ground truth and meas_error = ||y - A x||_2; reward:
+diversity (mean pairwise distance). The reward itself is recorded by benchmark.metrics for every
+objective. METRIC_DIRECTIONS says which way each is better. No oracle denoiser: the model is a
+pre-trained network given as the cell's checkpoint.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from benchmark.images.metrics import mean_pairwise_distance, psnr, ssim
+from benchmark.objectives.deblur import Deblur, check_blur
+from benchmark.objectives.inverse import InverseProblem
+from benchmark.tasks.base import Task
+from benchmark.tasks.images.objectives import (FactorSuperRes, MaskInpaint, UserReward, check_factor, check_mask,
+                                               inpaint_mask, resolve_reward_fn)
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
+PIL_MODES = {1: "L", 3: "RGB"}
+
+#: Each objective's parameters and their defaults.
+OBJECTIVE_PARAMS = {
+    "inpaint": {"image": "all", "sigma_y": 0.05, "mask": "centre", "size": 0.5},
+    "superres": {"image": "all", "sigma_y": 0.05, "factor": 4},
+    "deblur": {"image": "all", "sigma_y": 0.05, "blur_sigma": 3.0, "kernel_size": None},
+    "reward": {"fn": None},
+}
+INVERSE_OBJECTIVES = ("inpaint", "superres", "deblur")
+#: Each sample metric's better direction ("higher" or "lower"), read by the report.
+METRIC_DIRECTIONS = {"psnr": "higher", "ssim": "higher", "meas_error": "lower", "diversity": "higher"}
+
+
+def image_files(folder: Path) -> list[Path]:
+    """The PNG / JPEG files of `folder`, sorted by name."""
+    return sorted((p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES),
+                  key=lambda p: p.name)
+
+
+def load_folder(folder: str | Path, resolution: int | tuple[int, int] | None = None, channels: int | None = None
+                ) -> tuple[torch.Tensor, list[str]]:
+    """(images [N, C, H, W] in [-1, 1], their file names) of a folder (see the module docstring)."""
+    from PIL import Image
+
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ValueError(f"task 'images': folder {str(folder)!r} is not a directory")
+    files = image_files(folder)
+    if not files:
+        raise ValueError(f"task 'images': folder {str(folder)!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    if channels is None:
+        grey = True
+        for p in files:
+            with Image.open(p) as img:
+                grey = grey and img.mode in GREY_MODES
+        channels = 1 if grey else 3
+    check_channels(channels)
+    images = []
+    for p in files:
+        with Image.open(p) as img:
+            if resolution is None:
+                resolution = (img.height, img.width)
+            H, W = as_hw(resolution)
+            if (img.height, img.width) != (H, W):
+                raise ValueError(f"task 'images': {p} is {img.width}x{img.height} (width x height), expected "
+                                 f"{W}x{H}, the model's resolution; resize the images beforehand")
+            a = np.asarray(img.convert(PIL_MODES[channels]), dtype=np.float32) / 255 * 2 - 1
+        images.append(torch.from_numpy(a.reshape(H, W, channels)).permute(2, 0, 1))
+    return torch.stack(images).to(torch.get_default_dtype()), [p.name for p in files]
+
+
+def as_hw(resolution) -> tuple[int, int]:
+    """int or (H, W) -> (H, W), each a positive integer."""
+    hw = (resolution, resolution) if isinstance(resolution, int) and not isinstance(resolution, bool) else resolution
+    if (not isinstance(hw, (tuple, list)) or len(hw) != 2
+            or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in hw)):
+        raise ValueError(f"task 'images': resolution must be a positive integer or (height, width), got {resolution!r}")
+    return int(hw[0]), int(hw[1])
+
+
+def check_channels(channels) -> None:
+    if channels not in PIL_MODES or isinstance(channels, bool):
+        raise ValueError(f"task 'images': channels must be 1 (grey) or 3 (RGB), got {channels!r}")
+
+
+class ImagesTask(Task):
+    name = "images"
+    objectives = tuple(OBJECTIVE_PARAMS)
+    objective_params = OBJECTIVE_PARAMS
+    metric_directions = METRIC_DIRECTIONS
+    is_image = True
+
+    def __init__(self, task_seed: int = 0, folder: str | Path | None = None,
+                 resolution: int | tuple[int, int] | None = None, channels: int | None = None):
+        super().__init__(task_seed)
+        self.folder = None if folder is None else Path(folder)
+        self.images: torch.Tensor | None = None
+        self.files: list[str] = []
+        if self.folder is not None:
+            self.images, self.files = load_folder(self.folder, resolution, channels)
+            self._shape = tuple(self.images.shape[1:])
+        elif resolution is not None and channels is not None:
+            check_channels(channels)
+            self._shape = (channels, *as_hw(resolution))
+        else:
+            self._shape = None
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        if self._shape is None:
+            raise ValueError("task 'images' needs folder= (the ground-truth images) or resolution= and channels= "
+                             "to know its image shape")
+        return self._shape
+
+    def ground_truths(self) -> torch.Tensor:
+        """The folder's images [N, C, H, W] in [-1, 1], sorted by file name."""
+        if self.images is None:
+            raise ValueError("task 'images' has no images: give folder=, a folder of PNG / JPEG images at the "
+                             "model's resolution (the ground truths of inpaint, superres and deblur)")
+        return self.images
+
+    def sample_data(self, n: int, generator: torch.Generator) -> torch.Tensor:
+        """n of the folder's images drawn uniformly with replacement: [n, C, H, W]."""
+        x = self.ground_truths()
+        return x[torch.randint(len(x), (n,), generator=generator)]
+
+    # --- objectives -----------------------------------------------------------------------------
+
+    @classmethod
+    def check_objective_params(cls, name: str, params: dict, task_seed: int = 0) -> None:
+        """Every check that needs no images; those against the image shape and count (image index,
+        factor, kernel size) come when the objective is built."""
+        params = OBJECTIVE_PARAMS[name] | params
+        if name == "reward":
+            resolve_reward_fn(params["fn"])
+            return
+        InverseProblem.check_sigma_y(name, params["sigma_y"])
+        image = params["image"]
+        if image != "all" and (isinstance(image, bool) or not isinstance(image, int) or image < 0):
+            raise ValueError(f"objective {name!r}: image must be 'all' or the index (>= 0) of a folder image, "
+                             f"got {image!r}")
+        if name == "inpaint":
+            check_mask(params["mask"], params["size"])
+        elif name == "superres":
+            check_factor(params["factor"])
+        else:
+            check_blur(params["blur_sigma"], params["kernel_size"])
+
+    def _make_objective(self, name: str, **params):
+        params = OBJECTIVE_PARAMS[name] | params
+        self.check_objective_params(name, params, self.task_seed)
+        if name == "reward":
+            return UserReward(params["fn"])
+        x_all = self.ground_truths()
+        image = params["image"]
+        if image != "all" and image >= len(x_all):
+            raise ValueError(f"objective {name!r}: image {image} is out of range: the folder holds {len(x_all)} "
+                             f"images (0..{len(x_all) - 1})")
+        pick = slice(None) if image == "all" else slice(image, image + 1)
+        x_star, sigma_y = x_all[pick], params["sigma_y"]
+        # One fixed noise draw per folder image, whichever images the cell restores.
+        g = self.generator("observation", name)
+        if name == "superres":
+            f = params["factor"]
+            check_factor(f, self.shape)
+            C, H, W = self.shape
+            noise = torch.randn((len(x_all), C, H // f, W // f), generator=g)[pick]
+            return FactorSuperRes(x_star, noise, sigma_y, image, f)
+        noise = torch.randn(x_all.shape, generator=g)[pick]
+        if name == "inpaint":
+            m = inpaint_mask(params["mask"], params["size"], self.shape, self.generator("inpaint-mask"))
+            return MaskInpaint(x_star, noise, sigma_y, image, params["mask"], params["size"], m)
+        return Deblur(x_star, noise, sigma_y, image, params["blur_sigma"], params["kernel_size"])
+
+    # --- metrics --------------------------------------------------------------------------------
+
+    def sample_metrics(self, x: torch.Tensor, objective=None) -> dict:
+        """Per-sample metrics [B] of samples x [B, C, H, W] (clipped to [-1, 1]): inverse problems psnr,
+        ssim (on [0, 1]) against each chain's ground truth and meas_error ||y - A x||_2; the reward
+        objective diversity (a float, for B >= 2)."""
+        x = x.clamp(-1, 1)
+        B = x.shape[0]
+        out: dict = {}
+        with torch.no_grad():
+            if isinstance(objective, InverseProblem):
+                gt = objective.ground_truth(B, x.device)
+                out["psnr"] = psnr(x, gt)
+                out["ssim"] = ssim(x, gt)
+                out["meas_error"] = objective.residual_norm(x)
+            elif B >= 2:
+                out["diversity"] = mean_pairwise_distance(x)
+        return out

@@ -1,0 +1,157 @@
+"""benchmark.images.metrics against known values: Frechet distance, PSNR and SSIM on [0, 1] (L = 1),
+SSIM against a window-by-window computation and against scikit-image, and sample diversity."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch.nn import functional as F
+
+from benchmark.images.metrics import (PSNR_CAP, SMALL_WINDOW, WANG_WINDOW, frechet_distance,
+                                      frechet_distance_from_stats, mean_pairwise_distance, psnr, ssim, ssim_window)
+from benchmark.tasks.digits import load_images
+
+
+def reference_ssim(X: np.ndarray, Y: np.ndarray, L: float, window: tuple[int, float]) -> float:
+    """Wang et al.'s SSIM of two 2-D arrays, window by window (valid windows only), constants
+    C1 = (0.01 L)^2, C2 = (0.03 L)^2, biased local moments under a normalised Gaussian window."""
+    size, sigma = window
+    k = np.arange(size) - (size - 1) / 2
+    w = np.exp(-k ** 2 / (2 * sigma ** 2))
+    w = np.outer(w, w) / np.outer(w, w).sum()
+    c1, c2 = (0.01 * L) ** 2, (0.03 * L) ** 2
+    values = []
+    for i in range(X.shape[0] - size + 1):
+        for j in range(X.shape[1] - size + 1):
+            px, py = X[i:i + size, j:j + size], Y[i:i + size, j:j + size]
+            mx, my = (w * px).sum(), (w * py).sum()
+            vx, vy = (w * (px - mx) ** 2).sum(), (w * (py - my) ** 2).sum()
+            cxy = (w * (px - mx) * (py - my)).sum()
+            values.append((2 * mx * my + c1) * (2 * cxy + c2) / ((mx ** 2 + my ** 2 + c1) * (vx + vy + c2)))
+    return float(np.mean(values))
+
+
+def noisy_digits(n: int, sigma: float = 0.3, size: int | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """(clean, noisy) digits in [-1, 1] [n, 1, 8, 8] (or upsampled to size x size), noise clipped."""
+    x = load_images()[0][:n].double()
+    if size is not None:
+        x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False)
+    y = (x + sigma * torch.randn(x.shape, generator=torch.Generator().manual_seed(0), dtype=x.dtype)).clamp(-1, 1)
+    return x, y
+
+
+# --- Frechet distance ------------------------------------------------------------------------------
+
+def test_fd_of_a_set_with_itself_is_zero():
+    f = torch.randn(50, 16, generator=torch.Generator().manual_seed(0))
+    assert abs(frechet_distance(f, f)) < 1e-8
+    assert frechet_distance(f, f + 1.0) == pytest.approx(16.0, rel=1e-8)   # ||mu1 - mu2||^2 only
+
+
+def test_fd_closed_forms():
+    # diagonal covariances: FD = ||mu1 - mu2||^2 + sum (sqrt(a) - sqrt(b))^2
+    a, b = torch.tensor([1.0, 4.0, 9.0]), torch.tensor([4.0, 1.0, 1.0])
+    mu1, mu2 = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, 1.0, 0.0])
+    expected = 5.0 + (1 + 1 + 4)
+    assert frechet_distance_from_stats(mu1, torch.diag(a), mu2, torch.diag(b)) == pytest.approx(expected, rel=1e-10)
+    # non-commuting covariances: against scipy's general matrix square root
+    import scipy.linalg
+    g = torch.Generator().manual_seed(1)
+    A, B = torch.randn(4, 4, generator=g, dtype=torch.float64), torch.randn(4, 4, generator=g, dtype=torch.float64)
+    S1, S2 = A @ A.T + 0.1 * torch.eye(4, dtype=torch.float64), B @ B.T + 0.1 * torch.eye(4, dtype=torch.float64)
+    tr_sqrt = np.trace(scipy.linalg.sqrtm(S1.numpy() @ S2.numpy())).real
+    expected = float(S1.trace() + S2.trace()) - 2 * tr_sqrt
+    zero = torch.zeros(4)
+    assert frechet_distance_from_stats(zero, S1, zero, S2) == pytest.approx(expected, rel=1e-8)
+
+
+def test_fd_needs_two_samples():
+    with pytest.raises(ValueError, match="at least 2 samples per set, got 1"):
+        frechet_distance(torch.randn(1, 3), torch.randn(5, 3))
+
+
+# --- PSNR ------------------------------------------------------------------------------------------
+
+def test_psnr_known_values_on_zero_one():
+    x = torch.zeros(2, 1, 8, 8)
+    # an offset of 0.1 in [-1, 1] is 0.05 in [0, 1]: MSE 0.0025, PSNR 10 log10(1 / 0.0025) = 26.02 dB
+    assert torch.allclose(psnr(x + 0.1, x), torch.full((2,), 10 * math.log10(1 / 0.0025)))
+    assert torch.equal(psnr(x, x), torch.full((2,), PSNR_CAP))             # identical: capped at 100 dB
+    g = torch.Generator().manual_seed(2)
+    a, b = torch.rand(3, 3, 8, 8, generator=g) * 2 - 1, torch.rand(3, 3, 8, 8, generator=g) * 2 - 1
+    mse01 = (((a - b) / 2) ** 2).flatten(1).mean(-1)                        # the formula on [0, 1]
+    assert torch.allclose(psnr(a, b), 10 * torch.log10(1 / mse01), rtol=1e-5)
+    assert torch.allclose(psnr((a + 1) / 2, (b + 1) / 2, value_range=(0, 1)), psnr(a, b), rtol=1e-6)
+
+
+def test_value_range_must_be_increasing():
+    with pytest.raises(ValueError, match="value_range must be \\(lo, hi\\) with hi > lo"):
+        psnr(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 8, 8), value_range=(1, 1))
+
+
+# --- SSIM ------------------------------------------------------------------------------------------
+
+def test_ssim_of_an_image_with_itself_is_one():
+    x = torch.rand(3, 1, 8, 8) * 2 - 1
+    assert torch.allclose(ssim(x, x), torch.ones(3), atol=1e-6)
+
+
+def test_ssim_of_constant_images_is_the_luminance_term_on_zero_one():
+    """Constant a vs b in [-1, 1] are u = (a + 1) / 2, v = (b + 1) / 2 in [0, 1]: no variance, so
+    SSIM = (2uv + C1) / (u^2 + v^2 + C1), C1 = 0.01^2."""
+    a, b, c1 = 0.5, -0.25, 0.01 ** 2
+    u, v = (a + 1) / 2, (b + 1) / 2
+    x, y = torch.full((1, 1, 8, 8), a), torch.full((1, 1, 8, 8), b)
+    assert ssim(x, y)[0] == pytest.approx((2 * u * v + c1) / (u * u + v * v + c1), rel=1e-6)
+
+
+def test_ssim_windows():
+    assert ssim_window(8, 8) == SMALL_WINDOW == (5, 1.0)                    # digits: 4x4 valid windows
+    assert ssim_window(32, 32) == ssim_window(11, 64) == WANG_WINDOW == (11, 1.5)
+
+
+def test_ssim_is_measured_on_zero_one_not_on_minus_one_one():
+    """Noisy digits (noise 0.3 in [-1, 1], clipped): the usual SSIM on [0, 1] with L = 1 is about 0.93;
+    the same formula on the raw [-1, 1] values with L = 2 gives about 0.72, because the luminance term
+    (2 mu_x mu_y + C1) / (mu_x^2 + mu_y^2 + C1) is not shift-invariant (the blank background sits at
+    -1, not 0). Ours is the former, window by window."""
+    x, y = noisy_digits(40)
+    ours = ssim(y, x)
+    on_unit = [reference_ssim((y[i, 0].numpy() + 1) / 2, (x[i, 0].numpy() + 1) / 2, 1.0, SMALL_WINDOW)
+               for i in range(len(x))]
+    on_raw = [reference_ssim(y[i, 0].numpy(), x[i, 0].numpy(), 2.0, SMALL_WINDOW) for i in range(len(x))]
+    assert torch.allclose(ours, torch.tensor(on_unit, dtype=ours.dtype), rtol=1e-6, atol=1e-7)
+    assert 0.9 < float(ours.mean()) < 0.95 and 0.65 < np.mean(on_raw) < 0.8    # 0.933 vs 0.719
+    assert float(ssim(y, x, value_range=(0, 2)).mean()) == pytest.approx(np.mean(on_raw), rel=1e-6)  # x / 2, L = 1
+
+
+def test_ssim_matches_scikit_image_on_zero_one():
+    """32x32 noisy digits, grey and colour: equal to skimage's structural_similarity with Wang et al.'s
+    Gaussian window (sigma 1.5, 11x11), population moments, data_range 1, on the images mapped to [0, 1]."""
+    metrics = pytest.importorskip("skimage.metrics")
+    x, y = noisy_digits(6, size=32)
+    colour = lambda a: torch.cat([a, a.flip(-1), -a], 1)                  # three different channels
+    for a, b in ((x, y), (colour(x), colour(y))):
+        ours = ssim(b, a)
+        theirs = [metrics.structural_similarity(((b[i] + 1) / 2).numpy(), ((a[i] + 1) / 2).numpy(),
+                                                gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                                data_range=1.0, channel_axis=0)
+                  for i in range(len(a))]
+        assert torch.allclose(ours, torch.tensor(theirs, dtype=ours.dtype), rtol=1e-6, atol=1e-7)
+        psnr_theirs = [metrics.peak_signal_noise_ratio(((a[i] + 1) / 2).numpy(), ((b[i] + 1) / 2).numpy(),
+                                                       data_range=1.0) for i in range(len(a))]
+        assert torch.allclose(psnr(b, a), torch.tensor(psnr_theirs, dtype=ours.dtype), rtol=1e-6)
+
+
+def test_ssim_rejects_mismatched_or_small_images():
+    with pytest.raises(ValueError, match="two \\[B, C, H, W\\] tensors of one shape"):
+        ssim(torch.zeros(1, 1, 8, 8), torch.zeros(1, 1, 4, 4))
+    with pytest.raises(ValueError, match="larger than the image"):
+        ssim(torch.zeros(1, 1, 4, 4), torch.zeros(1, 1, 4, 4))
+
+
+def test_mean_pairwise_distance():
+    x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 4.0]])
+    assert mean_pairwise_distance(x) == pytest.approx((5 + 4 + 3) / 3)
+    assert math.isnan(mean_pairwise_distance(x[:1]))

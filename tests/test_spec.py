@@ -1,0 +1,109 @@
+"""The cell spec (benchmark/spec.py): one typed spec from config to Parquet, validated in two layers,
+the human CLI derived from its fields, hyper-parameters recorded apart from run settings."""
+
+import dataclasses
+import json
+
+import pandas as pd
+import pytest
+
+from benchmark.cell import run_cell, write_cell
+from benchmark.cli import main
+from benchmark.report.aggregate import label_results
+from benchmark.results import aggregate
+from benchmark.spec import CellSpec, Denoiser, Rounds, Sampling, cli_fields, flat_names, json_schema, method_schema
+
+TINY = dict(task="subspace", objective="quadratic_off", method="mpgd", strength=0.1, rounds=1, samples=4, steps=5)
+
+
+def test_json_round_trip_and_one_serialised_form():
+    spec = CellSpec.of(**TINY, params={"schedule": "sqrt_ab_prev"}, seed=3, eta=0.5)
+    text = spec.to_json()
+    assert CellSpec.from_json(text) == spec and CellSpec.from_json(text).to_json() == text
+    assert json.loads(text)["sampling"] == {"schedule": "cosine", "T": 200, "steps": 5, "eta": 0.5}
+    assert spec.replace(seed=4).seed == 4 and spec.replace(rounds=0).rounds == Rounds(rounds=0, samples=4)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda d: d | {"stepz": 3}, r"cell spec: Additional properties are not allowed \('stepz' was unexpected\)"),
+    (lambda d: d | {"sampling": d["sampling"] | {"steps": "ten"}}, r"cell spec\.sampling\.steps: 'ten' is not valid"),
+    (lambda d: d | {"rounds": d["rounds"] | {"algorithm": "alg3"}}, r"cell spec\.rounds\.algorithm: 'alg3' is not one of"),
+    (lambda d: d | {"params": {"schedule": 3}}, r"cell spec\.params\.schedule: 3 is not one of \['constant', 'sqrt_ab_prev'\]"),
+    (lambda d: d | {"params": {"sigma": 0.1}}, r"cell spec\.params: Additional properties are not allowed \('sigma'"),
+    (lambda d: {k: v for k, v in d.items() if k != "method"}, r"cell spec: 'method' is a required property"),
+])
+def test_structure_layer_names_the_field(change, message):
+    data = change(CellSpec.of(**TINY).to_dict())
+    with pytest.raises(ValueError, match=message):
+        CellSpec.from_dict(data)
+
+
+@pytest.mark.parametrize("flat, message", [
+    ({"strength": -1.0}, "strength must be >= 0"),
+    ({"samples": 0}, "samples must be >= 1"),
+    ({"eta": 2.0}, r"eta must be in \[0, 1\]"),
+    ({"objective": "cube"}, "task 'subspace' has no objective 'cube'"),
+    ({"algorithm": "alg2"}, "algorithm 'alg2' fine-tunes the score network; denoiser 'oracle'"),
+    ({"denoiser": "trained"}, r"denoiser 'trained' \(loader 'checkpoint'\) needs a source"),
+    ({"task": "digits", "objective": "label"}, r"task 'digits' has no exact \(oracle\) denoiser"),
+    ({"task_params": {"folder": "x"}}, r"task 'subspace' has no parameter\(s\) \['folder'\]"),
+])
+def test_meaning_layer_refuses_impossible_cells(flat, message):
+    with pytest.raises(ValueError, match=message):
+        CellSpec.of(**(TINY | flat))
+
+
+def test_method_schema_is_generated_from_the_dataclass():
+    schema = method_schema("mpgd")
+    assert schema["properties"]["schedule"] == {"enum": ["constant", "sqrt_ab_prev"]}
+    assert "strength" not in schema["properties"] and schema["additionalProperties"] is False
+    assert set(json_schema()["properties"]) == {f.name for f in dataclasses.fields(CellSpec)}
+    assert set(json_schema()["properties"]["sampling"]["properties"]) == {f.name for f in dataclasses.fields(Sampling)}
+
+
+def test_cli_flags_are_the_spec_fields():
+    paths = {path for _, path, _, _ in cli_fields()}
+    leaves = {(f.name,) for f in dataclasses.fields(CellSpec) if f.name not in ("denoiser", "sampling", "rounds")}
+    for part, cls in (("denoiser", Denoiser), ("sampling", Sampling), ("rounds", Rounds)):
+        leaves |= {(part, f.name) for f in dataclasses.fields(cls)}
+    assert paths == leaves and set(flat_names().values()) == leaves
+
+
+def test_cli_fields_and_spec_json_make_the_same_cell(tmp_path):
+    spec = CellSpec.of(**TINY, params={"schedule": "sqrt_ab_prev"}, seed=2)
+    a, b = tmp_path / "a.parquet", tmp_path / "b.parquet"
+    assert main(["run", "--spec", spec.to_json(), "--seed", "2", "--out", str(a)]) == 0
+    assert main(["run", "--task", "subspace", "--objective", "quadratic_off", "--method", "mpgd", "--strength", "0.1",
+                 "--rounds", "1", "--samples", "4", "--steps", "5", "--param", "schedule=sqrt_ab_prev",
+                 "--seed", "2", "--out", str(b)]) == 0
+    da, db = pd.read_parquet(a), pd.read_parquet(b)
+    assert da.run_id.iloc[0] == db.run_id.iloc[0]
+    pd.testing.assert_series_equal(da.value, db.value)
+    assert main(["run", "--spec", spec.to_json(), "--steps", "7", "--out", str(tmp_path / "c.parquet")]) == 2
+
+
+def test_hyper_parameters_and_run_settings_are_recorded_apart(tmp_path):
+    """MPGD's step rule `schedule` and the noise schedule: no name shadows the other, and the report
+    shows MPGD's two step rules as two variants instead of averaging them as seeds."""
+    files = []
+    for rule in ("constant", "sqrt_ab_prev"):
+        for seed in (0, 1):
+            out = tmp_path / f"{rule}_{seed}.parquet"
+            write_cell(CellSpec.of(**TINY, params={"schedule": rule}, seed=seed, schedule="linear"), out, "cpu")
+            files.append(out)
+    df = aggregate(files, tmp_path / "all.parquet").to_pandas()
+    params = {json.loads(p)["schedule"] for p in df.params_json}
+    settings = {json.loads(s)["sampling"]["schedule"] for s in df.settings_json}
+    assert params == {"constant", "sqrt_ab_prev"} and settings == {"linear"} and set(df.schedule) == {"linear"}
+    labels = label_results(df)
+    assert set(labels.method) == {"mpgd schedule=constant", "mpgd schedule=sqrt_ab_prev"}
+    assert labels.groupby("method").seed.nunique().tolist() == [2, 2]
+
+
+def test_run_settings_that_differ_within_a_panel_are_tagged(tmp_path):
+    """Two oracle schedules of one method in one panel are two variants (`sampling.schedule=...`)."""
+    rows = []
+    for schedule in ("cosine", "linear"):
+        rows += run_cell(CellSpec.of(**(TINY | {"rounds": 0}), schedule=schedule), "cpu")
+    labels = label_results(pd.DataFrame(rows))
+    assert set(labels.method) == {"mpgd sampling.schedule=cosine", "mpgd sampling.schedule=linear"}
