@@ -1,4 +1,4 @@
-"""`python -m benchmark {run,pretrain,aggregate,report,verify,check-config}`: what the Snakemake rules call.
+"""`python -m benchmark`: GuideBench's command line, what the Snakemake rules call (run, pretrain, aggregate, report).
 
 Bad input exits with status 2 and a message naming the bad value and what is allowed; nothing
 is written then. A cell that fails or diverges while running still writes its rows (status
@@ -32,34 +32,44 @@ def _add_run(sub):
                    help="progress bar (default: when stderr is a terminal)")
 
 
-NETWORKS = ("denoiser", "classifier", "noisy_classifier", "evaluator")
-
-
 def _add_pretrain(sub):
-    p = sub.add_parser("pretrain", help="pre-train a denoiser (or, for an image task, one of its classifiers)")
-    p.add_argument("--task", required=True)
-    p.add_argument("--network", default="denoiser", choices=NETWORKS,
-                   help="what to train: the denoiser (any task) or an image task's classifier, noise-conditional "
-                        "classifier or independent evaluator")
+    p = sub.add_parser("pretrain", help="pre-train one network a task declares (its denoiser, an image task's "
+                                        "classifiers)",
+                       description="Pre-train one network of a task (benchmark.tasks.networks: `python -m benchmark "
+                                   "list` shows each task's networks). A setting the network does not take is "
+                                   "refused; one not given is the network's own default.")
+    p.add_argument("--task", required=True, help="the task (see `python -m benchmark list`)")
+    p.add_argument("--network", default="denoiser", help="which of the task's networks (default: denoiser)")
     p.add_argument("--out", required=True, help="safetensors checkpoint to write")
     p.add_argument("--report", help="also write the training report (JSON) here")
-    p.add_argument("--schedule", default="cosine", help="noise schedule (denoiser and noisy_classifier)")
-    p.add_argument("--T", type=int, default=200, help="diffusion length (denoiser and noisy_classifier)")
-    p.add_argument("--hidden", type=int, default=256, help="ScoreMLP width (vector tasks)")
-    p.add_argument("--depth", type=int, default=3, help="ScoreMLP depth (vector tasks)")
-    p.add_argument("--width", type=int, help="base channels of an image task's networks (default: the network's)")
-    p.add_argument("--epochs", type=int, help="default: 20 for a ScoreMLP, the network's own for image tasks")
-    p.add_argument("--batch-size", type=int, help="default: 256 for a ScoreMLP, the network's own for image tasks")
-    p.add_argument("--lr", type=float, help="default: 1e-3 for a ScoreMLP, the network's own for image tasks")
-    p.add_argument("--n-train", type=int, default=65_536, help="training samples drawn (vector tasks)")
-    p.add_argument("--evaluator", help="image denoiser: the evaluator checkpoint that scores unguided samples "
-                                       "(FD, confidence) in the report; without it the report has no sample quality")
-    p.add_argument("--quality-samples", type=int, help="unguided samples scored (default: the test-set size)")
-    p.add_argument("--quality-steps", type=int, default=50, help="sampling steps of the quality check")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--task-seed", type=int, default=0)
-    p.add_argument("--device", default="auto")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None)
+    p.add_argument("--need", type=_pair, action="append", default=[], metavar="NAME=FILE",
+                   help="the checkpoint of a network this one needs (digits' denoiser: evaluator=FILE, whose "
+                        "scores of unguided samples go into its report)")
+    for key, kind, text in _PRETRAIN_SETTINGS:
+        p.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, default=None, help=text)
+    p.add_argument("--set", type=_pair, action="append", default=[], metavar="KEY=VALUE",
+                   help="another setting the network declares (a plug-in network's)")
+    p.add_argument("--task-seed", type=int, default=0, help="the task's problem instance (default: 0)")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar (default: when stderr is a terminal)")
+
+
+#: (setting, type, help) of the pre-training flags; which a network takes is its declaration.
+_PRETRAIN_SETTINGS = [
+    ("schedule", str, "noise schedule: cosine | linear (default: cosine)"),
+    ("T", int, "diffusion length (default: 200)"),
+    ("seed", int, "training seed (default: 0)"),
+    ("hidden", int, "ScoreMLP width (vector tasks; default 256)"),
+    ("depth", int, "ScoreMLP depth (vector tasks; default 3)"),
+    ("width", int, "base channels of an image task's networks (default: the network's)"),
+    ("epochs", int, "training epochs (default: the network's own)"),
+    ("batch_size", int, "mini-batch size (default: the network's own)"),
+    ("lr", float, "peak learning rate (default: the network's own)"),
+    ("n_train", int, "training samples drawn (vector tasks; default 65536)"),
+    ("quality_samples", int, "image denoiser: unguided samples scored by the evaluator (default: the test set)"),
+    ("quality_steps", int, "image denoiser: sampling steps of that check (default: 50)"),
+]
 
 
 def run_specs(args) -> list:
@@ -107,22 +117,26 @@ def cmd_pretrain(args) -> int:
     from benchmark.tasks import make_task
 
     task = make_task(args.task, args.task_seed)
+    networks = type(task).networks
+    if args.network not in networks:
+        raise ValueError(f"task {args.task!r} has no {args.network!r} to pre-train; allowed: {list(networks)}")
+    net = networks[args.network]
+    settings = {key: getattr(args, key) for key, _, _ in _PRETRAIN_SETTINGS if getattr(args, key) is not None}
+    settings |= dict(args.set)
+    refused = sorted(set(settings) - set(net.takes()))
+    if refused:
+        raise ValueError(f"network {args.network!r} of task {args.task!r} takes no {refused}; allowed: "
+                         f"{list(net.takes())}")
+    needs = dict(args.need)
+    unknown = sorted(set(needs) - set(net.needs))
+    if unknown:
+        raise ValueError(f"network {args.network!r} of task {args.task!r} needs no {unknown}; allowed: "
+                         f"{list(net.needs) or 'none'}")
     device = resolve_device(args.device)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    if task.is_image:
-        report = _pretrain_image_network(args, task, device, progress)
-    else:
-        from benchmark.denoisers import pretrain, save_checkpoint
-
-        if args.network != "denoiser":
-            raise ValueError(f"task {args.task!r} has no {args.network!r} to pre-train; allowed: ['denoiser'] "
-                             "(classifiers belong to image tasks)")
-        model, schedule, report = pretrain(task, schedule_name=args.schedule, T=args.T, hidden=args.hidden,
-                                           depth=args.depth, n_train=args.n_train, epochs=args.epochs or 20,
-                                           batch_size=args.batch_size or 256, lr=args.lr or 1e-3, seed=args.seed,
-                                           device=device, progress=progress)
-        _add_run_facts(report, device)
-        save_checkpoint(args.out, model, schedule, report)
+    save, report = net.trainer(task, args.network, settings, device=device, progress=progress, needs=needs)
+    _add_run_facts(report, device)
+    save(args.out)
     if args.report:
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report).write_text(json.dumps(report, indent=2))
@@ -135,34 +149,6 @@ def _add_run_facts(report: dict, device: str) -> None:
 
     report["device"] = device
     report["peak_memory_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def _pretrain_image_network(args, task, device: str, progress: bool) -> dict:
-    """An image task's U-Net denoiser or one of its classifiers; writes the checkpoint, returns the report."""
-    kw = dict(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, width=args.width, seed=args.seed,
-              device=device, progress=progress)
-    if args.network == "denoiser":
-        from benchmark.classifiers import load_classifier
-        from benchmark.denoisers import pretrain_unet, save_checkpoint
-
-        evaluator = None
-        if args.evaluator:
-            evaluator, ev_report = load_classifier(args.evaluator, "evaluator")
-            if ev_report.get("task") != task.name or ev_report.get("task_seed") != task.task_seed:
-                raise ValueError(f"--evaluator {args.evaluator} was trained on task {ev_report.get('task')!r} "
-                                 f"(task_seed {ev_report.get('task_seed')}), not {task.name!r} ({task.task_seed})")
-        model, schedule, report = pretrain_unet(task, schedule_name=args.schedule, T=args.T, evaluator=evaluator,
-                                                quality_samples=args.quality_samples,
-                                                quality_steps=args.quality_steps, **kw)
-        _add_run_facts(report, device)
-        save_checkpoint(args.out, model, schedule, report)
-        return report
-    from benchmark.classifiers import pretrain_classifier, save_classifier
-
-    model, report = pretrain_classifier(task, args.network, schedule_name=args.schedule, T=args.T, **kw)
-    _add_run_facts(report, device)
-    save_classifier(args.out, model, args.network, report)
-    return report
 
 
 def cmd_aggregate(args) -> int:
@@ -243,16 +229,31 @@ def cmd_perf(args) -> int:
     return perf_main(args)
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows an option's default after its help, unless the help already says it or there is none."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if "default" in text or action.default in (None, argparse.SUPPRESS, False, []) or not text:
+            return text
+        return super()._get_help_string(action)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    from benchmark import __version__
+
+    parser = argparse.ArgumentParser(prog="python -m benchmark", description=__doc__.splitlines()[0],
+                                     formatter_class=_HelpFormatter)
+    parser.add_argument("--version", action="version", version=f"GuideBench %(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                title="commands (`python -m benchmark COMMAND --help` for each)")
     _add_run(sub)
     _add_pretrain(sub)
     from benchmark import catalog   # list, check-method
     catalog.add_parsers(sub)
     p = sub.add_parser("aggregate", help="concatenate cell files into one Parquet file")
-    p.add_argument("--out", required=True)
-    p.add_argument("files", nargs="+")
+    p.add_argument("--out", required=True, help="the aggregate Parquet file to write")
+    p.add_argument("files", nargs="+", help="cell Parquet files (each checked: readable, complete, checksum)")
     p = sub.add_parser("verify", help="check every cell file under RESULTS_DIR/cells (readable, complete, "
                                       "checksum); list the bad ones, --remove-bad deletes them for a rerun")
     p.add_argument("results_dir", help="the results folder (config results_dir), e.g. results")
@@ -263,8 +264,8 @@ def main(argv: list[str] | None = None) -> int:
                                             "(file:line), schema, registries, size of the sweep")
     p.add_argument("files", nargs="+", help="config files, e.g. config/config.yaml")
     p = sub.add_parser("report", help="write the HTML comparison report")
-    p.add_argument("--results", required=True)
-    p.add_argument("--out", required=True)
+    p.add_argument("--results", required=True, help="the aggregate Parquet file (results/all.parquet)")
+    p.add_argument("--out", required=True, help="the HTML file to write (its table goes beside it as .parquet)")
     p.add_argument("--models", default=None, help="folder of pre-training reports (*.json) to include")
     p.add_argument("--figures", default=None, help="also save every figure as a PNG in this folder")
     p.add_argument("--selected", default=None, help="the selection folder of the protocol (the workflow's "
@@ -274,32 +275,37 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", nargs="+", metavar="NAME[=STRENGTH]",
                    help="methods to time (default: every registered method at a mid-grid strength)")
     p.add_argument("--steps", type=int, help="sampling steps (default: every step of the schedule)")
-    p.add_argument("--task", default="subspace")
-    p.add_argument("--objective", default="quadratic_off")
-    p.add_argument("--denoiser", default="trained")
-    p.add_argument("--checkpoint", default="models/subspace_denoiser.safetensors")
-    p.add_argument("--samples", type=int, default=32)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--task", default="subspace", help="the task")
+    p.add_argument("--objective", default="quadratic_off", help="the task's objective")
+    p.add_argument("--denoiser", default="trained", help="oracle | trained")
+    p.add_argument("--checkpoint", default="models/subspace_denoiser.safetensors", help="for --denoiser trained")
+    p.add_argument("--samples", type=int, default=32, help="chains per round")
+    p.add_argument("--repeats", type=int, default=5, help="timed rounds per method (after one warm-up round)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
     p = sub.add_parser("tune", help="TFG's beam search over (rho, mu, gamma) on a small batch")
-    p.add_argument("--task", required=True)
-    p.add_argument("--objective", required=True)
-    p.add_argument("--denoiser", default="oracle")
-    p.add_argument("--checkpoint")
-    p.add_argument("--models-dir")
+    p.add_argument("--task", required=True, help="the task (see `python -m benchmark list`)")
+    p.add_argument("--objective", required=True, help="the task's objective")
+    p.add_argument("--denoiser", default="oracle", help="oracle | trained (with --checkpoint)")
+    p.add_argument("--checkpoint", help="the denoiser's safetensors checkpoint (--denoiser trained)")
+    p.add_argument("--models-dir", help="folder of the task's pre-trained networks (digits' classifiers)")
     p.add_argument("--objective-param", type=_pair, action="append", default=[], metavar="NAME=VALUE",
                    help="an objective parameter (repeatable)")
     p.add_argument("--samples", type=int, default=16, help="chains per scored setting (TFG: a small batch)")
-    p.add_argument("--steps", type=int, default=50)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--steps", type=int, default=50, help="sampling steps")
+    p.add_argument("--seed", type=int, default=0, help="the noise streams of the scored batch")
     p.add_argument("--start", type=float, default=0.25, help="start value of rho, mu and gamma (TFG: 0.25 or 0.5)")
-    p.add_argument("--beam", type=int, default=2)
-    p.add_argument("--rounds", type=int, default=6)
+    p.add_argument("--beam", type=int, default=2, help="settings kept per search round")
+    p.add_argument("--rounds", type=int, default=6, help="search rounds (each moves every kept setting by one factor)")
     p.add_argument("--metric", default="reward_mean", help="the final-round metric to maximise")
     p.add_argument("--minimise", action="store_true", help="minimise --metric instead")
-    p.add_argument("--device", default="auto")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    for p in sub.choices.values():
+        p.formatter_class = _HelpFormatter
     args = parser.parse_args(argv)
+    from benchmark.log import setup_logging
+
+    setup_logging()
     handler = {"run": cmd_run, "pretrain": cmd_pretrain, "aggregate": cmd_aggregate, "report": cmd_report,
                "perf": cmd_perf, "tune": cmd_tune, "verify": cmd_verify, "check-config": cmd_check_config}
     handler.update(catalog.HANDLERS)

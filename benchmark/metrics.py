@@ -6,6 +6,13 @@ import math
 
 import torch
 
+#: Which way each measure of `sample_measures` besides the task's own metrics is better (the task's are
+#: its `Task.metric_directions`): the reward statistics and the gaps to the known optima. The reward is
+#: always to be maximised. None: declared, with no better direction (the reward's spread across the
+#: batch is neither good nor bad), so the report shows it unranked.
+METRIC_DIRECTIONS: dict[str, str | float | None] = {
+    "reward_mean": "higher", "reward_std": None, "reward_topk": "higher", "gap": "lower", "gap_support": "lower"}
+
 
 def topk_count(n: int) -> int:
     """k of the top-k reward: the best 10 % of the batch, at least one sample."""

@@ -29,7 +29,7 @@ import torch
 from benchmark.denoisers.pretrain import v_loss
 from benchmark.diffusion import Costs, PerSampleNoise, Sampler, derive_seed, sample
 from benchmark.methods import Guide, LinearTarget, make_method
-from benchmark.spec import ALGORITHMS, LINEARISATIONS, Rounds  # noqa: F401 (re-exported)
+from benchmark.spec import Rounds
 
 #: Algorithm 1/2's settings (rounds, samples, algorithm, linearisation, fine-tuning): the cell spec's part.
 RoundsConfig = Rounds

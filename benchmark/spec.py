@@ -360,8 +360,15 @@ def _pair(text: str) -> tuple[str, object]:
 
 def add_spec_arguments(parser) -> None:
     """One argparse option per spec field (seed takes several: one cell each)."""
+    from benchmark.denoisers import DENOISERS
+    from benchmark.methods import METHODS
+    from benchmark.tasks import TASKS
+
+    names = {("task",): TASKS, ("method",): METHODS, ("denoiser", "loader"): DENOISERS}
     for flag, path, f, hint in cli_fields():
         kw: dict = {"dest": "spec__" + "__".join(path), "help": f.metadata.get("help", "")}
+        if path in names:  # the registry's names (a plug-in's or an import path is allowed too)
+            kw["help"] = kw["help"].split(" (see")[0] + f"; one of: {', '.join(names[path])}"
         optional = typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None))
         kind = [h for h in typing.get_args(hint) if h is not type(None)][0] if optional else hint
         if path == ("seed",):

@@ -27,10 +27,12 @@ A job is a cell id without its `_seed<seed>` suffix: with `batch_seeds` one proc
 seeds of a job of one stage (the start-up, mostly `import torch`, is paid once), each seed still
 its own cell and file; without it every cell is its own job.
 
-Tasks that load pre-trained networks (`Task.uses_models`, the image task digits) have four of them,
-each pre-trained by its own rule into the models folder as `<task>_<network>.safetensors`
-(NETWORKS); their cells get `--models-dir` and depend on all four. An experiment's
-`objective_params` reach every one of its cells as `--objective-param NAME=VALUE`. A method runs on
+A task declares the networks it pre-trains (`Task.networks`, benchmark.tasks.networks), each made
+by one job into the models folder as `<task>_<network>.safetensors` (`pretrain_targets`,
+`pretrain_cli`); a cell's inputs are the ones it loads (`cell_networks`: the `trained` denoiser, and
+for tasks that load networks (`Task.uses_models`, digits) those of its objective, from the cell's
+`models_dir`). An experiment's `objective_params` and `task_params` reach every one of its cells'
+specs. A method runs on
 every objective of its experiment, or on the subset its `objectives` names (classifier guidance
 only where there is a noise-conditional classifier).
 """
@@ -52,15 +54,6 @@ SAFE_NAME = r"[A-Za-z0-9_][A-Za-z0-9_.+=-]*"
 # any "//" in a file pattern, its constraints included.
 CELL_ID_PATTERN = r"(?![./-])(?!.*/[.-])(?!.*/[/])[A-Za-z0-9_.+=/-]+"
 _SAFE = re.compile(rf"^{SAFE_NAME}$")
-#: The networks of a task that `uses_models`, each `<models_dir>/<task>_<network>.safetensors`:
-#: the denoiser (a cell's --checkpoint) and the classifiers it loads from --models-dir.
-NETWORKS = ("denoiser", "classifier", "noisy_classifier", "evaluator")
-#: Per-network pre-training settings of such a task: config key -> `pretrain` flag (absent or
-#: null: the network's own default). The denoiser also takes the QUALITY_KEYS.
-NETWORK_KEYS = {"epochs": "--epochs", "batch_size": "--batch-size", "lr": "--lr", "width": "--width"}
-QUALITY_KEYS = {"quality_samples": "--quality-samples", "quality_steps": "--quality-steps"}
-
-
 class ConfigError(ValueError):
     """A config that cannot run; the message names the key, the bad value and what is allowed."""
 
@@ -174,6 +167,12 @@ def coerce_numbers(config: dict, schema: dict | str | None = None) -> None:
         with open(schema or schema_file(), encoding="utf-8") as f:
             schema = yaml.safe_load(f)
     _coerce(config, schema, schema)
+    from benchmark.tasks import TASKS
+
+    for task, block in (config.get("pretrain") or {}).items():  # keys from the task's declaration
+        if task in TASKS and isinstance(block, dict):
+            generated = pretrain_schema(task)
+            _coerce(block, generated, generated)
     from benchmark.methods import METHODS, method_params
 
     for exp in (config.get("experiments") or {}).values():
@@ -375,7 +374,7 @@ def check_config(config: dict) -> None:
     parameter checks (without loading a network), methods that need an objective capability."""
     from benchmark.denoisers import DENOISERS
     from benchmark.methods import METHODS, make_method, method_params
-    from benchmark.optimize import ALGORITHMS, LINEARISATIONS
+    from benchmark.spec import ALGORITHMS, LINEARISATIONS
     from benchmark.tasks import TASKS
 
     if not config.get("experiments"):
@@ -384,6 +383,7 @@ def check_config(config: dict) -> None:
         raise ConfigError("seeds: empty grid; give at least one seed")
     _check_finite(config)
     _check_size(config)
+    check_pretrain(config)
     for name, exp in config["experiments"].items():
         where = f"experiments.{name}"
         _safe(where, name)
@@ -678,50 +678,142 @@ def evaluation_cells(cells: dict[str, SweepCell], jobs: list[str], seeds: list[i
 
 
 def _uses_models(task: str) -> bool:
-    from benchmark.tasks import TASKS
+    from benchmark.tasks import task_class
 
-    return TASKS[task].uses_models
-
-
-def pretrain_tasks(cells: dict[str, SweepCell]) -> tuple[list[str], list[str]]:
-    """(tasks whose one network is a denoiser, tasks with NETWORKS) among the trained cells, sorted."""
-    trained = sorted({c.spec.task for c in cells.values() if c.spec.denoiser.name == "trained"})
-    return [t for t in trained if not _uses_models(t)], [t for t in trained if _uses_models(t)]
+    return task_class(task).uses_models
 
 
 def is_image_task(task: str) -> bool:
-    from benchmark.tasks import TASKS
+    """Its cells write a sample gallery beside their Parquet file."""
+    from benchmark.tasks import task_class
 
-    return TASKS[task].is_image
+    return task_class(task).is_image
 
 
-def declared_model_tasks(cells: dict[str, SweepCell]) -> tuple[list[str], list[str]]:
-    """(vector tasks, image tasks) of the cells whose denoiser is a model declared under `denoisers`."""
-    tasks = sorted({c.spec.task for c in cells.values() if c.spec.denoiser.name not in ("oracle", "trained")})
-    return [t for t in tasks if not is_image_task(t)], [t for t in tasks if is_image_task(t)]
+def task_networks(task: str) -> dict:
+    """The networks task `task` declares (benchmark.tasks.networks): name -> Network."""
+    from benchmark.tasks import task_class
+
+    return dict(task_class(task).networks)
+
+
+def pretrain_targets(cells: dict[str, SweepCell]) -> list[tuple[str, str]]:
+    """The (task, network) pairs the cells need pre-trained, sorted: the denoiser of every task with a
+    `trained` cell, the networks each cell's objective loads (`Task.network_files`), and whatever those
+    need first (`Network.needs`)."""
+    from benchmark.tasks import task_class
+
+    wanted: set[tuple[str, str]] = set()
+    for c in cells.values():
+        s = c.spec
+        if s.denoiser.name == "trained":
+            wanted.add((s.task, "denoiser"))
+        wanted |= {(s.task, kind) for kind in task_class(s.task).network_files(s.objective, ".")}
+    todo = list(wanted)
+    while todo:
+        task, name = todo.pop()
+        for need in task_networks(task)[name].needs:
+            if (task, need) not in wanted:
+                wanted.add((task, need))
+                todo.append((task, need))
+    return sorted(wanted)
+
+
+def cell_networks(spec: CellSpec, models_dir: str) -> list[str]:
+    """The files of the pre-trained networks a cell loads (its rule's inputs): its denoiser when it is the
+    workflow's own (`trained`), and the networks its task loads for its objective."""
+    from benchmark.tasks import task_class
+
+    files = [spec.denoiser.source] if spec.denoiser.name == "trained" else []
+    files += [str(p) for p in task_class(spec.task).network_files(spec.objective, models_dir).values()]
+    return files
 
 
 def pretrain_cli(config: dict, task: str, network: str = "denoiser") -> list[str]:
-    """`python -m benchmark pretrain` arguments of one network of `task` (all but --task/--out/--report/
-    --device, and the denoiser's --evaluator, which the rules pass as files)."""
-    p = config["pretrain"][task]
-    if _uses_models(task):
-        if network not in NETWORKS:
-            raise ConfigError(f"pretrain.{task}: no network {network!r}; allowed: {list(NETWORKS)}")
-        args = ["--network", network, "--seed", str(p.get("seed", 0)), "--task-seed", str(config.get("task_seed", 0))]
-        if network in ("denoiser", "noisy_classifier"):  # classifier guidance needs the two on one schedule
-            args += ["--schedule", p.get("schedule", "cosine"), "--T", str(p.get("T", 200))]
-        settings = p.get(network) or {}
-        keys = {**NETWORK_KEYS, **(QUALITY_KEYS if network == "denoiser" else {})}
-        for key, flag in keys.items():
-            if settings.get(key) is not None:
-                args += [flag, _cli_value(settings[key])]
-        return args
-    if network != "denoiser":
-        raise ConfigError(f"pretrain.{task}: task {task!r} has one network; allowed: ['denoiser']")
-    return ["--schedule", p["schedule"], "--T", str(p["T"]), "--hidden", str(p["hidden"]), "--depth", str(p["depth"]),
-            "--epochs", str(p["epochs"]), "--batch-size", str(p["batch_size"]), "--lr", repr(float(p["lr"])),
-            "--n-train", str(p["n_train"]), "--seed", str(p["seed"]), "--task-seed", str(config.get("task_seed", 0))]
+    """`python -m benchmark pretrain` arguments of one network of `task` from its declaration (all but
+    --task/--out/--report/--device and the files of the networks it needs, which the rule passes as
+    --need NAME=FILE): the task-level settings it shares, then its own; a task with one network takes
+    them flat under pretrain.<task>, one with several per network (pretrain.<task>.<network>)."""
+    from benchmark.tasks.networks import flag
+
+    networks = task_networks(task)
+    if network not in networks:
+        if len(networks) <= 1:
+            raise ConfigError(f"pretrain.{task}: task {task!r} has one network; allowed: {list(networks)}")
+        raise ConfigError(f"pretrain.{task}: no network {network!r}; allowed: {list(networks)}")
+    net = networks[network]
+    p = json.loads(json.dumps(config["pretrain"][task]))
+    _fill_defaults(p, pretrain_schema(task))  # the declaration's defaults, whether or not check_pretrain ran
+    own = p if len(networks) == 1 else (p.get(network) or {})
+    args = ["--network", network] if len(networks) > 1 else []
+    for key, source in [(k, p) for k in net.shared] + [(k, own) for k in net.settings]:
+        if source.get(key) is not None:
+            args += [flag(key), _cli_value(source[key])] if key in PRETRAIN_FLAGS else \
+                ["--set", f"{key}={_cli_value(source[key])}"]
+    return args + ["--task-seed", str(config.get("task_seed", 0))]
+
+
+def pretrain_schema(task: str) -> dict:
+    """The JSON schema of `pretrain.<task>`, generated from the task's network declaration: a task with one
+    network takes its settings flat; one with several takes the shared settings (schedule, T, seed) at the
+    top and each network's own under its name. Defaults are the declarations'."""
+    from benchmark.tasks.networks import SETTINGS
+
+    networks = task_networks(task)
+
+    def props(keys, defaults):
+        return {k: dict(SETTINGS.get(k, {})) | ({"default": defaults[k]} if k in defaults else {}) for k in keys}
+
+    if len(networks) == 1:
+        (name, net), = networks.items()
+        return {"type": "object", "additionalProperties": False, "description": f"{task}: its {name}, {net.doc}",
+                "properties": props(net.takes(), net.defaults)}
+    shared = [k for net in networks.values() for k in net.shared]
+    defaults = {k: v for net in networks.values() for k, v in net.defaults.items() if k in shared}
+    properties = props(dict.fromkeys(shared), defaults)
+    for name, net in networks.items():
+        properties[name] = {"type": "object", "additionalProperties": False, "default": {},
+                            "description": net.doc, "properties": props(net.settings, net.defaults)}
+    return {"type": "object", "additionalProperties": False, "properties": properties,
+            "description": f"{task}: its networks {list(networks)}; a setting left out is the network's own default"}
+
+
+def check_pretrain(config: dict) -> None:
+    """Each `pretrain.<task>` against the schema its task's declaration generates (`pretrain_schema`),
+    defaults filled in place; ConfigError naming the key and what is allowed."""
+    import jsonschema
+
+    from benchmark.tasks import TASKS
+
+    for task, block in (config.get("pretrain") or {}).items():
+        if task not in TASKS:
+            raise ConfigError(f"pretrain.{task}: unknown task; allowed: {sorted(TASKS)}")
+        schema = pretrain_schema(task)
+        _coerce(block, schema, schema)  # 1e-3 is a number here too (see coerce_numbers)
+        error = jsonschema.exceptions.best_match(jsonschema.Draft7Validator(schema).iter_errors(block))
+        if error is not None:
+            path = ".".join(str(p) for p in error.absolute_path)
+            allowed = ""
+            if error.validator == "additionalProperties":
+                node = schema
+                for part in error.absolute_path:
+                    node = node["properties"][part]
+                allowed = f"; allowed: {sorted(node['properties'])}"
+            raise ConfigError(f"pretrain.{task}{'.' + path if path else ''}: {error.message}{allowed}")
+        _fill_defaults(block, schema)
+
+
+def _fill_defaults(node: dict, schema: dict) -> None:
+    for key, sub in schema.get("properties", {}).items():
+        if key not in node and "default" in sub:
+            node[key] = json.loads(json.dumps(sub["default"]))
+        if isinstance(node.get(key), dict):
+            _fill_defaults(node[key], sub)
+
+
+#: The settings `python -m benchmark pretrain` has a flag for; others go as --set KEY=VALUE.
+PRETRAIN_FLAGS = ("schedule", "T", "seed", "hidden", "depth", "width", "epochs", "batch_size", "lr", "n_train",
+                  "quality_samples", "quality_steps")
 
 
 def job_key(cell_id: str) -> str:

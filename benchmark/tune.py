@@ -12,7 +12,6 @@ search costs at most 1 + rounds * beam * len(factors) runs.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Callable

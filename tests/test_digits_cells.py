@@ -230,18 +230,24 @@ def test_every_method_runs_on_every_digits_objective(digits_models, objective):
 def test_pretrain_cli_for_each_digits_network(tmp_path, capsys):
     for kind in ("evaluator", "classifier", "noisy_classifier"):
         out = tmp_path / MODEL_FILES[kind]
+        schedule = ["--T", "20"] if kind == "noisy_classifier" else []  # only it is noise-conditional
         assert main(["pretrain", "--task", "digits", "--network", kind, "--epochs", "1", "--width", "4",
-                     "--T", "20", "--out", str(out), "--report", str(tmp_path / f"{kind}.json")]) == 0
+                     *schedule, "--out", str(out), "--report", str(tmp_path / f"{kind}.json")]) == 0
         assert json.loads((tmp_path / f"{kind}.json").read_text())["network"] == kind
+    capsys.readouterr()
+    assert main(["pretrain", "--task", "digits", "--network", "classifier", "--T", "20", "--out",
+                 str(tmp_path / "z")]) == 2  # a setting the network does not declare is refused, not ignored
+    assert ("network 'classifier' of task 'digits' takes no ['T']; allowed: ['seed', 'epochs', 'batch_size', "
+            "'lr', 'width']") in capsys.readouterr().err
     out = tmp_path / MODEL_FILES["denoiser"]
     assert main(["pretrain", "--task", "digits", "--epochs", "1", "--width", "4", "--T", "20", "--out", str(out),
-                 "--evaluator", str(tmp_path / MODEL_FILES["evaluator"]), "--quality-samples", "8",
+                 "--need", f"evaluator={tmp_path / MODEL_FILES['evaluator']}", "--quality-samples", "8",
                  "--quality-steps", "4", "--report", str(tmp_path / "d.json")]) == 0
     report = json.loads((tmp_path / "d.json").read_text())
     assert report["arch"] == "UNet" and "unguided_fd" in report and "heldout_loss" in report
     capsys.readouterr()
     assert main(["pretrain", "--task", "subspace", "--network", "classifier", "--out", str(tmp_path / "x")]) == 2
     assert "task 'subspace' has no 'classifier' to pre-train; allowed: ['denoiser']" in capsys.readouterr().err
-    assert main(["pretrain", "--task", "digits", "--out", str(tmp_path / "y"), "--evaluator",
-                 str(tmp_path / MODEL_FILES["classifier"])]) == 2
+    assert main(["pretrain", "--task", "digits", "--out", str(tmp_path / "y"), "--need",
+                 f"evaluator={tmp_path / MODEL_FILES['classifier']}"]) == 2
     assert "is a 'classifier' checkpoint; expected 'evaluator'" in capsys.readouterr().err

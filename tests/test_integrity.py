@@ -391,6 +391,6 @@ def test_after_remove_bad_the_normal_run_recomputes_exactly_those_cells(cell_fil
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = (proc.stdout + proc.stderr).partition("Building DAG of jobs")[2]  # not the command line echoed
-    assert re.search(r"^cell_oracle\s+1$", out, re.M), out[-3000:]
+    assert re.search(r"^cell\s+1$", out, re.M), out[-3000:]
     assert str(damaged.relative_to(tmp_path)) in out
     assert not any(str(f.relative_to(tmp_path)) in out for f in files if f != damaged)

@@ -1,6 +1,7 @@
-"""Plug-ins: a method and an objective from another distribution, found through entry points
-(`guidebench.methods`, `guidebench.objectives`), listed by `python -m benchmark list`, checked by
-`python -m benchmark check-method`, and run by the contract tests; import paths without entry points.
+"""Plug-ins: a method, an objective and a task from another distribution, found through entry points
+(`guidebench.methods`, `guidebench.objectives`, `guidebench.tasks`), listed by `python -m benchmark list`,
+checked by `python -m benchmark check-method`, and run by the contract tests (the task: pre-trained and run
+by `pretrain` and `run`); import paths without entry points.
 
 The plug-in is tests/fixtures/guidebench_demo_plugin, installed offline (no index, no build isolation:
 setuptools comes from the test environment) into a temporary folder put on PYTHONPATH of subprocesses,
@@ -144,6 +145,9 @@ def test_plugin_objective_through_the_task(plugin_site):
             make_task("sphere").objective("demo_latent")
         with pytest.raises(ValueError, match=r"has no parameter\\(s\\) \\['tagret'\\]; allowed: \\['target'\\]"):
             sub.objective("demo_latent", {"tagret": 1.0})
+        from benchmark.spec import CellSpec   # refused in the spec too, before any job (no objective built)
+        with pytest.raises(ValueError, match=r"has no parameter\\(s\\) \\['tagret'\\]; allowed: \\['target'\\]"):
+            CellSpec(task="subspace", objective="demo_latent", method="none", objective_params={"tagret": 1.0})
         with pytest.raises(ValueError, match=r"task 'subspace' has no objective 'nope'; "
                                              r"allowed: \\[.*'gaussian_inverse', 'demo_latent'\\]"):
             sub.objective("nope")
@@ -199,6 +203,52 @@ def test_a_config_refuses_an_import_path_as_method_name():
     with pytest.raises(ConfigError, match=r"method name 'benchmark.methods.dps:DPS' cannot be part of a file name.*"
                                           r"entry point in group 'guidebench.methods'"):
         check_config(config)
+
+
+def test_list_shows_the_plugin_task_with_its_objectives(plugin_site):
+    proc = bench(plugin_site, "list")
+    assert proc.returncode == 0, proc.stderr
+    ring = next(ln for ln in proc.stdout.splitlines() if ln.strip().startswith("demo_ring"))
+    assert "plug-in (guidebench.tasks: demo_ring = guidebench_demo.tasks:RingTask)" in ring
+    assert "]: linear" in ring and "oracle" not in ring                   # its objective; no exact denoiser
+    catalog = json.loads(bench(plugin_site, "list", "--json").stdout)
+    task = next(t for t in catalog["tasks"] if t["name"] == "demo_ring")
+    assert (task["class"], task["objectives"], task["plugin_objectives"], task["oracle"]) == \
+        ("guidebench_demo.tasks:RingTask", ["linear"], [], False)
+
+
+def test_plugin_task_pretrains_and_runs(plugin_site, tmp_path):
+    """`pretrain` and `run` on the plug-in task: a ScoreMLP on its data, then a dps cell on it whose rows are
+    ok and carry its fidelity metric radius_error, per chain."""
+    import pandas as pd
+
+    checkpoint, out = tmp_path / "ring.safetensors", tmp_path / "ring.parquet"
+    proc = bench(plugin_site, "pretrain", "--task", "demo_ring", "--epochs", "1", "--n-train", "2048", "--hidden", "32",
+                 "--depth", "1", "--out", str(checkpoint))
+    assert proc.returncode == 0 and checkpoint.is_file(), proc.stderr[-2000:]
+    assert '"task": "demo_ring"' in proc.stderr
+    proc = bench(plugin_site, "run", "--task", "demo_ring", "--objective", "linear", "--method", "dps", "--strength",
+                 "0.1", "--denoiser", "trained", "--checkpoint", str(checkpoint), "--rounds", "1", "--samples", "4",
+                 "--steps", "5", "--out", str(out))
+    assert proc.returncode == 0 and f"{out}: " in proc.stderr and "status ok" in proc.stderr, proc.stderr[-2000:]
+    df = pd.read_parquet(out)
+    assert set(df.status) == {"ok"} and set(df.task) == {"demo_ring"} and set(df["round"]) == {0, 1}
+    radius = df[df.metric == "radius_error"]
+    assert len(radius) == 2 and radius.value.ge(0).all()                  # rounds 0 (unguided) and 1
+    assert all(len(v) == 4 for v in radius.per_sample)                    # one value per chain
+    assert {"reward_mean", "gap_support"} <= set(df.metric)               # the linear objective's own
+
+
+def test_plugin_task_refuses_what_it_lacks(plugin_site):
+    """No oracle and one objective: the cell spec says so before anything runs."""
+    proc = bench(plugin_site, "run", "--task", "demo_ring", "--objective", "linear", "--method", "dps",
+                 "--denoiser", "oracle", "--rounds", "1", "--samples", "2", "--steps", "2", "--out", "unused.parquet")
+    assert proc.returncode == 2 and "task 'demo_ring' has no exact (oracle) denoiser" in proc.stderr, proc.stderr
+    proc = bench(plugin_site, "run", "--task", "demo_ring", "--objective", "quadratic_off", "--method", "dps",
+                 "--denoiser", "trained", "--checkpoint", "unused.safetensors", "--out", "unused.parquet")
+    assert proc.returncode == 2 and "task 'demo_ring' has no objective 'quadratic_off'; allowed: ['linear']" \
+        in proc.stderr, proc.stderr
+    assert not (ROOT / "unused.parquet").exists()
 
 
 # --- end to end through the workflow (slow) -------------------------------------------------------------

@@ -338,7 +338,7 @@ def test_config_values_reach_the_cli_as_it_parses_them():
 
 
 def test_pretrain_cli_per_network():
-    from benchmark.sweep import NETWORKS, pretrain_cli
+    from benchmark.sweep import pretrain_cli, task_networks
 
     config = load("smoke.yaml")
     config["task_seed"] = 2
@@ -361,21 +361,23 @@ def test_pretrain_cli_per_network():
     with pytest.raises(ConfigError, match=r"pretrain.subspace: task 'subspace' has one network; allowed: \['denoiser'\]"):
         pretrain_cli(config, "subspace", "evaluator")
     assert pretrain_cli(config, "subspace")[:2] == ["--schedule", "cosine"]
-    assert set(NETWORKS) == {"denoiser", "classifier", "noisy_classifier", "evaluator"}
+    assert set(task_networks("digits")) == {"denoiser", "classifier", "noisy_classifier", "evaluator"}
+    assert task_networks("digits")["denoiser"].needs == ("evaluator",) and set(task_networks("subspace")) == {"denoiser"}
 
 
 def test_network_files_are_the_tasks_contract():
     """The rules name `<models_dir>/<task>_<network>.safetensors`; the task loads the same files, and
     every task that loads networks is an image task (its cells' rule declares the galleries; the images
     task is an image task that loads none: its model is declared under `denoisers`)."""
-    from benchmark.sweep import NETWORKS, pretrain_tasks
+    from benchmark.sweep import pretrain_targets, task_networks
     from benchmark.tasks import TASKS
     from benchmark.tasks.digits import MODEL_FILES
 
-    assert MODEL_FILES == {n: f"digits_{n}.safetensors" for n in NETWORKS}
+    assert MODEL_FILES == {n: f"digits_{n}.safetensors" for n in task_networks("digits")}
     assert all(t.is_image for t in TASKS.values() if t.uses_models)
     assert {name for name, t in TASKS.items() if t.is_image and not t.uses_models} == {"images"}
-    assert pretrain_tasks(cells_from_config(load())) == (["sphere", "subspace"], ["digits"])
+    assert pretrain_targets(cells_from_config(load())) == [
+        ("digits", n) for n in sorted(task_networks("digits"))] + [("sphere", "denoiser"), ("subspace", "denoiser")]
 
 
 # --- everything a job would refuse is refused at DAG build (issue 10) -------------------------
@@ -541,3 +543,30 @@ def test_a_million_cells_stop_at_dag_build_and_yaml_1_2_numbers_pass(tmp_path):
     assert re.search(r"max_cells: the sweep asks for 1,00\d,\d\d\d cells", out), out[-2000:]
     assert "--config max_cells=" in out
     assert not (tmp_path / "results").exists()
+
+
+def test_pretrain_keys_come_from_the_tasks_network_declarations():
+    """`pretrain.<task>` is checked against the schema its task's networks generate: flat for one network,
+    shared settings plus one block per network for several; defaults filled; a misspelt key named with
+    what is allowed there."""
+    from benchmark.sweep import check_pretrain, pretrain_schema
+
+    assert set(pretrain_schema("subspace")["properties"]) == {"schedule", "T", "seed", "hidden", "depth", "epochs",
+                                                              "batch_size", "lr", "n_train"}
+    digits = pretrain_schema("digits")["properties"]
+    assert set(digits) == {"schedule", "T", "seed", "denoiser", "classifier", "noisy_classifier", "evaluator"}
+    assert set(digits["denoiser"]["properties"]) == {"epochs", "batch_size", "lr", "width", "quality_samples",
+                                                     "quality_steps"}
+    config = load("smoke.yaml")
+    config["pretrain"]["subspace"].pop("epochs")
+    check_pretrain(config)
+    assert config["pretrain"]["subspace"]["epochs"] == 10  # the declaration's default
+    config["pretrain"]["digits"]["classifier"]["epoch"] = 3
+    with pytest.raises(ConfigError, match=r"^pretrain.digits.classifier: Additional properties are not allowed "
+                                          r"\('epoch' was unexpected\); allowed: \['batch_size', 'epochs', 'lr', "
+                                          r"'width'\]"):
+        check_pretrain(config)
+    config = load("smoke.yaml")
+    config["pretrain"]["subspace"]["T"] = 1
+    with pytest.raises(ConfigError, match=r"^pretrain.subspace.T: 1 is less than the minimum of 2"):
+        cells_from_config(config)

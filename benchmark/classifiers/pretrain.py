@@ -13,28 +13,26 @@ Held-out numbers: the guide and the noisy classifier on `validation` (the noisy 
 Reproducible from `seed`: initialisation, data order, noise and dropout all draw from generators
 seeded by hashing (network, task, task seed, seed), inside a forked global RNG.
 
-Checkpoints are safetensors files (tensors only, no pickle); the network kind, architecture,
-configuration and the training report travel in the string metadata.
+Checkpoints are the suite's one format (benchmark.checkpoints: safetensors, no pickle; the network
+kind, architecture, configuration and the training report in the string metadata).
 """
 
 from __future__ import annotations
 
-import json
 import math
 import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
 from torch.nn import functional as F
 
 from benchmark.classifiers.networks import NETWORKS
-from benchmark.denoisers.pretrain import fit, invalid_checkpoint, load_weights, network_metadata
+from benchmark.checkpoints import load_network, save_network
+from benchmark.denoisers.pretrain import fit
 from benchmark.denoisers.pretrain_images import warmup_cosine
 from benchmark.diffusion.noise import derive_seed
 from benchmark.diffusion.schedules import make_schedule
 from benchmark.images.ops import translate
-from benchmark.results import atomic_path
 
 #: Per network: (epochs, batch size, learning rate, width), sized so that all three train in well
 #: under a minute on two CPU cores.
@@ -150,32 +148,13 @@ def pretrain_classifier(task, network: str, *, epochs: int | None = None, batch_
 
 
 def save_classifier(path: str | Path, model, network: str, report: dict) -> None:
-    """Atomic write of a safetensors checkpoint with the network kind, architecture, config and report."""
+    """Atomic write of a classifier checkpoint (benchmark.checkpoints)."""
     _check_network(network)
-    if not isinstance(model, NETWORKS[network]):
-        raise ValueError(f"a {network!r} checkpoint holds a {NETWORKS[network].__name__}, got a {type(model).__name__}")
-    meta = {"network": network, "arch": type(model).__name__, "config": json.dumps(model.config),
-            "report": json.dumps(report)}
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
+    save_network(path, model, network, report, {NETWORKS[network].__name__: NETWORKS[network]})
 
 
 def load_classifier(path: str | Path, network: str, device: str = "cpu"):
-    """(model in eval mode, report) from a checkpoint written by `save_classifier` (no unpickling)."""
+    """(model in eval mode, report) of a classifier checkpoint (benchmark.checkpoints: no unpickling)."""
     _check_network(network)
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; make it with `python -m benchmark pretrain "
-                                f"--network {network} --out {path}`")
-    meta = network_metadata(path, network)  # a damaged file: CheckpointError naming it and its rebuild
-    if meta["network"] != network:
-        raise ValueError(f"{path} is a {meta['network']!r} checkpoint; expected {network!r}")
-    arch = NETWORKS[network]
-    if meta["arch"] != arch.__name__:
-        raise ValueError(f"{path}: architecture {meta['arch']!r} is not the {network}'s {arch.__name__!r}")
-    try:
-        model = arch(**meta["config"])
-    except Exception as exc:
-        raise invalid_checkpoint(path, exc, network) from None
-    load_weights(model, path, network)
-    return model.to(device).eval(), meta["report"]
+    model, meta = load_network(path, network, {NETWORKS[network].__name__: NETWORKS[network]}, device)
+    return model, meta["report"]

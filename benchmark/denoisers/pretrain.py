@@ -6,15 +6,14 @@ Training minimises the v-prediction loss (Salimans & Ho 2022), a re-weighting of
 Held-out quality is reported as the eps-loss of Ho et al. 2020 (eq. 14), the common currency of
 every denoiser (the oracle's eps-loss is the irreducible part).
 
-Checkpoints are safetensors files (tensors only, no pickle); the architecture, schedule and
-training report travel in the file's string metadata. ARCHITECTURES lists the denoiser networks a
+Checkpoints are the suite's one format (benchmark.checkpoints: safetensors, tensors only, no pickle;
+the architecture, its config with the schedule, and the training report in the string metadata). ARCHITECTURES lists the denoiser networks a
 checkpoint may hold (ScoreMLP for vector tasks, UNet for image tasks; pretrain_images.py trains the latter).
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import sys
@@ -22,13 +21,13 @@ import time
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, safe_open, save_file
 
+from benchmark.checkpoints import (CheckpointError, invalid_checkpoint, load_network,  # noqa: F401 (re-exported)
+                                   load_weights, network_metadata, save_network)
 from benchmark.denoisers.network import ScoreMLP
 from benchmark.denoisers.unet import UNet
 from benchmark.diffusion.noise import derive_seed
 from benchmark.diffusion.schedules import VPSchedule, make_schedule
-from benchmark.results import atomic_path
 
 log = logging.getLogger(__name__)
 
@@ -150,54 +149,8 @@ def pretrain(task, *, schedule_name: str = "cosine", T: int = 200, hidden: int =
 
 
 def save_checkpoint(path: str | Path, model: ScoreMLP | UNet, schedule: VPSchedule, report: dict) -> None:
-    """Atomic write of a safetensors checkpoint with architecture + schedule + report metadata."""
-    arch = type(model).__name__
-    if arch not in ARCHITECTURES:
-        raise ValueError(f"cannot save a {arch} as a denoiser checkpoint; allowed: {sorted(ARCHITECTURES)}")
-    meta = {"network": "denoiser", "arch": arch, "config": json.dumps(model.config), "report": json.dumps(report)}
-    with atomic_path(path) as tmp:
-        save_file({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, str(tmp), metadata=meta)
-
-
-class CheckpointError(ValueError):
-    """A network file that is not a valid checkpoint (empty, truncated, random bytes, wrong tensors):
-    one line naming the file and the command that rebuilds it."""
-
-
-def invalid_checkpoint(path: str | Path, exc: BaseException | str, network: str = "denoiser") -> CheckpointError:
-    """The error for a damaged checkpoint; the task is read from the workflow's file name
-    `<task>_<network>.safetensors` (TASK when the name does not follow it)."""
-    path = Path(path)
-    reason = exc if isinstance(exc, str) else (
-        f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}".rstrip(": "))
-    suffix = f"_{network}.safetensors"
-    task = path.name[:-len(suffix)] if path.name.endswith(suffix) and len(path.name) > len(suffix) else "TASK"
-    return CheckpointError(f"{path} is not a valid checkpoint ({reason}); rebuild it: rm {path} and rerun "
-                           f"`snakemake --cores all`, or `python -m benchmark pretrain --task {task} "
-                           f"--network {network} --out {path}`")
-
-
-def network_metadata(path: str | Path, network: str = "denoiser") -> dict:
-    """A checkpoint's string metadata {network, arch, config, report} (config and report parsed), read
-    without loading its tensors; a file that is not a valid checkpoint raises CheckpointError."""
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        kind = meta.get("network", "denoiser" if meta.get("arch") else None)
-        return {"network": kind, "arch": meta["arch"], "config": json.loads(meta["config"]),
-                "report": json.loads(meta["report"])}
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # safetensors, json and a missing key each raise their own type
-        raise invalid_checkpoint(path, exc, network) from None
-
-
-def load_weights(model: torch.nn.Module, path: str | Path, network: str = "denoiser") -> None:
-    """Load the checkpoint's tensors into `model`; damaged or mismatched tensors raise CheckpointError."""
-    try:
-        model.load_state_dict(load_file(str(path)))
-    except Exception as exc:
-        raise invalid_checkpoint(path, exc, network) from None
+    """Atomic write of a denoiser checkpoint (benchmark.checkpoints; its config holds the schedule)."""
+    save_network(path, model, "denoiser", report, ARCHITECTURES)
 
 
 def checkpoint_metadata(path: str | Path) -> dict:
@@ -205,24 +158,12 @@ def checkpoint_metadata(path: str | Path) -> dict:
 
 
 def load_checkpoint(path: str | Path, device: str = "cpu") -> tuple[ScoreMLP | UNet, VPSchedule, dict]:
-    """Load a checkpoint written by `save_checkpoint` (safetensors: no code is unpickled).
-
-    A missing file raises FileNotFoundError, a damaged one CheckpointError; both name the file and
-    the command that makes it."""
-    path = Path(path)
-    if not path.exists():
-        raise FileNotFoundError(f"checkpoint {path} does not exist; run `python -m benchmark pretrain` "
-                                "(or the workflow's pretrain rule) first")
-    meta = checkpoint_metadata(path)
-    if meta["network"] != "denoiser":
-        raise ValueError(f"{path} is a {meta['network']!r} checkpoint, not a denoiser")
-    if meta["arch"] not in ARCHITECTURES:
-        raise ValueError(f"{path}: unknown architecture {meta['arch']!r}; allowed: {sorted(ARCHITECTURES)}")
+    """(model in eval mode, its schedule, training report) of a denoiser checkpoint (benchmark.checkpoints:
+    no code is unpickled). A missing file raises FileNotFoundError, a damaged one CheckpointError; both
+    name the file and the command that makes it."""
+    model, meta = load_network(path, "denoiser", ARCHITECTURES, device)
     try:
-        model = ARCHITECTURES[meta["arch"]](**meta["config"])
         schedule = make_schedule(meta["config"]["schedule"], meta["config"]["T"])
     except Exception as exc:
         raise invalid_checkpoint(path, exc) from None
-    load_weights(model, path)
-    model.to(device).eval()
     return model, schedule, meta["report"]

@@ -34,6 +34,20 @@ def plugin_objectives(task_name: str) -> list[str]:
     return [n for n, cls in OBJECTIVES.items() if applies_to(cls, task_name)]
 
 
+def check_plugin_params(cls, name: str, task_name: str, params: dict) -> None:
+    """ValueError for a parameter the plug-in objective's constructor `cls(task, ...)` does not take."""
+    try:
+        sig = list(inspect.signature(cls).parameters.values())[1:]          # after `task`
+    except (TypeError, ValueError):
+        return
+    if not any(p.kind is p.VAR_KEYWORD for p in sig):
+        names = [p.name for p in sig if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        unknown = sorted(set(params) - set(names))
+        if unknown:
+            raise ValueError(f"objective {name!r} of task {task_name!r} has no parameter(s) {unknown}; "
+                             f"allowed: {sorted(names) or 'none'}")
+
+
 def make_plugin_objective(task, name: str, params: dict | None = None):
     """The plug-in objective `name` of `task`, `cls(task, **params)` (what `Task.objective` falls back to
     for a name that is not the task's own): ValueError naming the objectives allowed for the task when
@@ -50,16 +64,7 @@ def make_plugin_objective(task, name: str, params: dict | None = None):
     if not applies_to(cls, task.name):
         raise ValueError(f"objective {name!r} ({where}) applies to tasks {list(cls.tasks)}, not to task "
                          f"{task.name!r}; allowed for task {task.name!r}: {allowed}")
-    try:
-        sig = list(inspect.signature(cls).parameters.values())[1:]          # after `task`
-    except (TypeError, ValueError):
-        sig = None
-    if sig is not None and not any(p.kind is p.VAR_KEYWORD for p in sig):
-        names = [p.name for p in sig if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
-        unknown = sorted(set(params) - set(names))
-        if unknown:
-            raise ValueError(f"objective {name!r} of task {task.name!r} has no parameter(s) {unknown}; "
-                             f"allowed: {sorted(names) or 'none'}")
+    check_plugin_params(cls, name, task.name, params)
     try:
         return cls(task, **params)
     except TypeError as exc:

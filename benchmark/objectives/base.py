@@ -25,6 +25,10 @@ class Objective(nn.Module):
     counted_methods: tuple[str, ...] = ()
     #: Chains per round, set by `for_chains`; None: row j of a batch is chain j.
     chains: int | None = None
+    #: The objective's own metrics, which way each is better ("higher", "lower" or a target value), for
+    #: objectives whose task measures them (e.g. `calibration`); a task includes its objectives' in its
+    #: `metric_directions`, and the report also reads a plug-in objective's from here.
+    metric_directions: dict[str, str | float] = {}
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # pragma: no cover - interface
         raise NotImplementedError

@@ -81,6 +81,10 @@ class GaussianInverse(Objective):
     standard normal; `reference_seed` seeds the Monte-Carlo reference of the calibration metrics."""
 
     optimum = 0.0
+    #: The calibration metrics (`calibration`): errors, and the floors of the errors at the batch size,
+    #: lower is better; var_ratio is best at 1 (< 1 over-confident, > 1 too wide).
+    metric_directions = {"w2": "lower", "w2_exact_n": "lower", "mean_error": "lower", "mean_error_exact_n": "lower",
+                         "var_ratio": 1.0}
 
     def __init__(self, name: str, A: torch.Tensor, H: torch.Tensor, u_star: torch.Tensor, noise: torch.Tensor,
                  sigma_y: float, reference_seed: int = 0):

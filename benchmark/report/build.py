@@ -37,6 +37,9 @@ def _panel(index: int, key: tuple, rows: pd.DataFrame, palette: dict, fidelity_m
     slug = f"{index:02d}_{_slug(*key)}"
     fidelity = agg.fidelity_metric(rows, fidelity_metrics)
     extra = agg.panel_metrics(rows, fidelity)
+    directions = {m: agg.metric_direction(m, task, objective) for m in [agg.REWARD_METRIC, *extra]}
+    if fidelity is not None:
+        directions[fidelity] = agg.metric_direction(fidelity, task, objective)
     board = agg.leaderboard(rows, fidelity, level, extra=extra)
     strengths = agg.best_strengths(board)
 
@@ -53,7 +56,7 @@ def _panel(index: int, key: tuple, rows: pd.DataFrame, palette: dict, fidelity_m
     tradeoff = None
     if fidelity is not None:
         figures.append({
-            "title": f"Fidelity: {fidelity} per round (lower is better)",
+            "title": f"Fidelity: {fidelity} per round ({agg.direction_text(directions[fidelity])})",
             "caption": f"Mean over seeds with a {level:.0%} t-interval band; each method at its best strength.",
             "png": figs.curves_figure(agg.curves(rows, fidelity, level), strengths, fidelity, palette,
                                       title=title, save_to=png("fidelity")),
@@ -70,16 +73,35 @@ def _panel(index: int, key: tuple, rows: pd.DataFrame, palette: dict, fidelity_m
                        + fidelity + " beyond the two points' combined CI over chains without being worse beyond "
                        "it in the other (differences inside the CIs are ties).",
             "png": figs.tradeoff_figure(tradeoff, fidelity, agg.REWARD_METRIC, palette, title=title,
-                                        save_to=png("tradeoff")),
+                                        save_to=png("tradeoff"), fidelity_direction=directions[fidelity],
+                                        reward_direction=directions[agg.REWARD_METRIC]),
         })
     costs = agg.cost_table(rows)
     return {
         "id": f"panel-{index}", "title": title, "task": task, "objective": objective, "denoiser": denoiser,
-        "fidelity": fidelity, "extra_metrics": [{"name": m, "higher_is_better": agg.PANEL_METRICS[m]} for m in extra],
+        "fidelity": fidelity,
+        "extra_metrics": [{"name": m, "direction": directions[m], "arrow": agg.direction_arrow(directions[m])}
+                          for m in extra],
+        "direction_legend": _legend(directions[m] for m in extra),
         "leaderboard": _records(board), "figures": figures, "galleries": panel_galleries(rows, galleries),
         "pareto": _records(tradeoff[tradeoff["pareto"]]) if tradeoff is not None else [],
         "costs": _records(costs), "has_unguided": bool(agg.is_unguided(costs["method"]).any()),
     }
+
+
+def _legend(directions) -> str:
+    """The arrows' key under a leaderboard: ↑ and ↓ always, a target's and 'no arrow' when shown."""
+    directions = list(directions)
+    parts = ["↑ higher is better", "↓ lower is better"]
+    parts += [f"{agg.direction_arrow(d)} {agg.direction_text(d)}"
+              for d in dict.fromkeys(d for d in directions if d not in (agg.HIGHER, agg.LOWER, None))]
+    if any(d is None for d in directions):
+        parts.append("no arrow: no declared direction")
+    return ", ".join(parts)
+
+
+def _panel_rows(df: pd.DataFrame, key: tuple) -> pd.DataFrame:
+    return df[(df["task"] == key[0]) & (df["objective"] == key[1]) & (df["denoiser"] == key[2])]
 
 
 def _verdict_context(df: pd.DataFrame, header: dict, selections: list[dict], palette: dict, level: float,
@@ -103,7 +125,8 @@ def _verdict_context(df: pd.DataFrame, header: dict, selections: list[dict], pal
             "title": title, "anchor": panel_ids.get(key), "gate": p["gate"], "methods": p["methods"],
             "settings": sorted(settings, key=lambda r: (r["method"], r[vd.COMPUTE])),
             "excluded": p["excluded"], "budgets": p["budgets"], "equal_compute": p["equal_compute"],
-            "metrics": [m for m in [*agg.PANEL_METRICS, "cost_per_success"] if any(m in r for r in p["methods"])],
+            "metrics": [m for m in [*agg.panel_metrics(_panel_rows(df, key)), "cost_per_success"]
+                        if any(m in r for r in p["methods"])],
             "unguided_reward": next((r["reward"] for r in p["methods"] if r["method"] == vd.UNGUIDED), None),
             "figure": figs.compute_figure(settings, palette, title=title, save_to=png),
         })
@@ -129,13 +152,15 @@ def _hypervolumes(tuning: pd.DataFrame, key: tuple, panel: dict, selections: lis
 
 def build_context(df: pd.DataFrame, source: str = "", models_dir: str | Path | None = None,
                   figures_dir: str | Path | None = None, galleries: dict[str, Path] | None = None,
-                  fidelity_metrics: Sequence[str] = agg.FIDELITY_METRICS, level: float = 0.95,
+                  fidelity_metrics: Sequence[str] | None = None, level: float = 0.95,
                   selected: str | Path | None = None, download: str | None = None) -> dict:
     """Everything the template shows, computed from the tidy results `df`.
 
     galleries: {run_id: PNG} of the cells that have a sample gallery (galleries.find_galleries).
     selected: the protocol's selection folder; with it the page opens with the verdict (evaluation
-        seeds) and the drill-down panels show the tuning seeds (every setting)."""
+        seeds) and the drill-down panels show the tuning seeds (every setting).
+    fidelity_metrics: the metrics tried, in order, as each panel's fidelity metric; default: its task's
+        (aggregate.fidelity_candidates: the declared lower-is-better metrics in declaration order)."""
     counts, bad = agg.status_summary(df)
     palette = figs.method_palette(df["method"].dropna().unique())
     figures_dir = Path(figures_dir) if figures_dir is not None else None
@@ -160,7 +185,8 @@ def build_context(df: pd.DataFrame, source: str = "", models_dir: str | Path | N
     return {
         "source": source, "generated_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "level": level, "counts": counts, "bad_cells": _records(bad), "panels": panels,
-        "fidelity_metrics": list(fidelity_metrics), "reward_metric": agg.REWARD_METRIC,
+        "fidelity_metrics": list(fidelity_metrics) if fidelity_metrics is not None
+        else agg.report_fidelity_candidates(drill), "reward_metric": agg.REWARD_METRIC,
         "models": models, "provenance": agg.provenance_summary(df), "verdict": verdict, "download": download,
     }
 

@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 import seaborn as sns  # noqa: E402
 from matplotlib.ticker import MaxNLocator  # noqa: E402
 
-from benchmark.report.aggregate import UNGUIDED, is_unguided  # noqa: E402
+from benchmark.report.aggregate import HIGHER, LOWER, UNGUIDED, direction_text, is_unguided  # noqa: E402
 
 STYLE = "whitegrid"
 FIGSIZE = (6.4, 4.0)
@@ -105,11 +105,14 @@ def curves_figure(curve: pd.DataFrame, strengths: dict[str, float], metric: str,
 
 
 def tradeoff_figure(points: pd.DataFrame, fidelity: str, reward: str, palette: dict,
-                    title: str = "", save_to: str | Path | None = None) -> str:
+                    title: str = "", save_to: str | Path | None = None, fidelity_direction=LOWER,
+                    reward_direction=HIGHER) -> str:
     """Final reward (y) vs final fidelity error (x), a line per method through its strengths.
 
     `points` is aggregate.tradeoff(...): method, strength, fidelity, reward, pareto. Points are
-    annotated with their strength; the Pareto front (lower x, higher y) is ringed and joined.
+    annotated with their strength; the Pareto front (lower x, higher y) is ringed and joined. The
+    axes name the metrics' declared directions (aggregate.metric_direction): a fidelity metric is
+    one declared lower-is-better (aggregate.fidelity_candidates), the reward higher-is-better.
     """
     pts = points.dropna(subset=["fidelity", "reward"]).copy()
     limits = robust_limits(pts["reward"])
@@ -132,8 +135,8 @@ def tradeoff_figure(points: pd.DataFrame, fidelity: str, reward: str, palette: d
             ax.plot(front["fidelity"], front["shown"], linestyle="--", color="0.3", linewidth=1, zorder=1)
             ax.scatter(front["fidelity"], front["shown"], s=140, facecolors="none", edgecolors="black",
                        linewidths=1.5, zorder=3, label="Pareto front")
-        ax.set_xlabel(f"final {fidelity} (lower is better)")
-        ax.set_ylabel(f"final {reward} (higher is better)")
+        ax.set_xlabel(f"final {fidelity} ({direction_text(fidelity_direction)})")
+        ax.set_ylabel(f"final {reward} ({direction_text(reward_direction)})")
         if limits:
             ax.text(0.99, 0.01, "triangles: off the scale, value in brackets", ha="right", va="bottom",
                     fontsize="x-small", transform=ax.transAxes)

@@ -5,7 +5,9 @@ The protocol, in the order it is applied:
    finished ok and each gate metric of its task (config `protocol.gate`) is no worse than the
    unguided samples' (method `none`, same panel, same seeds, same number of steps where there is
    such a run) by more than the tolerance: value <= ref + tol (or ref * (1 + tol) when relative;
-   mirrored for a metric where higher is better).
+   mirrored for a metric where higher is better: the direction the task declares for the metric,
+   aggregate.metric_direction; the gate's `higher_is_better` only for a metric declared with a target
+   value or by nobody, see gate_direction).
 2. Tune, then evaluate. Per selection group (a method variant in one panel: benchmark.sweep's
    `CellArgs.group`) the admissible setting of highest mean final reward on the *tuning* seeds is
    chosen (`gated_max_reward`); `select` writes the choice, every candidate and every exclusion with
@@ -36,8 +38,6 @@ from benchmark.report import aggregate as agg
 
 SELECTIONS = ("gated_max_reward",)
 PROTOCOL_FILE = "protocol.yaml"
-#: Metrics where higher is better; every other gate or fidelity metric is an error (lower is better).
-HIGHER_IS_BETTER = {k for k, v in agg.PANEL_METRICS.items() if v}
 COMPUTE = "compute"          # denoiser forwards + VJPs per output sample
 UNGUIDED = agg.UNGUIDED
 
@@ -82,8 +82,30 @@ def cell_table(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------
 # the gate
 
+def gate_direction(rule: dict, task: str, objective: str) -> bool:
+    """Whether the gate `rule` (a config entry) treats its metric as higher-is-better: as the task
+    declares the metric (aggregate.metric_direction). A metric declared with a target value or with
+    none follows the rule's `higher_is_better` (absent: lower is better).
+    ValueError when the rule's `higher_is_better` contradicts the declaration, or a target metric's
+    rule does not say which way to gate it."""
+    metric, given = rule["metric"], rule.get("higher_is_better")
+    direction = agg.metric_direction(metric, task, objective)
+    where = f"protocol.gate.{task}: metric {metric!r}"
+    if direction in (agg.HIGHER, agg.LOWER):
+        if given is not None and bool(given) != (direction == agg.HIGHER):
+            raise ValueError(f"{where} has higher_is_better: {str(bool(given)).lower()}, but task {task!r} declares "
+                             f"it {direction!r} is better (Task.metric_directions); drop higher_is_better or make it "
+                             f"{str(direction == agg.HIGHER).lower()}")
+        return direction == agg.HIGHER
+    if direction is not None and given is None:
+        raise ValueError(f"{where} is declared best near {direction:g}, but a gate compares one way: "
+                         "set higher_is_better")
+    return bool(given)
+
+
 def gates_for(protocol: dict, task: str, objective: str, present: set[str]) -> list[dict]:
-    """The gate rules of a panel: the task's, restricted to its objective and to measured metrics."""
+    """The gate rules of a panel: the task's, restricted to its objective and to measured metrics,
+    each with the direction of its metric (gate_direction)."""
     out = []
     for g in (protocol.get("gate") or {}).get(task, []):
         if g.get("objectives") and objective.split()[0] not in g["objectives"]:
@@ -91,7 +113,7 @@ def gates_for(protocol: dict, task: str, objective: str, present: set[str]) -> l
         if g["metric"] in present:
             out.append({"metric": g["metric"], "tolerance": float(g["tolerance"]),
                         "relative": bool(g.get("relative", False)),
-                        "higher_is_better": bool(g.get("higher_is_better", g["metric"] in HIGHER_IS_BETTER))})
+                        "higher_is_better": gate_direction(g, task, objective)})
     return out
 
 
@@ -307,7 +329,7 @@ def verdict(df: pd.DataFrame, header: dict, selections: list[dict]) -> list[dict
     level, resamples = float(header.get("level", 0.95)), int(header.get("bootstrap", 2000))
     eval_seeds = set(header["seeds"]["evaluation"])
     budgets = [float(b) for b in header.get("compute_budgets") or []]
-    extra = [m for m in agg.PANEL_METRICS if m in set(df["metric"].unique())]
+    extra = agg.panel_metrics(df)      # every panel's declared (and undeclared) metrics besides the reward
     all_cells = cell_table(df, sorted(set(extra) | set(_gate_metrics(header))
                                       & set(df["metric"].unique())))
     out = []

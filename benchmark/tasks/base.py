@@ -7,6 +7,7 @@ from pathlib import Path
 import torch
 
 from benchmark.diffusion.noise import derive_seed
+from benchmark.tasks.networks import SCORE_MLP, Network
 
 
 class Task:
@@ -24,6 +25,9 @@ class Task:
     #: Objectives with a noise-conditional log-probability `noisy_log_prob(x_t, t)` (a classifier
     #: trained on noisy inputs), the only ones methods with `uses_noisy_log_prob` (cg) can guide.
     noisy_log_prob_objectives: tuple[str, ...] = ()
+    #: The networks the task pre-trains (benchmark.tasks.networks): name -> Network. A vector task
+    #: has one, its denoiser (used by experiments with `denoiser: trained`).
+    networks: dict[str, Network] = {"denoiser": SCORE_MLP}
     #: Which way each of the task's metrics (sample_metrics, and the objectives' own) is better:
     #: "higher", "lower", or a target value the metric should be near (e.g. a variance ratio: 1.0).
     #: The report reads these instead of keeping its own lists.
@@ -69,13 +73,16 @@ class Task:
     def check_objective(cls, name: str, params: dict, task_seed: int = 0) -> None:
         """Raise ValueError for an objective the task does not offer, a parameter it does not take or a
         value it would refuse, without building it (what a cell spec checks). A plug-in objective is
-        checked for applying to the task; its parameters when it is built."""
+        checked for applying to the task and for the parameter names its constructor takes."""
         if name not in cls.objectives:
             from benchmark.objectives import OBJECTIVES, applies_to
 
             plugin = OBJECTIVES.get(name) if ":" not in name else OBJECTIVES[name]
             if plugin is None or not applies_to(plugin, cls.name):
                 raise ValueError(f"task {cls.name!r} has no objective {name!r}; allowed: {list(cls.objectives)}")
+            from benchmark.objectives import check_plugin_params
+
+            check_plugin_params(plugin, name, cls.name, params)
             return
         allowed = cls.objective_params.get(name, {})
         unknown = sorted(set(params) - set(allowed))

@@ -37,6 +37,7 @@ from benchmark.objectives import FeatureReward, Inpaint, Label, SuperRes
 from benchmark.objectives.inpaint import MASKS
 from benchmark.objectives.inverse import InverseProblem
 from benchmark.tasks.base import Task
+from benchmark.tasks.networks import SHARED, Network, train_classifier, train_unet
 
 SPLITS = ("train", "validation", "test")
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
@@ -57,9 +58,21 @@ OBJECTIVE_PARAMS = {
     "reward": {"head": 0},
 }
 #: Each sample metric's better direction ("higher" or "lower"), read by the report.
-METRIC_DIRECTIONS = {"digit_confidence": "higher", "eval_accuracy": "higher", "guide_accuracy": "higher",
-                     "fd": "lower", "diversity": "higher", "psnr": "higher", "ssim": "higher",
-                     "meas_error": "lower"}
+METRIC_DIRECTIONS = {"eval_accuracy": "higher", "guide_accuracy": "higher", "fd": "lower", "diversity": "higher",
+                     "digit_confidence": "higher", "psnr": "higher", "ssim": "higher", "meas_error": "lower"}
+#: The four networks (benchmark.tasks.networks): the three classifiers are independent; the denoiser
+#: waits for the evaluator, which scores its unguided samples in the denoiser's report.
+NETWORKS = {
+    "denoiser": Network(train_unet, ("epochs", "batch_size", "lr", "width", "quality_samples", "quality_steps"),
+                        SHARED, needs=("evaluator",), doc="U-Net denoiser (v-prediction)",
+                        defaults={"schedule": "cosine", "T": 200, "seed": 0}),
+    "classifier": Network(train_classifier, ("epochs", "batch_size", "lr", "width"), ("seed",),
+                          doc="guiding classifier on clean images"),
+    "noisy_classifier": Network(train_classifier, ("epochs", "batch_size", "lr", "width"), SHARED,
+                                doc="noise-conditional classifier of classifier guidance (the denoiser's schedule)"),
+    "evaluator": Network(train_classifier, ("epochs", "batch_size", "lr", "width"), ("seed",),
+                         doc="independent evaluator (another split), never used for guidance"),
+}
 #: The networks each objective needs (the evaluator is needed by every objective's metrics).
 OBJECTIVE_NETWORKS = {"label": ("classifier", "noisy_classifier"), "inpaint": (), "superres": (),
                       "reward": ("classifier",)}
@@ -94,6 +107,7 @@ class DigitsTask(Task):
     metric_directions = METRIC_DIRECTIONS
     is_image = True
     uses_models = True
+    networks = NETWORKS
     noisy_log_prob_objectives = ("label",)
     num_classes = 10
 

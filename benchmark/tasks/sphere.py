@@ -15,6 +15,7 @@ from benchmark.tasks.base import Task
 class SphereTask(Task):
     name = "sphere"
     objectives = ("linear",)
+    metric_directions = {"norm_error": "lower"}
     jitter = 0.01  # coordinates of a unit vector in R^64 are ~1/8
 
     def __init__(self, task_seed: int = 0, dim: int = 64):

@@ -33,6 +33,8 @@ class SubspaceTask(Task):
     objectives = ("quadratic_on", "quadratic_off", "negnorm_ones", "negnorm_random", "gaussian_inverse")
     objective_params = {"gaussian_inverse": {"m": 8, "sigma_y": 0.25}}
     has_oracle = True
+    #: r_off, then gaussian_inverse's calibration metrics (GaussianInverse.metric_directions).
+    metric_directions = {"r_off": "lower", **GaussianInverse.metric_directions}
 
     def __init__(self, task_seed: int = 0, dim: int = 64, d: int = 16, off_ratio: float = 9.0):
         super().__init__(task_seed)

@@ -2,17 +2,30 @@
 import re
 import shlex
 
-from benchmark.sweep import (CELL_ID_PATTERN, NETWORKS, ConfigError, cells_from_config, evaluation_cells,
-                             evaluation_seeds, job_key,
-                             jobs_from_cells, pretrain_cli, pretrain_tasks, tuning_seeds, declared_model_tasks,
-                             is_image_task)
+from benchmark.sweep import (
+    CELL_ID_PATTERN,
+    ConfigError,
+    cell_networks,
+    cells_from_config,
+    evaluation_cells,
+    evaluation_seeds,
+    is_image_task,
+    job_key,
+    jobs_from_cells,
+    pretrain_cli,
+    pretrain_targets,
+    task_networks,
+    tuning_seeds,
+)
 
 # Numbers written as YAML 1.2 writes them (1e6, 1.0e6) are numbers where the schema expects one:
 # Snakemake reads config files with PyYAML (YAML 1.1), which leaves them strings. A YAML syntax error
 # stops Snakemake before this file runs, without file or line: `python -m benchmark check-config FILE`.
 from benchmark.sweep import coerce_numbers, validate_config
 
-coerce_numbers(config)  # against workflow/schemas/config.schema.yaml, as validate_config below
+coerce_numbers(
+    config
+)  # against workflow/schemas/config.schema.yaml, as validate_config below
 try:
     # The schema (Snakemake's validate, filling in its defaults), its error in one line naming the key.
     validate_config(config)
@@ -25,19 +38,20 @@ MODELS = config["models_dir"]
 REPORT = config["report"]
 RES = config["resources"]
 GPU = 1 if config["gpu"] else 0
-# Trained tasks with one network (a denoiser), and image tasks with four (NETWORKS: denoiser + classifiers).
-DENOISER_TASKS, NETWORK_TASKS = pretrain_tasks(CELLS)
-TRAINED_TASKS = DENOISER_TASKS + NETWORK_TASKS
-# Models declared under `denoisers` (e.g. a diffusers UNet2DModel from the user's model cache): no
-# upstream job; the tasks of their cells, those of image tasks (with a gallery per cell) apart.
-DECLARED = sorted(config.get("denoisers") or {})
-MODEL_TASKS, MODEL_IMAGE_TASKS = declared_model_tasks(CELLS)
-IMAGE_TASKS = sorted({c.spec.task for c in CELLS.values() if is_image_task(c.spec.task)})
+# The (task, network) pairs to pre-train, from the tasks' declarations (benchmark.tasks.networks).
+PRETRAIN = pretrain_targets(CELLS)
+# Cells of image tasks write a gallery beside their Parquet file (rule cell_image).
+IMAGE_TASKS = sorted(
+    {c.spec.task for c in CELLS.values() if is_image_task(c.spec.task)}
+)
+VECTOR_TASKS = sorted({c.spec.task for c in CELLS.values()} - set(IMAGE_TASKS))
 BATCH_SEEDS = config["batch_seeds"]
 # The two stages of the protocol: every setting on the tuning seeds, the chosen ones on the evaluation seeds.
 STAGE_SEEDS = {"tune": tuning_seeds(config), "eval": evaluation_seeds(config)}
 # The cell spec of every job, serialised once (benchmark.spec; its cells differ only in their seed).
-JOB_SPECS = {key: CELLS[members[0]].spec.to_json() for key, members in jobs_from_cells(CELLS).items()}
+JOB_CELLS = {key: CELLS[members[0]] for key, members in jobs_from_cells(CELLS).items()}
+JOB_SPECS = {key: cell.spec.to_json() for key, cell in JOB_CELLS.items()}
+
 
 # A cluster run must not be throttled to one GPU job: the gpu resource is per node, not global.
 resource_scopes:
@@ -66,7 +80,15 @@ def seed_slots(stage):
 
 def cell_files(suffix, stage):
     """A job's files of one stage: one per seed slot."""
-    return [f"{RESULTS}/cells/{{task}}/{{denoiser}}/{{cell}}_seed{s}.{suffix}" for s in seed_slots(stage)]
+    return [
+        f"{RESULTS}/cells/{{task}}/{{denoiser}}/{{cell}}_seed{s}.{suffix}"
+        for s in seed_slots(stage)
+    ]
+
+
+def cell_inputs(wc):
+    """The pre-trained networks a cell job loads (benchmark.sweep.cell_networks)."""
+    return cell_networks(JOB_CELLS[f"{wc.task}/{wc.denoiser}/{wc.cell}"].spec, MODELS)
 
 
 def cell_args(stage):
@@ -76,7 +98,9 @@ def cell_args(stage):
     def args(wc, output, input=None):
         key = f"{wc.task}/{wc.denoiser}/{wc.cell}"
         seeds = [str(s) for s in STAGE_SEEDS[stage]] if BATCH_SEEDS else [wc.seed]
-        return quote(["--spec", JOB_SPECS[key], "--seed", *seeds, "--out", *output.parquet])
+        return quote(
+            ["--spec", JOB_SPECS[key], "--seed", *seeds, "--out", *output.parquet]
+        )
 
     return args
 
@@ -100,12 +124,34 @@ def evaluation_files(wildcards):
     from benchmark.report.verdict import chosen_jobs
 
     folder = checkpoints.select.get().output[0]
-    return [f"{RESULTS}/cells/{c}.parquet" for c in evaluation_cells(CELLS, chosen_jobs(folder), STAGE_SEEDS["eval"])]
+    return [
+        f"{RESULTS}/cells/{c}.parquet"
+        for c in evaluation_cells(CELLS, chosen_jobs(folder), STAGE_SEEDS["eval"])
+    ]
 
 
 def evaluation_galleries(wildcards):
     """The sample galleries (next to their Parquet files) of the evaluation cells of image tasks."""
     from pathlib import Path
 
-    return [f.removesuffix(".parquet") + ".png" for f in evaluation_files(wildcards)
-            if Path(f).relative_to(RESULTS).parts[1] in IMAGE_TASKS]  # RESULTS/cells/TASK/...
+    return [
+        f.removesuffix(".parquet") + ".png"
+        for f in evaluation_files(wildcards)
+        if Path(f).relative_to(RESULTS).parts[1] in IMAGE_TASKS
+    ]  # RESULTS/cells/TASK/...
+
+
+def pretrain_needs(wc):
+    """The checkpoints of the networks this one waits for (its declaration's `needs`)."""
+    return [
+        f"{MODELS}/{wc.task}_{n}.safetensors"
+        for n in task_networks(wc.task)[wc.network].needs
+    ]
+
+
+def pretrain_args(wc, input):
+    needs = task_networks(wc.task)[wc.network].needs
+    return quote(
+        pretrain_cli(config, wc.task, wc.network)
+        + [a for n, f in zip(needs, input.needs) for a in ("--need", f"{n}={f}")]
+    )

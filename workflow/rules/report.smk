@@ -12,6 +12,8 @@ checkpoint select:
         directory(f"{RESULTS}/selected"),
     log:
         "logs/select.log",
+    conda:
+        "../envs/guidebench.yaml"
     threads: 1
     resources:
         mem_mb=4000,
@@ -20,8 +22,6 @@ checkpoint select:
         # Removed before selecting: a failed selection leaves no report of older results.
         stale=[REPORT, f"{RESULTS}/figures"],
         groups={job_key(c): a.group for c, a in CELLS.items()},  # the cell table: job -> method variant
-    conda:
-        "../envs/guidebench.yaml"
     # A script, not the CLI: thousands of paths overflow one `bash -c` argument, and it needs the cell table.
     script:
         "../scripts/select.py"
@@ -37,6 +37,8 @@ rule aggregate:
         f"{RESULTS}/all.parquet",
     log:
         "logs/aggregate.log",
+    conda:
+        "../envs/guidebench.yaml"
     threads: 1
     resources:
         mem_mb=4000,
@@ -45,8 +47,6 @@ rule aggregate:
         # On failure the report of the previous results is removed too, so no report outlives the
         # results it was built from.
         stale=[REPORT, f"{RESULTS}/figures"],
-    conda:
-        "../envs/guidebench.yaml"
     # A script, not the CLI: thousands of paths overflow one `bash -c` argument (128 KiB).
     # Every cell file is checked (readable, complete, checksum) and all bad ones are listed at once,
     # with the command that removes them for a rerun.
@@ -59,14 +59,21 @@ rule report:
     input:
         results=f"{RESULTS}/all.parquet",
         selected=f"{RESULTS}/selected",
-        models=[f"{MODELS}/{t}_denoiser.json" for t in DENOISER_TASKS]
-        + [f"{MODELS}/{t}_{n}.json" for t in NETWORK_TASKS for n in NETWORKS],
+        models=[f"{MODELS}/{t}_{n}.json" for t, n in PRETRAIN],
         # Read by the report from next to each cell's Parquet file (RESULTS/cells), not passed on.
-        galleries=[f"{RESULTS}/cells/{c}.png" for c, cell in CELLS.items() if cell.spec.task in IMAGE_TASKS and not REUSE],
+        galleries=[
+            f"{RESULTS}/cells/{c}.png"
+            for c, cell in CELLS.items()
+            if cell.spec.task in IMAGE_TASKS and not REUSE
+        ],
         evaluation_galleries=evaluation_galleries,
     output:
-        html=report(REPORT, caption="../report/index.rst", category="Report",
-                    labels={"page": "comparison report (self-contained HTML)"}),
+        html=report(
+            REPORT,
+            caption="../report/index.rst",
+            category="Report",
+            labels={"page": "comparison report (self-contained HTML)"},
+        ),
         figures=report(
             directory(f"{RESULTS}/figures"),
             patterns=["{name}.png"],
@@ -76,14 +83,14 @@ rule report:
         ),
     log:
         "logs/report.log",
+    conda:
+        "../envs/guidebench.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
     params:
-        models=f"--models {MODELS}" if TRAINED_TASKS else "",
-    conda:
-        "../envs/guidebench.yaml"
+        models=f"--models {MODELS}" if PRETRAIN else "",
     shell:
         "python -m benchmark report --results {input.results} --selected {input.selected} --out {output.html} "
         "{params.models} "

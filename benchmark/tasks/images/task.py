@@ -120,6 +120,7 @@ class ImagesTask(Task):
     objective_params = OBJECTIVE_PARAMS
     metric_directions = METRIC_DIRECTIONS
     is_image = True
+    networks = {}  # nothing to pre-train: the model is declared under `denoisers` (e.g. a diffusers UNet2DModel)
 
     def __init__(self, task_seed: int = 0, folder: str | Path | None = None,
                  resolution: int | tuple[int, int] | None = None, channels: int | None = None):
