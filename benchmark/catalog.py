@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import inspect
 import json
@@ -18,20 +17,8 @@ import typing
 from collections.abc import Mapping
 from typing import Literal
 
+from benchmark.spec import _pair
 
-def _param(text: str) -> tuple[str, str]:
-    if "=" not in text:
-        raise argparse.ArgumentTypeError(f"expects NAME=VALUE, got {text!r}")
-    key, value = text.split("=", 1)
-    return key.strip(), value.strip()
-
-
-def _parse_value(value: str):
-    """'0.1' -> 0.1, '3' -> 3, 'true' -> True, otherwise the string (types are checked by the method)."""
-    try:
-        return json.loads(value)
-    except json.JSONDecodeError:
-        return value
 
 
 def add_parsers(sub) -> None:
@@ -44,7 +31,7 @@ def add_parsers(sub) -> None:
     p.add_argument("method", help="a registered method name or an import path package.module:Class")
     p.add_argument("--strength", type=float, default=None,
                    help="strength to check at (default: 0.3, or the method's default when it refuses 0.3)")
-    p.add_argument("--param", type=_param, action="append", default=[], metavar="NAME=VALUE",
+    p.add_argument("--param", type=_pair, action="append", default=[], metavar="NAME=VALUE",
                    help="a method hyper-parameter (repeatable), e.g. --param augment=3")
     p.add_argument("--device", default="cpu", help="cpu | cuda[:N]")
 
@@ -120,7 +107,9 @@ def task_entries() -> list[dict]:
                     "doc": one_line_doc(cls), "objectives": list(cls.objectives),
                     "objective_params": {k: dict(v) for k, v in cls.objective_params.items()},
                     "plugin_objectives": [o for o in plugin_objectives(name) if o not in cls.objectives],
-                    "oracle": bool(cls.has_oracle)})
+                    "oracle": bool(cls.has_oracle),
+                    "networks": {n: {"doc": net.doc, "settings": list(net.takes()), "needs": list(net.needs)}
+                                 for n, net in cls.networks.items()}})
     return out
 
 
@@ -163,6 +152,9 @@ def cmd_list(args) -> int:
         plug = f"; plug-in objectives: {', '.join(t['plugin_objectives'])}" if t["plugin_objectives"] else ""
         oracle = " (oracle denoiser)" if t["oracle"] else ""
         print(f"  {t['name']}{origin(t)}{oracle}: {own}{plug}")
+        for n, net in t["networks"].items():
+            needs = f"; after {', '.join(net['needs'])}" if net["needs"] else ""
+            print(f"      pre-trains {n}: {net['doc']}{needs}")
     print("objectives of plug-ins (not a task's own; name: tasks it applies to):")
     if not catalog["objectives"]:
         print("  (none installed: entry points of group guidebench.objectives)")
@@ -178,7 +170,7 @@ def cmd_list(args) -> int:
 def cmd_check_method(args) -> int:
     from benchmark import contract
 
-    params = {k: _parse_value(v) for k, v in args.param}
+    params = dict(args.param)
     checks = contract.check_method(args.method, args.strength, params, device=args.device)
     if checks and checks[0].name != "builds":
         strength = args.strength if args.strength is not None else contract.default_strength(args.method)

@@ -31,11 +31,16 @@ def invalid_checkpoint(path: str | Path, exc: BaseException | str, network: str 
     path = Path(path)
     reason = exc if isinstance(exc, str) else (
         f"{type(exc).__name__}: {(str(exc).strip().splitlines() or [''])[0]}".rstrip(": "))
-    suffix = f"_{network}.safetensors"
-    task = path.name[:-len(suffix)] if path.name.endswith(suffix) and len(path.name) > len(suffix) else "TASK"
+    task = _task_of(path, network)
     return CheckpointError(f"{path} is not a valid checkpoint ({reason}); rebuild it: rm {path} and rerun "
                            f"`snakemake --cores all`, or `python -m benchmark pretrain --task {task} "
                            f"--network {network} --out {path}`")
+
+
+def _task_of(path: Path, network: str) -> str:
+    """The task in the workflow's file name `<task>_<network>.safetensors` (TASK when it does not follow it)."""
+    suffix = f"_{network}.safetensors"
+    return path.name[:-len(suffix)] if path.name.endswith(suffix) and len(path.name) > len(suffix) else "TASK"
 
 
 def network_metadata(path: str | Path, network: str = "denoiser") -> dict:
@@ -79,7 +84,8 @@ def load_network(path: str | Path, network: str, architectures: dict[str, type],
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"checkpoint {path} does not exist; make it with `python -m benchmark pretrain "
-                                f"--network {network} --out {path}` (or the workflow's pretrain rule)")
+                                f"--task {_task_of(path, network)} --network {network} --out {path}` (or the "
+                                "workflow's pretrain rule)")
     meta = network_metadata(path, network)
     if meta["network"] != network:
         raise ValueError(f"{path} is a {meta['network']!r} checkpoint; expected {network!r}")

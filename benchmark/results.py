@@ -11,7 +11,9 @@ Columns (explicit pyarrow schema, SCHEMA below):
   cost_objective_evals, cost_objective_grads, cost_finetune_samples (Algorithm 2's training
   steps), wall_seconds; peak_memory_mb of the cell
 - status ('ok' | 'diverged' | 'failed') and error text, the same on every row of a cell
-- provenance: package_version, git_commit, torch_version, device, hostname, started_at, slurm_job_id
+- provenance: package_version, git_commit, torch_version, device, hostname, started_at, slurm_job_id,
+  and on a GPU its model, the CUDA version and the driver version (gpu_model, cuda_version,
+  driver_version; null on the CPU)
 - the networks the cell loaded: checkpoint_sha256 (sha256 of the denoiser's safetensors file, its
   training report left out: its timings differ between bit-identical trainings; for a
   cell that loads several network files, as digits does, the sha256 of their `<kind> <sha256>`
@@ -63,7 +65,8 @@ COST = [("cost_denoiser_forwards", pa.int64()), ("cost_denoiser_vjps", pa.int64(
 STATUS = [("status", pa.string()), ("error", pa.string())]
 PROVENANCE = [("package_version", pa.string()), ("git_commit", pa.string()), ("torch_version", pa.string()),
               ("device", pa.string()), ("hostname", pa.string()), ("started_at", pa.string()),
-              ("slurm_job_id", pa.string())]
+              ("slurm_job_id", pa.string()), ("gpu_model", pa.string()), ("cuda_version", pa.string()),
+              ("driver_version", pa.string())]
 NETWORK_FILES = [("checkpoint_sha256", pa.string()), ("checkpoint_info", pa.string())]
 
 SCHEMA = pa.schema([pa.field(n, t) for n, t in IDENTITY + PARAMS + MEASURE + COST + STATUS + PROVENANCE
@@ -122,7 +125,26 @@ def provenance(device: str) -> dict:
         "hostname": socket.gethostname(),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "slurm_job_id": os.environ.get("SLURM_JOB_ID"),
-    }
+    } | gpu_facts(device)
+
+
+def gpu_facts(device: str) -> dict:
+    """On a CUDA device: its model, the CUDA version torch was built with and the NVIDIA driver version
+    (from nvidia-smi; None where it cannot be read); all None on the CPU."""
+    import torch
+
+    facts = {"gpu_model": None, "cuda_version": None, "driver_version": None}
+    if not device.startswith("cuda") or not torch.cuda.is_available():
+        return facts
+    index = torch.device(device).index or 0
+    facts |= {"gpu_model": torch.cuda.get_device_name(index), "cuda_version": torch.version.cuda}
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader", f"--id={index}"],
+                             capture_output=True, text=True, timeout=10)
+        facts["driver_version"] = out.stdout.strip() or None if out.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return facts
 
 
 def to_table(rows: list[dict]) -> pa.Table:

@@ -37,3 +37,20 @@ def test_setup_logging_writes_compact_lines_to_stderr(capsys):
     finally:
         logger.handlers[:], _ = saved
         logger.setLevel(saved[1])
+
+
+def test_a_cell_logs_one_record_per_round_with_reward_fidelity_and_seconds(caplog):
+    from benchmark.cell import run_cell
+    from benchmark.spec import CellSpec
+
+    caplog.set_level(logging.INFO, logger="benchmark.cell")
+    rows = run_cell(CellSpec.of(task="subspace", objective="quadratic_off", method="gloss", strength=0.2, rounds=2,
+                                samples=4, steps=5, seed=3), "cpu")
+    records = [r.getMessage() for r in caplog.records if r.name == "benchmark.cell"]
+    assert len(records) == 3, records
+    line = re.compile(r"^seed 3 round (\d)/2: reward (\S+), .*r_off (\S+).*, (\d+\.\d\d) s$")
+    matches = [line.match(m) for m in records]
+    assert all(matches), records
+    reward = {r["round"]: r["value"] for r in rows if r["metric"] == "reward_mean"}
+    assert [int(m[1]) for m in matches] == [0, 1, 2]
+    assert all(float(m[2]) == float(f"{reward[int(m[1])]:.4g}") for m in matches)

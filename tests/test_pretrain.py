@@ -59,7 +59,7 @@ def test_v_parametrisation_matches_eps_interface(trained):
 
 def test_missing_or_mismatched_checkpoint(trained, tmp_path):
     *_, path = trained
-    with pytest.raises(FileNotFoundError, match="run `python -m benchmark pretrain`"):
+    with pytest.raises(FileNotFoundError, match="does not exist; make it with `python -m benchmark pretrain --task TASK --network denoiser"):
         load_checkpoint(tmp_path / "nope.safetensors")
     with pytest.raises(ValueError, match="was trained on task 'subspace'"):
         run_cell(CellSpec.of(task="sphere", objective="linear", method="none", denoiser="trained",

@@ -112,6 +112,6 @@ def train_classifier(task, network, settings, *, device, progress, needs):
 
 #: A vector task's one network: its denoiser (a ScoreMLP), all settings flat under pretrain.<task>.
 SCORE_MLP = Network(train_score_mlp, ("hidden", "depth", "epochs", "batch_size", "lr", "n_train"), SHARED,
-                    doc="denoiser (ScoreMLP, denoising score matching on n_train fresh samples of the task)",
+                    doc="ScoreMLP denoiser, denoising score matching on n_train fresh samples of the task",
                     defaults={"schedule": "cosine", "T": 200, "seed": 0, "hidden": 256, "depth": 3, "epochs": 10,
                               "batch_size": 256, "lr": 0.001, "n_train": 65536})

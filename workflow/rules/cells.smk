@@ -34,7 +34,10 @@ rule cell:
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: RES["cell_mem_mb"] * attempt,  # more memory on each retry
-        runtime=RES["cell_runtime"] * (len(STAGE_SEEDS["tune"]) if BATCH_SEEDS else 1),
+        # a retry after a time-out gets more time too, as it gets more memory
+        runtime=lambda wc, attempt: RES["cell_runtime"]
+        * (len(STAGE_SEEDS["tune"]) if BATCH_SEEDS else 1)
+        * attempt,
         gpu=GPU,
     params:
         args=cell_args("tune"),
@@ -66,7 +69,9 @@ use rule cell as cell_eval with:
         seed=stage_seeds("eval"),
     resources:
         mem_mb=lambda wc, attempt: RES["cell_mem_mb"] * attempt,
-        runtime=RES["cell_runtime"] * (len(STAGE_SEEDS["eval"]) if BATCH_SEEDS else 1),
+        runtime=lambda wc, attempt: RES["cell_runtime"]
+        * (len(STAGE_SEEDS["eval"]) if BATCH_SEEDS else 1)
+        * attempt,
         gpu=GPU,
     params:
         args=cell_args("eval"),

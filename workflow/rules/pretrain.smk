@@ -24,7 +24,7 @@ rule pretrain:
     threads: RES["pretrain_threads"]
     resources:
         mem_mb=lambda wc, attempt: RES["pretrain_mem_mb"] * attempt,  # more memory on each retry
-        runtime=RES["pretrain_runtime"],
+        runtime=lambda wc, attempt: RES["pretrain_runtime"] * attempt,
         gpu=GPU,
     params:
         args=pretrain_args,
