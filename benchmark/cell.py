@@ -48,7 +48,20 @@ def network_record(path: str | Path, kind: str) -> dict:
     report = network_metadata(path, kind)["report"]
     figures = {k: v for k, v in report.items() if (v is None or isinstance(v, (bool, int, float, str)))
                and not _RUN_FACT.search(k)}
-    return {"file": str(path), "sha256": file_sha256(path)} | figures
+    return {"file": str(path), "sha256": file_sha256(path)} | figures | jacobian_summary(report)
+
+
+def jacobian_summary(report: dict) -> dict:
+    """The Jacobian diagnostics of a checkpoint's report (benchmark.diagnostics), averaged over noise
+    levels, as flat entries `jacobian.<objective>.<measure>` (share in span(A), cosine and norm ratio of
+    J^T g against the oracle's)."""
+    out = {}
+    for objective, levels in (report.get("jacobian") or {}).items():
+        mean = levels.get("mean") if isinstance(levels, dict) else None
+        for measure, value in (mean or {}).items():
+            if isinstance(value, (int, float)):
+                out[f"jacobian.{objective}.{measure}"] = float(value)
+    return out
 
 
 #: Report entries about the training run rather than the network (timings, memory, host, device).

@@ -109,6 +109,11 @@ def count_cells(config: dict) -> tuple[int, int]:
     n_tune = n_eval = 0
     for exp in (config.get("experiments") or {}).values():
         axes = len(_as_list(exp.get("algorithm", "alg1"))) * len(_as_list(exp.get("steps")))
+        if exp.get("denoiser") == "trained" and exp.get("task") in (config.get("pretrain") or {}):
+            try:  # one denoiser per member of the task's checkpoint family
+                axes *= len(checkpoint_family(config, exp["task"]))
+            except ValueError:  # an unknown task: named by check_config
+                pass
         for mcfg in (exp.get("methods") or {}).values():
             objectives = len(mcfg.get("objectives") or exp.get("objectives") or [])
             groups = objectives * axes
@@ -474,7 +479,7 @@ def check_config(config: dict) -> None:
                                           f"{capable or 'none'}"
                                           + (f" (restrict it with `objectives: {capable}`)" if capable else ""))
         for steps in _as_list(exp.get("steps")) if exp["denoiser"] in ("oracle", "trained") else ():
-            T = config["pretrain"][task]["T"] if exp["denoiser"] == "trained" else 200  # the oracle's T
+            T = min(_as_list(config["pretrain"][task]["T"])) if exp["denoiser"] == "trained" else 200  # the oracle's
             if steps is not None and not 1 <= steps <= T:
                 raise ConfigError(f"{where}.steps: {steps} out of range; allowed: 1..{T} (T of the denoiser)")
 
@@ -569,8 +574,8 @@ def _variant_hash(config: dict, exp: dict, mcfg: dict, alg: str, tuned: set[str]
     if alg == "alg2":
         fixed |= {"finetune_start": exp.get("finetune_start", 50), "finetune_lr": float(exp.get("finetune_lr", 1e-6)),
                   "finetune_steps": exp.get("finetune_steps", 1)}
-    if exp["denoiser"] == "trained":  # another checkpoint configuration is another cell
-        fixed["pretrain"] = config["pretrain"][exp["task"]]
+    if is_trained(exp["denoiser"]):  # another checkpoint configuration is another cell
+        fixed["pretrain"] = member_block(config, exp["task"], exp["denoiser"].partition(".")[2])
         fixed["models_dir"] = config.get("models_dir", "models")
     elif exp["denoiser"] != "oracle":  # a declared model: another source is another cell
         fixed["denoiser"] = (config.get("denoisers") or {}).get(exp["denoiser"])
@@ -588,14 +593,57 @@ def cells_from_config(config: dict) -> dict[str, SweepCell]:
     cells: dict[str, SweepCell] = {}
     for name, exp in config["experiments"].items():
         own: set[str] = set()
-        for obj, (mname, mcfg), alg, steps in itertools.product(
-                exp["objectives"], exp["methods"].items(), _as_list(exp.get("algorithm", "alg1")),
+        members = [m for m, _ in checkpoint_family(config, exp["task"])] if exp["denoiser"] == "trained" else [""]
+        for member, obj, (mname, mcfg), alg, steps in itertools.product(
+                members, exp["objectives"], exp["methods"].items(), _as_list(exp.get("algorithm", "alg1")),
                 _as_list(exp.get("steps"))):
             if obj not in (mcfg.get("objectives") or exp["objectives"]):
                 continue
+            member_exp = exp | {"denoiser": f"trained.{member}"} if member else exp
             for params in method_variants(mcfg):
-                _add_cells(cells, own, config, name, exp, obj, mname, mcfg | {"params": params}, alg, steps)
+                _add_cells(cells, own, config, name, member_exp, obj, mname, mcfg | {"params": params}, alg, steps)
     return cells
+
+
+def is_trained(denoiser: str) -> bool:
+    """The workflow's own checkpoint of the task: `trained`, or a member `trained.<k=v>` of its family."""
+    return denoiser == "trained" or denoiser.startswith("trained.")
+
+
+def checkpoint_family(config: dict, task: str) -> list[tuple[str, dict]]:
+    """The task's denoiser checkpoints: [(member, its pre-training settings)]. A setting of the denoiser
+    given as a list (`pretrain.subspace.epochs: [10, 50, 100]`; digits: under `pretrain.digits.denoiser`)
+    makes one checkpoint per value (per combination for several lists), each named by its values
+    (`epochs=50`, `epochs=50+lr=0.002`): a sweep axis of score quality. No list: one member, "" (the
+    names stay `trained` and `<task>_denoiser`)."""
+    block = (config.get("pretrain") or {}).get(task) or {}
+    single = len(task_networks(task)) == 1
+    own = block if single else (block.get("denoiser") or {})
+    lists = {k: v for k, v in own.items() if isinstance(v, list)}
+    if not lists:
+        return [("", block)]
+    names = sorted(lists)
+    out = []
+    for values in itertools.product(*(lists[k] for k in names)):
+        member = "+".join(f"{k}={_cli_value(v)}" for k, v in zip(names, values))
+        chosen = dict(own) | dict(zip(names, values))
+        out.append((member, chosen if single else block | {"denoiser": chosen}))
+    return out
+
+
+def split_member(name: str) -> tuple[str, str]:
+    """`denoiser.epochs=50` -> ("denoiser", "epochs=50"); a plain name -> (name, "")."""
+    base, _, member = name.partition(".")
+    return base, member
+
+
+def member_block(config: dict, task: str, member: str) -> dict:
+    """The pre-training settings of one member of the task's denoiser family ("" for the only one)."""
+    for m, block in checkpoint_family(config, task):
+        if m == member:
+            return block
+    raise ConfigError(f"pretrain.{task}: no checkpoint {member!r} in the denoiser family; allowed: "
+                      f"{[m for m, _ in checkpoint_family(config, task)]}")
 
 
 def method_variants(mcfg: dict) -> list[dict]:
@@ -657,8 +705,10 @@ def denoiser_spec(config: dict, exp: dict) -> Denoiser:
     name = exp["denoiser"]
     if name == "oracle":
         return Denoiser("oracle")
-    if name == "trained":
-        return Denoiser("trained", "checkpoint", f"{config.get('models_dir', 'models')}/{exp['task']}_denoiser.safetensors")
+    if is_trained(name):
+        member = name.partition(".")[2]
+        network = f"denoiser.{member}" if member else "denoiser"
+        return Denoiser(name, "checkpoint", f"{config.get('models_dir', 'models')}/{exp['task']}_{network}.safetensors")
     declared = (config.get("denoisers") or {}).get(name)
     if declared is None:
         raise ConfigError(f"denoiser {name!r} is neither 'oracle', 'trained' nor declared under `denoisers`; "
@@ -706,13 +756,14 @@ def pretrain_targets(cells: dict[str, SweepCell]) -> list[tuple[str, str]]:
     wanted: set[tuple[str, str]] = set()
     for c in cells.values():
         s = c.spec
-        if s.denoiser.name == "trained":
-            wanted.add((s.task, "denoiser"))
+        if is_trained(s.denoiser.name):
+            member = s.denoiser.name.partition(".")[2]
+            wanted.add((s.task, f"denoiser.{member}" if member else "denoiser"))
         wanted |= {(s.task, kind) for kind in task_class(s.task).network_files(s.objective, ".")}
     todo = list(wanted)
     while todo:
         task, name = todo.pop()
-        for need in task_networks(task)[name].needs:
+        for need in task_networks(task)[split_member(name)[0]].needs:
             if (task, need) not in wanted:
                 wanted.add((task, need))
                 todo.append((task, need))
@@ -724,7 +775,7 @@ def cell_networks(spec: CellSpec, models_dir: str) -> list[str]:
     workflow's own (`trained`), and the networks its task loads for its objective."""
     from benchmark.tasks import task_class
 
-    files = [spec.denoiser.source] if spec.denoiser.name == "trained" else []
+    files = [spec.denoiser.source] if is_trained(spec.denoiser.name) else []
     files += [str(p) for p in task_class(spec.task).network_files(spec.objective, models_dir).values()]
     return files
 
@@ -737,12 +788,14 @@ def pretrain_cli(config: dict, task: str, network: str = "denoiser") -> list[str
     from benchmark.tasks.networks import flag
 
     networks = task_networks(task)
+    network, member = split_member(network)
     if network not in networks:
         if len(networks) <= 1:
             raise ConfigError(f"pretrain.{task}: task {task!r} has one network; allowed: {list(networks)}")
         raise ConfigError(f"pretrain.{task}: no network {network!r}; allowed: {list(networks)}")
     net = networks[network]
-    p = json.loads(json.dumps(config["pretrain"][task]))
+    p = json.loads(json.dumps(member_block(config, task, member) if network == "denoiser" else
+                              checkpoint_family(config, task)[0][1]))
     _fill_defaults(p, pretrain_schema(task))  # the declaration's defaults, whether or not check_pretrain ran
     own = p if len(networks) == 1 else (p.get(network) or {})
     args = ["--network", network] if len(networks) > 1 else []
@@ -761,19 +814,28 @@ def pretrain_schema(task: str) -> dict:
 
     networks = task_networks(task)
 
-    def props(keys, defaults):
-        return {k: dict(SETTINGS.get(k, {})) | ({"default": defaults[k]} if k in defaults else {}) for k in keys}
+    def props(keys, defaults, family=False):
+        out = {}
+        for k in keys:
+            base = dict(SETTINGS.get(k, {}))
+            if family:  # a list of values: one checkpoint each (checkpoint_family)
+                description = base.pop("description", "")
+                base = {"anyOf": [base, {"type": "array", "minItems": 1, "uniqueItems": True, "items": base}],
+                        "description": description + "; a list makes a checkpoint family, one denoiser per value"}
+            out[k] = base | ({"default": defaults[k]} if k in defaults else {})
+        return out
 
     if len(networks) == 1:
         (name, net), = networks.items()
         return {"type": "object", "additionalProperties": False, "description": f"{task}: its {name}, {net.doc}",
-                "properties": props(net.takes(), net.defaults)}
+                "properties": props(net.takes(), net.defaults, family=name == "denoiser")}
     shared = [k for net in networks.values() for k in net.shared]
     defaults = {k: v for net in networks.values() for k, v in net.defaults.items() if k in shared}
     properties = props(dict.fromkeys(shared), defaults)
     for name, net in networks.items():
         properties[name] = {"type": "object", "additionalProperties": False, "default": {},
-                            "description": net.doc, "properties": props(net.settings, net.defaults)}
+                            "description": net.doc,
+                            "properties": props(net.settings, net.defaults, family=name == "denoiser")}
     return {"type": "object", "additionalProperties": False, "properties": properties,
             "description": f"{task}: its networks {list(networks)}; a setting left out is the network's own default"}
 

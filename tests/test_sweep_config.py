@@ -23,7 +23,7 @@ def load(name="config.yaml"):
     return config
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "paper.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "paper.yaml", "score_axis.yaml", "ddpm_cifar10.yaml"])
 def test_presets_are_valid(name):
     cells = cells_from_config(load(name))
     assert cells
@@ -438,7 +438,8 @@ def test_declared_capabilities_match_the_objectives():
     assert all(not TASKS[t].noisy_log_prob_objectives for t in ("subspace", "sphere"))
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "paper.yaml", "digits.yaml", "training_free.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "paper.yaml", "digits.yaml", "training_free.yaml",
+                                  "score_axis.yaml", "ddpm_cifar10.yaml"])
 def test_size_guard_counts_what_the_sweep_makes(name):
     """count_cells is an upper bound of the cells made (exact but for cells two experiments share)."""
     from benchmark.sweep import count_cells
@@ -569,4 +570,27 @@ def test_pretrain_keys_come_from_the_tasks_network_declarations():
     config = load("smoke.yaml")
     config["pretrain"]["subspace"]["T"] = 1
     with pytest.raises(ConfigError, match=r"^pretrain.subspace.T: 1 is less than the minimum of 2"):
+        cells_from_config(config)
+
+
+def test_a_list_of_pretraining_values_is_a_checkpoint_family():
+    """`pretrain.subspace.epochs: [10, 50]`: one checkpoint per value, each its own denoiser of the sweep
+    (`trained.epochs=10`, ...), pre-trained with its own value; no list: the names stay `trained`."""
+    from benchmark.sweep import checkpoint_family, pretrain_cli, pretrain_targets
+
+    config = load("smoke.yaml")
+    assert checkpoint_family(config, "subspace") == [("", config["pretrain"]["subspace"])]
+    config["pretrain"]["subspace"]["epochs"] = [1, 3]
+    cells = cells_from_config(config)
+    trained = {c.spec.denoiser.name: c.spec.denoiser.source for c in cells.values() if c.spec.task == "subspace"
+               and c.spec.denoiser.name != "oracle"}
+    assert trained == {"trained.epochs=1": "models/smoke/subspace_denoiser.epochs=1.safetensors",
+                       "trained.epochs=3": "models/smoke/subspace_denoiser.epochs=3.safetensors"}
+    assert {("subspace", "denoiser.epochs=1"), ("subspace", "denoiser.epochs=3")} <= set(pretrain_targets(cells))
+    args = pretrain_cli(config, "subspace", "denoiser.epochs=3")
+    assert args[args.index("--epochs") + 1] == "3"
+    ids = [c for c in cells if "/trained.epochs=" in c]
+    assert len({c.split("/")[5] for c in ids if "/alg1/" in c}) == 2  # each checkpoint its own variant hash
+    config["pretrain"]["subspace"]["epochs"] = [0, 3]
+    with pytest.raises(ConfigError, match=r"^pretrain.subspace.epochs"):
         cells_from_config(config)

@@ -15,6 +15,7 @@ from benchmark.report import figures as figs
 from benchmark.report import verdict as vd
 from benchmark.report.galleries import find_galleries, panel_galleries
 from benchmark.report.html import render, write_text_atomic
+from benchmark.report.score_axis import score_axes
 from benchmark.results import atomic_path
 
 
@@ -171,8 +172,10 @@ def build_context(df: pd.DataFrame, source: str = "", models_dir: str | Path | N
         drill = df[df["seed"].isin(header["seeds"]["tuning"])]
     panel_list = agg.panels(drill)
     panel_ids = {tuple(key): f"panel-{i}" for i, (key, _) in enumerate(panel_list, 1)}
+    score = []
     if selected is not None:
         verdict = _verdict_context(df, header, selections, palette, level, figures_dir, panel_ids)
+        score = score_axes(df, header["seeds"]["evaluation"], palette, figures_dir)
     panels = [_panel(i, key, rows, palette, fidelity_metrics, level, figures_dir, galleries or {})
               for i, (key, rows) in enumerate(panel_list, 1)]
     models = None
@@ -188,6 +191,7 @@ def build_context(df: pd.DataFrame, source: str = "", models_dir: str | Path | N
         "fidelity_metrics": list(fidelity_metrics) if fidelity_metrics is not None
         else agg.report_fidelity_candidates(drill), "reward_metric": agg.REWARD_METRIC,
         "models": models, "provenance": agg.provenance_summary(df), "verdict": verdict, "download": download,
+        "score_axes": score,
     }
 
 

@@ -69,13 +69,22 @@ def flag(key: str) -> str:
 # --- the built-in trainers ------------------------------------------------------------------------
 
 def train_score_mlp(task, network, settings, *, device, progress, needs):
-    """A vector task's denoiser: a ScoreMLP by denoising score matching (benchmark.denoisers.pretrain)."""
+    """A vector task's denoiser: a ScoreMLP by denoising score matching (benchmark.denoisers.pretrain).
+
+    A task with an exact denoiser (`task.has_oracle`) also gets `report["jacobian"]`: the Jacobian
+    diagnostics of the trained x0h against the oracle's, per noise level and per objective of the task
+    (benchmark.diagnostics.jacobian_diagnostics; 512 samples, seed 0, the same x_t for every checkpoint
+    of the task), which the held-out eps-loss does not see."""
     from benchmark.denoisers import pretrain, save_checkpoint
 
     s = dict(settings)
     if "schedule" in s:
         s["schedule_name"] = s.pop("schedule")
     model, schedule, report = pretrain(task, device=device, progress=progress, **s)
+    if task.has_oracle:
+        from benchmark.diagnostics import jacobian_diagnostics
+
+        report["jacobian"] = jacobian_diagnostics(model, task.oracle(schedule), schedule, task, n=512, seed=0)
     return (lambda path: save_checkpoint(path, model, schedule, report)), report
 
 

@@ -14,6 +14,7 @@ from benchmark.sweep import (
     jobs_from_cells,
     pretrain_cli,
     pretrain_targets,
+    split_member,
     task_networks,
     tuning_seeds,
 )
@@ -142,15 +143,16 @@ def evaluation_galleries(wildcards):
 
 
 def pretrain_needs(wc):
-    """The checkpoints of the networks this one waits for (its declaration's `needs`)."""
+    """The checkpoints of the networks this one waits for (its declaration's `needs`); a member of a
+    checkpoint family (`denoiser.epochs=50`) waits for what its network does."""
     return [
         f"{MODELS}/{wc.task}_{n}.safetensors"
-        for n in task_networks(wc.task)[wc.network].needs
+        for n in task_networks(wc.task)[split_member(wc.network)[0]].needs
     ]
 
 
 def pretrain_args(wc, input):
-    needs = task_networks(wc.task)[wc.network].needs
+    needs = task_networks(wc.task)[split_member(wc.network)[0]].needs
     return quote(
         pretrain_cli(config, wc.task, wc.network)
         + [a for n, f in zip(needs, input.needs) for a in ("--need", f"{n}={f}")]
