@@ -107,7 +107,8 @@ def test_smoke_preset_runs_on_slurm(tmp_path, capsys):
     env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(ROOT / "Snakefile"), "--directory", str(tmp_path),
            "--profile", str(PROFILE), "--configfile", str(SMOKE), "--cores", str(cores),
-           "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1"]
+           "--slurm-status-command", "squeue", "--slurm-init-seconds-before-status-checks", "1",
+           "--seconds-between-status-checks", "2"]
     start = time.monotonic()
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=TIMEOUT_S)

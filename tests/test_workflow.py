@@ -4,6 +4,7 @@ recomputing only the unfinished cells, to the same aggregate."""
 
 import base64
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -124,3 +125,6 @@ def test_dry_run_of_default_config_builds_the_dag(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "pretrain" in proc.stdout and "report" in proc.stdout
+    # every cell job's wildcards are the cell id's parts: task and denoiser one path component each
+    wildcards = re.findall(r"wildcards: task=([^,\n]+), denoiser=([^,\n]+), cell=", proc.stdout)
+    assert wildcards and {d for _, d in wildcards} == {"oracle", "trained"}, sorted({d for _, d in wildcards})[:3]

@@ -63,6 +63,9 @@ resource_scopes:
 wildcard_constraints:
     cell=CELL_ID_PATTERN,
     task="|".join(sorted({c.spec.task for c in CELLS.values()})),
+    denoiser="|".join(
+        re.escape(d) for d in sorted({c.spec.denoiser.name for c in CELLS.values()})
+    ),
 
 
 def quote(args):
