@@ -37,6 +37,7 @@ from benchmark.optimize import run_rounds
 from benchmark.results import provenance, to_table, write_atomic
 from benchmark.spec import CellSpec
 from benchmark.tasks import make_task
+from benchmark.tasks.networks import jacobian_summary
 
 log = logging.getLogger(__name__)
 
@@ -51,17 +52,6 @@ def network_record(path: str | Path, kind: str) -> dict:
     return {"file": str(path), "sha256": file_sha256(path)} | figures | jacobian_summary(report)
 
 
-def jacobian_summary(report: dict) -> dict:
-    """The Jacobian diagnostics of a checkpoint's report (benchmark.diagnostics), averaged over noise
-    levels, as flat entries `jacobian.<objective>.<measure>` (share in span(A), cosine and norm ratio of
-    J^T g against the oracle's)."""
-    out = {}
-    for objective, levels in (report.get("jacobian") or {}).items():
-        mean = levels.get("mean") if isinstance(levels, dict) else None
-        for measure, value in (mean or {}).items():
-            if isinstance(value, (int, float)):
-                out[f"jacobian.{objective}.{measure}"] = float(value)
-    return out
 
 
 #: Report entries about the training run rather than the network (timings, memory, host, device).

@@ -494,7 +494,9 @@ def _scalars(d: dict, prefix: str = "") -> dict[str, object]:
 
 
 def model_reports(models_dir: str | Path) -> pd.DataFrame:
-    """Every *.json in `models_dir` as one row (file name first) of its scalar entries."""
+    """Every *.json in `models_dir` as one row (file name first) of its scalar entries, nested ones
+    flattened (a subspace checkpoint's Jacobian diagnostics: `jacobian.<objective>.<level>.<measure>`,
+    beside its eps-loss)."""
     rows = []
     for path in sorted(Path(models_dir).glob("*.json")):
         try:

@@ -124,3 +124,16 @@ SCORE_MLP = Network(train_score_mlp, ("hidden", "depth", "epochs", "batch_size",
                     doc="ScoreMLP denoiser, denoising score matching on n_train fresh samples of the task",
                     defaults={"schedule": "cosine", "T": 200, "seed": 0, "hidden": 256, "depth": 3, "epochs": 10,
                               "batch_size": 256, "lr": 0.001, "n_train": 65536})
+
+
+def jacobian_summary(report: dict) -> dict:
+    """The Jacobian diagnostics of a checkpoint's report (benchmark.diagnostics), averaged over noise
+    levels, as flat entries `jacobian.<objective>.<measure>` (share in span(A), cosine and norm ratio of
+    J^T g against the oracle's)."""
+    out = {}
+    for objective, levels in (report.get("jacobian") or {}).items():
+        mean = levels.get("mean") if isinstance(levels, dict) else None
+        for measure, value in (mean or {}).items():
+            if isinstance(value, (int, float)):
+                out[f"jacobian.{objective}.{measure}"] = float(value)
+    return out
