@@ -185,6 +185,11 @@ class CellSpec:
         """Parse and validate: the structure against `json_schema` (and the method's parameters against
         its `method_schema`), then the meaning (the dataclasses' checks)."""
         check_structure(data)
+        return cls._build(data)
+
+    @classmethod
+    def _build(cls, data: dict) -> CellSpec:
+        """The spec of a (structurally valid) dict: its parts built as their dataclasses."""
         parts = {"denoiser": Denoiser, "sampling": Sampling, "rounds": Rounds}
         return cls(**{k: parts[k](**v) if k in parts else v for k, v in data.items()})
 
@@ -200,32 +205,11 @@ class CellSpec:
     def of(cls, **flat) -> CellSpec:
         """A spec from flat names, the CLI's (`flat_names`): `CellSpec.of(task=..., steps=10, rounds=1,
         denoiser="trained", checkpoint=FILE)`; unknown names raise TypeError naming the allowed ones."""
-        names = flat_names()
-        unknown = sorted(set(flat) - set(names))
-        if unknown:
-            raise TypeError(f"CellSpec.of: unknown field(s) {unknown}; allowed: {sorted(names)}")
-        data: dict = {}
-        for key, value in flat.items():
-            node = data
-            for part in names[key][:-1]:
-                node = node.setdefault(part, {})
-            node[names[key][-1]] = value
-        return cls.from_dict(data)
+        return cls.from_dict(_put_flat({}, flat, "CellSpec.of"))
 
     def replace(self, **flat) -> CellSpec:
         """A copy with fields changed, by flat name (`flat_names`), e.g. `spec.replace(seed=1, rounds=0)`."""
-        names = flat_names()
-        unknown = sorted(set(flat) - set(names))
-        if unknown:
-            raise TypeError(f"CellSpec.replace: unknown field(s) {unknown}; allowed: {sorted(names)}")
-        data = self.to_dict()
-        for key, value in flat.items():
-            node = data
-            for part in names[key][:-1]:
-                node = node[part]
-            node[names[key][-1]] = value
-        parts = {"denoiser": Denoiser, "sampling": Sampling, "rounds": Rounds}
-        return type(self)(**{k: parts[k](**v) if k in parts else v for k, v in data.items()})
+        return self._build(_put_flat(self.to_dict(), flat, "CellSpec.replace"))
 
     # --- what the results record ------------------------------------------------------------------
 
@@ -341,6 +325,24 @@ def flat_names() -> dict[str, tuple[str, ...]]:
     return out
 
 
+def _put(data: dict, path: tuple[str, ...], value) -> None:
+    """data[path[0]][path[1]]... = value, the parts' dicts made as needed."""
+    for part in path[:-1]:
+        data = data.setdefault(part, {})
+    data[path[-1]] = value
+
+
+def _put_flat(data: dict, flat: dict, where: str) -> dict:
+    """`data` with the fields given by flat name (`flat_names`) set; TypeError naming unknown ones."""
+    names = flat_names()
+    unknown = sorted(set(flat) - set(names))
+    if unknown:
+        raise TypeError(f"{where}: unknown field(s) {unknown}; allowed: {sorted(names)}")
+    for key, value in flat.items():
+        _put(data, names[key], value)
+    return data
+
+
 def _parse_value(value: str):
     """'0.1' -> 0.1, '3' -> 3, 'true' -> True, otherwise the string (the layers above check types)."""
     try:
@@ -401,8 +403,5 @@ def spec_from_args(args, seed: int) -> CellSpec:
             value = seed
         elif isinstance(value, list):
             value = dict(value)
-        node = data
-        for part in path[:-1]:
-            node = node.setdefault(part, {})
-        node[path[-1]] = value
+        _put(data, path, value)
     return CellSpec.from_dict(data)

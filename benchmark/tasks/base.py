@@ -59,11 +59,7 @@ class Task:
 
             return make_plugin_objective(self, name, params)
         params = dict(params or {})
-        allowed = self.objective_params.get(name, {})
-        unknown = sorted(set(params) - set(allowed))
-        if unknown:
-            raise ValueError(f"objective {name!r} of task {self.name!r} has no parameter(s) {unknown}; "
-                             f"allowed: {sorted(allowed) or 'none'}")
+        self._check_param_names(name, params)
         return self._make_objective(name, **params)
 
     def _make_objective(self, name: str, **params):
@@ -84,12 +80,17 @@ class Task:
 
             check_plugin_params(plugin, name, cls.name, params)
             return
+        cls._check_param_names(name, params)
+        cls.check_objective_params(name, params, task_seed)
+
+    @classmethod
+    def _check_param_names(cls, name: str, params: dict) -> None:
+        """ValueError for a parameter the task's own objective `name` does not take."""
         allowed = cls.objective_params.get(name, {})
         unknown = sorted(set(params) - set(allowed))
         if unknown:
             raise ValueError(f"objective {name!r} of task {cls.name!r} has no parameter(s) {unknown}; "
                              f"allowed: {sorted(allowed) or 'none'}")
-        cls.check_objective_params(name, params, task_seed)
 
     @classmethod
     def check_objective_params(cls, name: str, params: dict, task_seed: int = 0) -> None:
