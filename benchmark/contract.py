@@ -10,6 +10,8 @@ per-chain linear target around a fixed point, classifier guidance a stand-in for
     batch = single chains   a batch of 8 chains gives what 8 batches of 1 give (per-sample independence:
                             no norm, step or random draw couples samples), and the samples are finite
     same seed               the same seeds give bit-identical samples
+    batched strengths       a method that declares `batches_strengths`: chains with different strengths in
+                            one pass give what each strength's chains give alone (batched cells)
     cost formula            the counted denoiser forwards, VJPs, objective evaluations and gradients per
                             output sample equal the method's declared `costs_per_sample(steps)`
 
@@ -34,7 +36,8 @@ STEPS, SCHEDULE, T, OBJECTIVE = 20, "cosine", 200, "quadratic_off"
 CONTRACT_STRENGTH = 0.3
 #: Tolerances of "a batch equals single chains" (float rounding of batched matrix products).
 ATOL = RTOL = 1e-5
-CHECKS = ("hyper-parameters", "batch equals single chains", "same seed same samples", "cost formula")
+CHECKS = ("hyper-parameters", "batch equals single chains", "same seed same samples", "cost formula",
+          "batched strengths")
 
 
 class Check(NamedTuple):
@@ -89,9 +92,11 @@ def default_strength(method) -> float:
 
 
 def run_chains(method, strength: float, params: dict | None, n: int, *, task=None, seeds_base=("contract",),
-               eta: float = 1.0, device: str = "cpu", chain_offset: int = 0, steps: int = STEPS):
+               eta: float = 1.0, device: str = "cpu", chain_offset: int = 0, steps: int = STEPS,
+               strengths: list[float] | None = None):
     """n chains (seeds derive_seed(*seeds_base, i + chain_offset)) of a freshly built method in one batch:
-    (x_0 [n, 64], the costs they spent, the sampler)."""
+    (x_0 [n, 64], the costs they spent, the sampler); `strengths` (n of them): chain i guided with
+    strengths[i] (`GuidanceMethod.with_strengths`, a batched pass)."""
     from benchmark.diffusion import Costs, PerSampleNoise, derive_seed, sample
     from benchmark.methods import Guide, make_method
     from benchmark.optimize import linearise
@@ -100,6 +105,8 @@ def run_chains(method, strength: float, params: dict | None, n: int, *, task=Non
     costs = Costs()
     sampler, objective = setup(task, costs, steps=steps, eta=eta, device=device)
     built = make_method(method, strength, **(params or {}))
+    if strengths is not None:
+        built = built.with_strengths(torch.tensor(strengths, dtype=torch.float64, device=device))
     shape = tuple(task.shape)
     noise = PerSampleNoise([derive_seed(*seeds_base, i + chain_offset) for i in range(n)], shape, device=device)
     z_prev = PerSampleNoise([i + chain_offset + 1000 for i in range(n)], shape, device=device).draw() * 0.5
@@ -170,6 +177,39 @@ def check_batch_equals_single_chains(method, strength: float, params: dict | Non
     return _guarded(CHECKS[1], run)
 
 
+def check_batched_strengths(method, strength: float, params: dict | None = None, *, task=None,
+                            device: str = "cpu") -> Check:
+    """A `batches_strengths` method: six chains at three strengths (strength/3, strength, 3 strength; all
+    0 for a method whose strength must be 0) in one pass equal each strength's two chains alone, to
+    ATOL/RTOL. A method that does not declare it passes: its cells of different strengths run apart."""
+    def run():
+        from benchmark.methods import make_method
+
+        if not getattr(resolve(method), "batches_strengths", False):
+            return Check(CHECKS[4], True, "not declared (batches_strengths = False): cells of different strengths "
+                                          "run in separate passes")
+        grid = [strength / 3, strength, 3 * strength]
+        try:
+            for s in grid:
+                make_method(method, s, **(params or {}))
+        except ValueError:
+            grid = [strength] * 3                                            # e.g. `none`: strength 0 only
+        per_chain = [s for s in grid for _ in range(2)]
+        xb, _, _ = run_chains(method, strength, params, 6, task=task, device=device, strengths=per_chain)
+        x1 = torch.cat([run_chains(method, s, params, 2, task=task, device=device, chain_offset=2 * i)[0]
+                        for i, s in enumerate(grid)])
+        diff = (xb - x1).abs().flatten(1).max(1).values
+        if not torch.isfinite(xb).all() or not torch.allclose(xb, x1, atol=ATOL, rtol=RTOL):
+            worst = int(diff.nan_to_num(float("inf")).argmax())
+            return Check(CHECKS[4], False,
+                         f"chains at strengths {grid} in one pass differ from each strength alone: max |difference| "
+                         f"{float(diff.max()):.3g} (chain {worst}; tolerance atol={ATOL}, rtol={RTOL}); every use of "
+                         "`strength` must take a per-chain tensor (methods.base: scaled, chain_scalar, is_nonzero)")
+        return Check(CHECKS[4], True, f"strengths {[round(s, 6) for s in grid]} in one pass equal each alone "
+                                      f"(max |difference| {float(diff.max()):.2g})")
+    return _guarded(CHECKS[4], run)
+
+
 def check_same_seed(method, strength: float, params: dict | None = None, *, task=None, n: int = 4,
                     device: str = "cpu") -> Check:
     """The same seeds give bit-identical samples."""
@@ -229,7 +269,7 @@ def check_method(method, strength: float | None = None, params: dict | None = No
     except ValueError as exc:
         return [Check("builds", False, str(exc))]
     checks = [check_hyperparameters(method)]
-    for fn in (check_batch_equals_single_chains, check_same_seed, check_costs):
+    for fn in (check_batch_equals_single_chains, check_same_seed, check_costs, check_batched_strengths):
         checks.append(fn(method, strength, params, task=task, device=device))
     return checks
 

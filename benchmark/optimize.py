@@ -29,6 +29,7 @@ import torch
 from benchmark.denoisers.pretrain import v_loss
 from benchmark.diffusion import Costs, PerSampleNoise, Sampler, derive_seed, sample
 from benchmark.methods import Guide, LinearTarget, make_method
+from benchmark.methods.base import chain_scalar
 from benchmark.spec import Rounds
 
 #: Algorithm 1/2's settings (rounds, samples, algorithm, linearisation, fine-tuning): the cell spec's part.
@@ -43,16 +44,23 @@ class Round:
     wall_seconds: float
 
 
-def linearise(objective, z: torch.Tensor, delta: float, mode: str) -> LinearTarget:
-    """Guo et al.'s linear model around z: g = grad r(z), y = g^T z + delta (per chain or at z_bar)."""
-    point = z.mean(0, keepdim=True) if mode == "batch_mean" else z
+def linearise(objective, z: torch.Tensor, delta: float | torch.Tensor, mode: str, cells: int = 1) -> LinearTarget:
+    """Guo et al.'s linear model around z: g = grad r(z), y = g^T z + delta (per chain or at z_bar).
+
+    A batched pass (benchmark.batch) holds `cells` cells of B = len(z) / cells chains each, cell-major, and
+    delta per chain ([len(z)], float64): "batch_mean" linearises each cell at its own mean."""
+    if mode == "batch_mean":
+        point = z.view(cells, -1, *z.shape[1:]).mean(1)                     # [cells, *shape]
+    else:
+        point = z
     with torch.enable_grad():
         p = point.detach().requires_grad_(True)
         (g,) = torch.autograd.grad(objective(p).sum(), p)
-    y = (g * point).flatten(1).sum(-1) + delta
+    y = (g * point).flatten(1).sum(-1)
     if mode == "batch_mean":
-        g, y = g.expand_as(z), y.expand(z.shape[0])
-    return LinearTarget(g.detach(), y.detach())
+        B = z.shape[0] // cells
+        g, y = g.repeat_interleave(B, 0), y.repeat_interleave(B, 0)
+    return LinearTarget(g.detach(), (y + chain_scalar(delta, y.dtype)).detach())
 
 
 def run_rounds(*, task, objective, method, sampler: Sampler, costs: Costs, config: RoundsConfig,

@@ -126,6 +126,38 @@ def test_batch_equals_separate_samples(subspace, setting, device):
 
 
 @pytest.mark.parametrize("setting", ALL, ids=ALL_IDS)
+def test_batched_strengths_equal_each_strength_alone(subspace, setting, device):
+    """Chains at three strengths in one pass (batched cells) give what each strength gives alone (to atol = rtol
+    = 1e-5); a method that does not declare batches_strengths passes by running its strengths apart."""
+    name, strength, params, _ = setting
+    check = contract.check_batched_strengths(name, strength, params, task=subspace, device=device)
+    assert check.passed, check.detail
+    declared = getattr(contract.resolve(name), "batches_strengths", False)
+    assert ("in one pass equal each alone" if declared else "not declared") in check.detail
+
+
+def test_every_builtin_but_bon_batches_strengths():
+    """bon's strength is its proposal's, built once: its cells of different strengths run apart."""
+    assert {n for n in METHODS.builtins() if not contract.resolve(n).batches_strengths} == {"bon"}
+
+
+@dataclasses.dataclass
+class _ScalarStrength(GuidanceMethod):
+    """Declares batches_strengths but branches on the strength as a Python number."""
+
+    name = "scalar_strength"
+    batches_strengths = True
+
+    def guided_eps(self, x_t, step, sampler, guide):
+        e = sampler.eps(x_t, step)
+        return e - (0.1 if float(self.strength.max() if torch.is_tensor(self.strength) else self.strength) > 0.2
+                    else 0.0) * e
+
+    def costs_per_sample(self, steps):
+        return (steps, 0, 0, 0)
+
+
+@pytest.mark.parametrize("setting", ALL, ids=ALL_IDS)
 def test_same_seed_same_samples(subspace, setting, device):
     name, strength, params, _ = setting
     check = contract.check_same_seed(name, strength, params, task=subspace, n=4, device=device)
@@ -315,5 +347,8 @@ def test_the_contract_names_what_a_broken_method_breaks(subspace):
     assert checks["cost formula"].passed and checks["same seed same samples"].passed
     checks = {c.name: c for c in contract.check_method(_Undercounted, 0.0, task=subspace)}
     assert not checks["cost formula"].passed and "denoiser forwards 100 != 95" in checks["cost formula"].detail
+    checks = {c.name: c for c in contract.check_method(_ScalarStrength, 0.3, task=subspace)}
+    assert not checks["batched strengths"].passed and "must take a per-chain tensor" in checks["batched strengths"].detail
+    assert all(c.passed for n, c in checks.items() if n != "batched strengths")
     [built] = contract.check_method("gradient")
     assert built.name == "builds" and not built.passed and "unknown method 'gradient'; allowed:" in built.detail

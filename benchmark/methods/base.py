@@ -137,6 +137,11 @@ class GuidanceMethod:
     #: True for methods that need the objective's noise-conditional log-probability (classifier
     #: guidance); the sweep allows them only on a task's `noisy_log_prob_objectives`.
     uses_noisy_log_prob: ClassVar[bool] = False
+    #: True for methods whose chains may each have their own strength in one sampling pass (batched
+    #: cells, benchmark.batch): every use of `strength` takes a float or a per-chain float64 tensor [B]
+    #: (`with_strengths`; the contract's "batched strengths" check). Chains of cells that differ only in
+    #: their seed share a pass whatever this says (chains are independent: the contract's batch check).
+    batches_strengths: ClassVar[bool] = False
 
     strength: float = 0.0
 
@@ -154,6 +159,17 @@ class GuidanceMethod:
 
     def params(self) -> dict:
         return dataclasses.asdict(self)
+
+    def with_strengths(self, strengths: torch.Tensor) -> "GuidanceMethod":
+        """A copy that guides chain i with strengths[i] (float64 [B]): the cells of one batched pass.
+        Validation was done on each cell's own method (strength a float); only `batches_strengths`
+        methods take this."""
+        if not self.batches_strengths:
+            raise ValueError(f"method {self.name!r} does not declare batches_strengths: its cells of different "
+                             "strengths run in separate passes")
+        copy = dataclasses.replace(self)  # runs __post_init__ at the method's own float strength
+        copy.strength = strengths.to(torch.float64)
+        return copy
 
     def sample(self, sampler: Sampler, x_T: torch.Tensor, noise, guide: Guide | None = None) -> torch.Tensor:
         """x_T -> x_0 over the sampler's grid: the shared loop of `step`s."""
@@ -277,9 +293,9 @@ class LossGuidance(GuidanceMethod):
     def step_size(self, default: torch.Tensor | float, e: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
         """The per-sample step [B]: the method's own (`default`), or Polyak's when `polyak`."""
         if self.polyak:
-            return self.strength * norm(e) / (norm(g) ** 2 + self.polyak_eps)
+            return chain_scalar(self.strength, e.dtype) * norm(e) / (norm(g) ** 2 + self.polyak_eps)
         if isinstance(default, torch.Tensor):
-            return default
+            return default.to(e.dtype)
         return torch.full((e.shape[0],), float(default), dtype=e.dtype, device=e.device)
 
 
@@ -323,6 +339,26 @@ def reward_grad_through_denoiser(x_t, step, sampler, objective):
 def per_sample(c: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """A per-sample factor c: [B] shaped to broadcast against like: [B, ...]."""
     return c.view(-1, *(1,) * (like.dim() - 1))
+
+
+def chain_scalar(c: float | torch.Tensor, dtype: torch.dtype) -> float | torch.Tensor:
+    """A strength-like factor as the arithmetic with `dtype` tensors uses it: a float unchanged, a per-chain
+    float64 tensor [B] (batched cells) rounded to `dtype` once, as torch rounds a Python scalar; so a
+    chain of a batched pass computes exactly what its cell computes alone."""
+    return c.to(dtype) if isinstance(c, torch.Tensor) else c
+
+
+def scaled(c: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """c x for a scalar c, or per chain for c: [B] (float64, batched cells) against x: [B, ...]."""
+    if isinstance(c, torch.Tensor):
+        return per_sample(c.to(x.dtype), x) * x
+    return c * x
+
+
+def is_nonzero(c: float | torch.Tensor) -> bool:
+    """c != 0 for a scalar; for a per-chain tensor, whether any chain's is (a batched pass holds cells
+    whose strengths are all zero or all non-zero: their cost formulas agree, benchmark.batch)."""
+    return bool((c != 0).any()) if isinstance(c, torch.Tensor) else c != 0
 
 
 def make_proposal(owner: str, name: str, strength: float, params: str) -> GuidanceMethod:

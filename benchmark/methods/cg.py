@@ -24,12 +24,13 @@ from typing import ClassVar
 
 import torch
 
-from benchmark.methods.base import GuidanceMethod
+from benchmark.methods.base import GuidanceMethod, scaled
 
 
 @dataclass
 class ClassifierGuidance(GuidanceMethod):
     name = "cg"
+    batches_strengths = True   # strength a float or per chain (GuidanceMethod.batches_strengths)
     #: Needs the objective's noise-conditional log-probability (Guide.noisy_log_prob).
     uses_noisy_log_prob: ClassVar[bool] = True
 
@@ -41,7 +42,7 @@ class ClassifierGuidance(GuidanceMethod):
         with torch.enable_grad():
             x = x_t.detach().requires_grad_(True)
             (grad,) = torch.autograd.grad(guide.noisy_log_prob(x, step.t).sum(), x)   # [B, *shape]
-        return e - self.strength * math.sqrt(step.h) * grad
+        return e - scaled(self.strength * math.sqrt(step.h), grad)
 
     def costs_per_sample(self, steps, timesteps=None):
         """1U + 1G per step (the noise-conditional log-probability, counted as the objective's; no VJP)."""

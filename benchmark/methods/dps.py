@@ -33,7 +33,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from benchmark.methods.base import LossGuidance, per_sample
+from benchmark.methods.base import LossGuidance, chain_scalar, per_sample
 
 #: Floor of |r(x0h)| in the "abs_reward" normalisation, so a reward at 0 gives a finite step.
 EPS = 1e-8
@@ -42,12 +42,13 @@ EPS = 1e-8
 @dataclass
 class DPS(LossGuidance):
     name = "dps"
+    batches_strengths = True   # strength a float or per chain (GuidanceMethod.batches_strengths)
 
     normalise: Literal["abs_reward", "none"] = "abs_reward"
 
     def guided_step(self, x_t, step, sampler, guide, noise):
         e, x0h, r, g_t = self.grad_through_denoiser(x_t, step, sampler, guide, noise)
-        zeta_t = self.strength / r.abs().clamp_min(EPS) if self.normalise == "abs_reward" else self.strength
+        zeta_t = chain_scalar(self.strength, r.dtype) / r.abs().clamp_min(EPS) if self.normalise == "abs_reward" else self.strength
         zeta_t = self.step_size(zeta_t, e, g_t)                              # [B], per sample
         return sampler.ddim(x0h, e, step, noise) + per_sample(zeta_t, g_t) * g_t
 

@@ -28,6 +28,7 @@ from benchmark.methods.base import GuidanceMethod, LossGuidance, per_sample
 @dataclass
 class FreeDoM(LossGuidance):
     name = "freedom"
+    batches_strengths = True   # strength a float or per chain (GuidanceMethod.batches_strengths)
 
     stop_t: int = 0
 

@@ -22,6 +22,7 @@ from benchmark.methods.base import GuidanceMethod, per_sample
 @dataclass
 class LookAheadLoss(GuidanceMethod):
     name = "gloss"
+    batches_strengths = True   # strength a float or per chain (GuidanceMethod.batches_strengths)
     uses_linear_target = True
 
     sigma: float = 0.1

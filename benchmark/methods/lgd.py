@@ -30,6 +30,7 @@ from benchmark.methods.base import LossGuidance, log_mean_exp_reward, per_sample
 @dataclass
 class LGD(LossGuidance):
     name = "lgd"
+    batches_strengths = True   # strength a float or per chain (GuidanceMethod.batches_strengths)
 
     n: int = 10
 

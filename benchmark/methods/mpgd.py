@@ -31,13 +31,14 @@ from typing import Literal
 import torch
 
 from benchmark.diffusion.sampler import tweedie
-from benchmark.methods.base import GuidanceMethod
+from benchmark.methods.base import GuidanceMethod, scaled
 
 
 
 @dataclass
 class MPGD(GuidanceMethod):
     name = "mpgd"
+    batches_strengths = True   # strength a float or per chain (GuidanceMethod.batches_strengths)
 
     schedule: Literal["constant", "sqrt_ab_prev"] = "constant"
 
@@ -48,7 +49,7 @@ class MPGD(GuidanceMethod):
             x0 = x0h.detach().requires_grad_(True)                           # clean-space leaf
             (h_t,) = torch.autograd.grad(guide.objective(x0).sum(), x0)      # no denoiser VJP
         c_t = self.strength if self.schedule == "constant" else self.strength * math.sqrt(step.ab_prev)
-        return sampler.ddim(x0h + c_t * h_t, e, step, noise)
+        return sampler.ddim(x0h + scaled(c_t, h_t), e, step, noise)
 
     def costs_per_sample(self, steps, timesteps=None):
         """1U + 1G per step (clean-space gradient: no VJP)."""

@@ -23,6 +23,7 @@ from benchmark.methods.base import GuidanceMethod, per_sample
 @dataclass
 class NaiveGradient(GuidanceMethod):
     name = "naive"
+    batches_strengths = True   # strength a float or per chain (GuidanceMethod.batches_strengths)
     uses_linear_target = True
 
     sigma: float = 0.1

@@ -10,6 +10,7 @@ from benchmark.methods.base import GuidanceMethod
 @dataclass
 class Unguided(GuidanceMethod):
     name = "none"
+    batches_strengths = True   # strength a float or per chain (GuidanceMethod.batches_strengths)
 
     def __post_init__(self):
         super().__post_init__()

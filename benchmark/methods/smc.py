@@ -149,6 +149,7 @@ class _Tap:
 @dataclass
 class SMC(GuidanceMethod):
     name = "smc"
+    batches_strengths = True   # strength a float or per chain (GuidanceMethod.batches_strengths)
 
     particles: int = 4
     potential: Literal["difference", "max", "sum"] = "difference"
@@ -190,6 +191,8 @@ class SMC(GuidanceMethod):
                              "transitions are deterministic, p(x_{t-1} | x_t) / q(x_{t-1} | x_t) does not exist and "
                              "the proposal cannot be importance-corrected (use eta > 0 or proposal 'none')")
         K, B, lam = self.particles, x_T.shape[0], self.strength
+        if isinstance(lam, torch.Tensor):                                    # batched cells: lam per chain
+            lam = lam.repeat(K)                                              # [K B], particle-major
         particles, uniforms = noise.particles(K), noise.derived("resample", shape=())
         pguide, transition = guide.for_particles(K), _Transition(sampler)
         chains = torch.arange(B, device=x_T.device)

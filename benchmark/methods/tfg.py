@@ -44,7 +44,7 @@ from typing import Literal
 import torch
 
 from benchmark.diffusion.sampler import tweedie
-from benchmark.methods.base import GuidanceMethod, log_mean_exp_reward, scale_costs
+from benchmark.methods.base import GuidanceMethod, is_nonzero, log_mean_exp_reward, scale_costs, scaled
 
 Schedule = Literal["increase", "decrease", "constant"]
 
@@ -57,6 +57,7 @@ def schedule_value(kind: str, step) -> float:
 @dataclass
 class TFG(GuidanceMethod):
     name = "tfg"
+    batches_strengths = True   # strength a float or per chain (GuidanceMethod.batches_strengths)
 
     mu: float = 0.25
     gamma: float = 0.0
@@ -96,11 +97,11 @@ class TFG(GuidanceMethod):
                 x_t = sampler.renoise(x_prev, step, noise)
             draws = [noise.draw() for _ in range(self.n_s)] if self.gamma > 0 else []
             rt = lambda x0: log_mean_exp_reward(guide.objective, x0, std, draws)          # noqa: E731
-            if rho_t != 0:
+            if is_nonzero(rho_t):
                 with torch.enable_grad():
                     x, e, x0h = sampler.eps_with_graph(x_t, step)
                     (g_t,) = torch.autograd.grad(rt(x0h).sum(), x)                       # one VJP
-                e, x0h, delta_t = e.detach(), x0h.detach(), rho_t * g_t
+                e, x0h, delta_t = e.detach(), x0h.detach(), scaled(rho_t, g_t)
             else:
                 e = sampler.eps(x_t, step)
                 x0h, delta_t = tweedie(x_t, e, step.ab_t), None

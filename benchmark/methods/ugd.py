@@ -41,6 +41,7 @@ from benchmark.methods.base import LossGuidance, per_sample
 @dataclass
 class UGD(LossGuidance):
     name = "ugd"
+    batches_strengths = True   # strength a float or per chain (GuidanceMethod.batches_strengths)
 
     backward_steps: int = 1
     backward_lr: float = 0.1
