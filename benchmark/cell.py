@@ -138,16 +138,17 @@ class Cell:
         """JSON: per network file loaded, its path, sha256 and training figures (`network_record`)."""
         return json.dumps(self.networks, sort_keys=True) if self.networks else None
 
-    def run_id(self) -> str:
+    def run_id(self, spec: CellSpec | None = None) -> str:
         """A hash of the specification (less where its files lie) and of the content of the network
-        files it loads: another checkpoint under the same path is another cell."""
-        blob = {"spec": self.spec.identity(), "checkpoint_sha256": self.checkpoint_sha256()}
+        files it loads: another checkpoint under the same path is another cell. `spec`: another cell of
+        this one's group (benchmark.batch), which loads the same networks."""
+        blob = {"spec": (spec or self.spec).identity(), "checkpoint_sha256": self.checkpoint_sha256()}
         return hashlib.sha256(json.dumps(blob, sort_keys=True).encode()).hexdigest()[:16]
 
-    def settings(self) -> dict:
+    def settings(self, spec: CellSpec | None = None) -> dict:
         """The run settings the results record (settings_json): the spec's, with the schedule the
         denoiser actually samples with and the objective's parameters with their defaults."""
-        settings = self.spec.settings()
+        settings = (spec or self.spec).settings()
         settings["sampling"] |= {"schedule": self.schedule.name, "T": self.schedule.T,
                                  "steps": len(self.sampler.steps)}
         settings["objective_params"] = self.objective.params()
@@ -164,10 +165,15 @@ class Cell:
                              f"T={trained_on[1]}, the denoiser samples with {schedule.name!r}, T={schedule.T}; "
                              "pre-train them with the same --schedule and --T")
 
-    def rounds(self):
+    def rounds(self, specs: list[CellSpec] | None = None, alive: list[bool] | None = None,
+               resume: dict | None = None):
+        """The rounds of this cell, or of one sampling pass of `specs` (cells of its group that share a
+        pass, benchmark.batch.passes), each on its own seed and strength."""
+        specs = specs or [self.spec]
         counted = CountingObjective(self.objective, self.costs)
         return run_rounds(task=self.task, objective=counted, method=self.method, sampler=self.sampler,
-                          costs=self.costs, config=self.config, seed=self.spec.seed,
+                          costs=self.costs, config=self.config, seed=[s.seed for s in specs],
+                          strengths=[float(s.strength) for s in specs], alive=alive, resume=resume,
                           denoiser_name=self.spec.denoiser.name, device=self.device, trainable=self.trainable)
 
 
@@ -183,61 +189,215 @@ def run_cell(spec: CellSpec, device: str = "auto", progress: bool | None = None,
 
     gallery: for an image task, where to write the last round's samples as a PNG grid (written
     whatever the status: a cell with no samples gets a tile saying so)."""
-    cell = Cell(spec, device)
-    r = spec.rounds
-    base = {
-        "run_id": cell.run_id(), "task": spec.task, "objective": spec.objective, "denoiser": spec.denoiser.name,
-        "method": spec.method, "strength": float(spec.strength), "seed": spec.seed,
-        "algorithm": r.algorithm, "linearise": r.linearise, "samples": r.samples,
-        "steps": len(cell.sampler.steps), "eta": spec.sampling.eta, "schedule": cell.schedule.name,
-        "params_json": json.dumps(cell.method.params(), sort_keys=True),
-        "settings_json": json.dumps(cell.settings(), sort_keys=True),
-        "checkpoint_sha256": cell.checkpoint_sha256(), "checkpoint_info": cell.checkpoint_info(),
-    } | provenance(cell.device)
-    if cell.device.startswith("cuda"):
-        torch.cuda.reset_peak_memory_stats()
-    rows: list[dict] = []
-    status, error = "ok", None
-    iterator = cell.rounds()
-    if progress is None:
-        progress = sys.stderr.isatty()
-    if progress:
-        from tqdm import tqdm
-        iterator = tqdm(iterator, total=r.rounds + 1, desc=f"{spec.method} {spec.objective}", unit="round")
-    last = None
-    try:
-        for rnd in iterator:
-            last = rnd.z
-            finite = bool(torch.isfinite(rnd.z).all())
-            metrics, per_sample = (sample_measures(rnd.z, cell.objective, cell.task) if finite
-                                   else ({"reward_mean": math.nan}, {}))
-            cost = {f"cost_{k}": v for k, v in rnd.costs.as_dict().items()}
-            for name, value in metrics.items():
-                rows.append(base | cost | {"round": rnd.index, "metric": name, "value": float(value),
-                                           "per_sample": per_sample.get(name), "wall_seconds": rnd.wall_seconds})
-            log.info("seed %d round %d/%d: reward %.4g%s, %.2f s", spec.seed, rnd.index, r.rounds,
-                     metrics.get("reward_mean", math.nan),
-                     "".join(f", {k} {v:.4g}" for k, v in metrics.items() if k != "reward_mean")[:200],
-                     rnd.wall_seconds)
-            if not finite:
-                status, error = "diverged", f"non-finite samples in round {rnd.index}"
-                break
-    except Exception as exc:  # recorded, not raised: the sweep must go on
-        status, error = "failed", "".join(traceback.format_exception_only(exc)).strip()
-        rows.append(base | {f"cost_{k}": 0 for k in Costs().as_dict()} | {
-            "round": (rows[-1]["round"] + 1) if rows else 0, "metric": "reward_mean", "value": math.nan,
-            "per_sample": None, "wall_seconds": 0.0})
-    peak = _peak_memory_mb(cell.device)
-    for r in rows:
-        r.update(status=status, error=error, peak_memory_mb=peak)
-    if gallery is not None and cell.task.is_image:
-        save_gallery(last, gallery)
-    return rows
+    return run_cells([spec], device, progress, galleries=None if gallery is None else [gallery])[0]
 
 
 def write_cell(spec: CellSpec, out: str | Path, device: str = "auto", progress: bool | None = None) -> list[dict]:
     """Run the cell and write its Parquet file; for an image task its gallery first (`gallery_path(out)`,
     the same path with suffix .png), so a cell whose Parquet file exists has its gallery too."""
-    rows = run_cell(spec, device, progress=progress, gallery=gallery_path(out))
-    write_atomic(to_table(rows), out)
-    return rows
+    return write_cells([spec], [out], device, progress)[0]
+
+
+def write_cells(specs: list[CellSpec], outs: list[str | Path], device: str = "auto", progress: bool | None = None,
+                checkpoint_every: int = 0) -> list[list[dict]]:
+    """Run a group of cells (specs equal but for strength and seed, benchmark.batch) in batched passes and
+    write each cell's Parquet file (and gallery) atomically as soon as the cell is done.
+
+    checkpoint_every = k > 0: every k rounds each cell saves a round checkpoint beside its file
+    (`resume_path`), and a finished cell keeps its final one until the whole group is written; a rerun
+    of the killed group resumes each cell from its own (rows equal to an uninterrupted run's)."""
+    if len(specs) != len(outs) or len({str(o) for o in outs}) != len(outs):
+        raise ValueError(f"{len(specs)} cells need {len(specs)} distinct output files, got {len(outs)}")
+    galleries = [gallery_path(o) for o in outs]
+
+    def done(i: int, rows: list[dict]) -> None:
+        write_atomic(to_table(rows), outs[i])
+
+    results = run_cells(specs, device, progress, galleries=galleries, on_done=done,
+                        resume_paths=[resume_path(o) for o in outs] if checkpoint_every else None,
+                        checkpoint_every=checkpoint_every)
+    for o in outs:
+        resume_path(o).unlink(missing_ok=True)
+    return results
+
+
+def resume_path(out: str | Path) -> Path:
+    """Where the cell written to `out` keeps its round checkpoint: beside it, suffix .resume.pt."""
+    return Path(out).with_suffix(".resume.pt")
+
+
+def run_cells(specs: list[CellSpec], device: str = "auto", progress: bool | None = None,
+              galleries: list | None = None, on_done=None, resume_paths: list | None = None,
+              checkpoint_every: int = 0) -> list[list[dict]]:
+    """Run a group of cells and return each one's rows: every sampling pass of the group
+    (benchmark.batch.passes) as one batch, each cell's rows as a solo run of it would give them; one log
+    line per cell and round. `on_done(i, rows)` is called as soon as cell i is done."""
+    from benchmark.batch import check_group, passes
+
+    check_group(specs)
+    cell = Cell(specs[0], device)
+    results: list[list[dict] | None] = [None] * len(specs)
+    for members in passes(specs):
+        _run_pass(cell, specs, members, results, progress, galleries, on_done, resume_paths, checkpoint_every)
+    return results
+
+
+def _base_row(cell: Cell, spec: CellSpec, batch_cells: int) -> dict:
+    r = spec.rounds
+    method = make_method(spec.method, spec.strength, **spec.params)
+    return {
+        "run_id": cell.run_id(spec), "task": spec.task, "objective": spec.objective, "denoiser": spec.denoiser.name,
+        "method": spec.method, "strength": float(spec.strength), "seed": spec.seed,
+        "algorithm": r.algorithm, "linearise": r.linearise, "samples": r.samples,
+        "steps": len(cell.sampler.steps), "eta": spec.sampling.eta, "schedule": cell.schedule.name,
+        "params_json": json.dumps(method.params(), sort_keys=True),
+        "settings_json": json.dumps(cell.settings(spec), sort_keys=True),
+        "checkpoint_sha256": cell.checkpoint_sha256(), "checkpoint_info": cell.checkpoint_info(),
+        "batch_cells": batch_cells,
+    } | provenance(cell.device)
+
+
+def _share(costs, n: int) -> dict:
+    """A cell's share of a pass's counted cost: every chain of a pass pays the same (their declared formulas
+    agree, benchmark.batch), so 1/n of each count."""
+    return {f"cost_{k}": v // n if v % n == 0 else round(v / n) for k, v in costs.as_dict().items()}
+
+
+def _load_resume(path: Path, run_id: str) -> dict | None:
+    """A cell's round checkpoint, if one exists and is this cell's (a damaged or foreign one is ignored)."""
+    if not path.exists():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a half-written or damaged file: start afresh
+        log.warning("ignoring the round checkpoint %s: %s", path, exc)
+        return None
+    return state if isinstance(state, dict) and state.get("run_id") == run_id else None
+
+
+def _save_resume(path: Path, state: dict) -> None:
+    from benchmark.results import atomic_path
+
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def _run_pass(cell: Cell, specs, members, results, progress, galleries, on_done, resume_paths, checkpoint_every):
+    """One sampling pass over the cells `members` (indices into specs), resumed from their checkpoints."""
+    n, B, r = len(members), cell.config.samples, cell.config
+    bases = [_base_row(cell, specs[i], n) for i in members]
+    rows: list[list[dict]] = [[] for _ in members]
+    finished = [False] * n
+    status: list[tuple[str, str | None]] = [("ok", None)] * n
+    last: list = [None] * n
+    paths = [Path(resume_paths[i]) for i in members] if resume_paths else None
+    resume = None
+    if paths:
+        saved = [_load_resume(p, b["run_id"]) for p, b in zip(paths, bases)]
+        for j, st in enumerate(saved):
+            if st is not None and st["finished"]:
+                rows[j], finished[j], status[j] = st["rows"], True, (st["status"], st["error"])
+                last[j] = st.get("z")
+        running = [j for j in range(n) if not finished[j]]
+        rounds_at = {saved[j]["round"] if saved[j] is not None else None for j in running}
+        if running and len(rounds_at) == 1 and None not in rounds_at:   # all at the same round: resume there
+            state = {"round": rounds_at.pop(), "cells": running,
+                     "z": torch.cat([saved[j]["z"] for j in running])}
+            for key in ("trainable", "optimizer", "ft_gen"):
+                if key in saved[running[0]]:
+                    state[key] = saved[running[0]][key]
+            resume = state
+            for j in running:
+                rows[j] = saved[j]["rows"]
+            log.info("resuming %d cell(s) after round %d from %s", len(running), state["round"], paths[running[0]])
+        else:
+            for j in running:
+                rows[j] = []
+    alive = [not f for f in finished]
+
+    def finish(j: int) -> None:
+        finished[j] = True
+        alive[j] = False
+        peak = _peak_memory_mb(cell.device)
+        for row in rows[j]:
+            row.update(status=status[j][0], error=status[j][1], peak_memory_mb=peak)
+        i = members[j]
+        if galleries is not None and galleries[i] is not None and cell.task.is_image:
+            save_gallery(last[j], galleries[i])
+        if paths:
+            _save_resume(paths[j], {"run_id": bases[j]["run_id"], "finished": True, "rows": [dict(r) for r in rows[j]],
+                                    "status": status[j][0], "error": status[j][1], "z": last[j],
+                                    "round": rows[j][-1]["round"] if rows[j] else -1})
+        results[i] = rows[j]
+        if on_done is not None:
+            on_done(i, rows[j])
+
+    if cell.device.startswith("cuda"):
+        torch.cuda.reset_peak_memory_stats()
+    if not any(alive):
+        for j in range(n):
+            results[members[j]] = rows[j]
+            if on_done is not None:
+                on_done(members[j], rows[j])
+        return
+    iterator = cell.rounds([specs[i] for i in members], alive=alive, resume=resume)
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if progress:
+        from tqdm import tqdm
+        head = specs[members[0]]
+        iterator = tqdm(iterator, total=r.rounds + 1 - (resume["round"] + 1 if resume else 0),
+                        desc=f"{head.method} {head.objective} x{n}", unit="round")
+    try:
+        for rnd in iterator:
+            share = _share(rnd.costs, len(rnd.cells))
+            wall = rnd.wall_seconds / len(rnd.cells)
+            for pos, j in enumerate(rnd.cells):
+                z = rnd.z[pos * B:(pos + 1) * B]
+                last[j] = z
+                finite = bool(torch.isfinite(z).all())
+                metrics, per_sample = (sample_measures(z, cell.objective, cell.task) if finite
+                                       else ({"reward_mean": math.nan}, {}))
+                for name, value in metrics.items():
+                    rows[j].append(bases[j] | share | {"round": rnd.index, "metric": name, "value": float(value),
+                                                       "per_sample": per_sample.get(name), "wall_seconds": wall})
+                spec = specs[members[j]]
+                log.info("seed %d strength %g round %d/%d: reward %.4g%s, %.2f s", spec.seed, spec.strength,
+                         rnd.index, r.rounds, metrics.get("reward_mean", math.nan),
+                         "".join(f", {k} {v:.4g}" for k, v in metrics.items() if k != "reward_mean")[:200], wall)
+                if not finite:
+                    status[j] = ("diverged", f"non-finite samples in round {rnd.index}")
+                    finish(j)
+                elif rnd.index == r.rounds:
+                    finish(j)
+            if paths and checkpoint_every and rnd.index % checkpoint_every == 0 and rnd.index < r.rounds:
+                for pos, j in enumerate(rnd.cells):
+                    if not finished[j]:
+                        _save_resume(paths[j], _cell_state(rnd, pos, B, bases[j]["run_id"], rows[j]))
+    except Exception as exc:  # recorded, not raised: the sweep must go on
+        error = "".join(traceback.format_exception_only(exc)).strip()
+        for j in range(n):
+            if not finished[j]:
+                rows[j].append(bases[j] | {f"cost_{k}": 0 for k in Costs().as_dict()} | {
+                    "round": (rows[j][-1]["round"] + 1) if rows[j] else 0, "metric": "reward_mean",
+                    "value": math.nan, "per_sample": None, "wall_seconds": 0.0})
+                status[j] = ("failed", error)
+                finish(j)
+    for j in range(n):                       # a pass that ended early (every cell left it) finishes the rest
+        if not finished[j]:
+            finish(j)
+
+
+def _cell_state(rnd, pos: int, B: int, run_id: str, rows: list[dict]) -> dict:
+    """Cell `pos` of a round's pass as its own round checkpoint: its rows so far, its samples and linear
+    target, and (Algorithm 2, one cell per pass) the fine-tuned weights, optimiser and RNG states."""
+    rows_slice = slice(pos * B, (pos + 1) * B)
+    state = {"run_id": run_id, "finished": False, "round": rnd.index, "rows": [dict(r) for r in rows],
+             "z": rnd.z[rows_slice].detach().cpu().clone()}
+    if rnd.target is not None:
+        state["target_g"] = rnd.target.g[rows_slice].detach().cpu().clone()
+        state["target_y"] = rnd.target.y[rows_slice].detach().cpu().clone()
+    for key in ("trainable", "optimizer", "ft_gen"):
+        if key in rnd.state:
+            state[key] = rnd.state[key]
+    return state

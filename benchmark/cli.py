@@ -28,6 +28,12 @@ def _add_run(sub):
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: 0, torch's default)")
     p.add_argument("--out", required=True, nargs="+",
                    help="the cell's Parquet file (one per --seed); image tasks also write the .png gallery beside it")
+    p.add_argument("--strengths", type=float, nargs="+", metavar="STRENGTH",
+                   help="a group of cells (benchmark/batch.py): one strength per --seed and --out, which replace the "
+                        "spec's strength; cells that can share a sampling pass run as one batch")
+    p.add_argument("--checkpoint-every", type=int, default=0, metavar="K",
+                   help="every K rounds save each cell's round checkpoint beside its file (.resume.pt), from which "
+                        "a rerun resumes (default: 0, none)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bar (default: when stderr is a terminal)")
 
@@ -90,20 +96,37 @@ def run_specs(args) -> list:
     return [spec.replace(seed=seed) for seed in args.spec__seed]
 
 
-def cmd_run(args) -> int:
+def group_specs(args) -> list:
+    """run's cells: run_specs, each with its --strengths entry when given."""
     specs = run_specs(args)
+    if args.strengths is None:
+        return specs
+    if len(args.strengths) != len(specs):
+        raise ValueError(f"--strengths and --seed must pair up one to one; got {len(args.strengths)} strengths and "
+                         f"{len(specs)} seeds")
+    return [spec.replace(strength=s) for spec, s in zip(specs, args.strengths)]
+
+
+def cmd_run(args) -> int:
+    specs = group_specs(args)
     if len(specs) != len(args.out) or len(set(args.out)) != len(args.out):
         raise ValueError(f"--seed and --out must pair up one to one; got {len(specs)} seeds and "
                          f"{len(args.out)} distinct output files")
+    if args.checkpoint_every < 0:
+        raise ValueError(f"--checkpoint-every must be >= 0 (0: no round checkpoints), got {args.checkpoint_every}")
+    from benchmark.batch import check_group
+
+    check_group(specs)
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
-    # Several seeds in one process share its start-up (imports dominate a short cell); each seed is
-    # still its own cell with its own file, written as soon as it is done.
-    from benchmark.cell import write_cell
+    # A group of cells (different seeds, strengths) in one process: start-up paid once, and cells that can
+    # share a sampling pass run as one batch (benchmark/batch.py); each is still its own cell with its own
+    # file, written as soon as it is done.
+    from benchmark.cell import write_cells
 
-    for spec, out in zip(specs, args.out):
-        rows = write_cell(spec, out, args.device, progress=args.progress)
+    for out, rows in zip(args.out, write_cells(specs, args.out, args.device, progress=args.progress,
+                                               checkpoint_every=args.checkpoint_every)):
         status = rows[0]["status"] if rows else "failed"
         print(f"{out}: {len(rows)} rows, status {status}" + (f" ({rows[0]['error']})" if status != "ok" else ""),
               file=sys.stderr)
@@ -271,18 +294,36 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--selected", default=None, help="the selection folder of the protocol (the workflow's "
                    "results/selected): the verdict (held-out, gated, compute-matched) comes first")
     p = sub.add_parser("perf", help="time one round per method, count network evaluations, compare with "
-                                    "the time the cost formula predicts")
+                                    "the time the cost formula predicts; --throughput: chains x steps per "
+                                    "second against the batch size")
+    p.add_argument("--throughput", action="store_true",
+                   help="throughput mode: for each denoiser setting, method and batch size N, seconds per sampling "
+                        "pass of N chains and chains x steps per second, with the speed-up over the smallest N")
     p.add_argument("--methods", nargs="+", metavar="NAME[=STRENGTH]",
-                   help="methods to time (default: every registered method at a mid-grid strength)")
-    p.add_argument("--steps", type=int, help="sampling steps (default: every step of the schedule)")
-    p.add_argument("--task", default="subspace", help="the task")
-    p.add_argument("--objective", default="quadratic_off", help="the task's objective")
-    p.add_argument("--denoiser", default="trained", help="oracle | trained")
-    p.add_argument("--checkpoint", default="models/subspace_denoiser.safetensors", help="for --denoiser trained")
-    p.add_argument("--samples", type=int, default=32, help="chains per round")
-    p.add_argument("--repeats", type=int, default=5, help="timed rounds per method (after one warm-up round)")
+                   help="methods to time, space- or comma-separated (default: every registered method at a mid-grid "
+                        "strength; --throughput: none,dps,gloss)")
+    p.add_argument("--steps", type=int, help="sampling steps (default: every step of the schedule; --throughput: 50)")
+    p.add_argument("--task", default="subspace", help="the task (not with --throughput: its settings name theirs)")
+    p.add_argument("--objective", default="quadratic_off", help="the task's objective (not with --throughput)")
+    p.add_argument("--denoiser", nargs="+", metavar="NAME",
+                   help="oracle | trained (default: trained); with --throughput one or more of oracle (subspace, "
+                        "exact score), trained (subspace ScoreMLP), digits (digits U-Net) (default: oracle trained, "
+                        "and digits when --digits-checkpoint is given)")
+    p.add_argument("--checkpoint", help="for --denoiser trained (default: models/subspace_denoiser.safetensors; "
+                                        "--throughput: MODELS_DIR's, else one trained on the spot for timing)")
+    p.add_argument("--models-dir", help="--throughput: folder of subspace_denoiser.safetensors and, for setting "
+                                        "digits, digits_denoiser.safetensors with digits_evaluator.safetensors "
+                                        "(default: models)")
+    p.add_argument("--digits-checkpoint", help="--throughput: the digits U-Net checkpoint (adds setting digits)")
+    p.add_argument("--batch-sizes", default=",".join(str(n) for n in (8, 16, 32, 64, 128, 256, 512)),
+                   help="--throughput: comma-separated batch sizes N (chains per pass)")
+    p.add_argument("--out", help="--throughput: also write the table to FILE.csv or FILE.json")
+    p.add_argument("--samples", type=int, default=32, help="chains per round (not with --throughput)")
+    p.add_argument("--repeats", type=int, help="timed rounds per method after one warm-up round (default: 5; "
+                                               "--throughput: timed passes per batch size, default 5)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
-    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]")
+    p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N]; --throughput also all (cpu, and cuda "
+                                                    "when available)")
     p = sub.add_parser("tune", help="TFG's beam search over (rho, mu, gamma) on a small batch")
     p.add_argument("--task", required=True, help="the task (see `python -m benchmark list`)")
     p.add_argument("--objective", required=True, help="the task's objective")

@@ -39,9 +39,12 @@ RoundsConfig = Rounds
 @dataclass
 class Round:
     index: int
-    z: torch.Tensor          # [B, *shape] samples of this round
-    costs: Costs             # spent in this round (sampling + linearisation)
+    z: torch.Tensor          # [n B, *shape] samples of this round, the pass's live cells, cell-major
+    costs: Costs             # spent in this round (sampling + linearisation), all its chains
     wall_seconds: float
+    cells: list[int]         # which of the pass's cells z holds (B rows each, in this order)
+    target: LinearTarget | None = None   # the linear target this round was guided towards (Algorithm 1)
+    state: dict | None = None            # what resumes the rounds after this one (`run_rounds(resume=...)`)
 
 
 def linearise(objective, z: torch.Tensor, delta: float | torch.Tensor, mode: str, cells: int = 1) -> LinearTarget:
@@ -63,33 +66,77 @@ def linearise(objective, z: torch.Tensor, delta: float | torch.Tensor, mode: str
     return LinearTarget(g.detach(), (y + chain_scalar(delta, y.dtype)).detach())
 
 
+def chain_seeds(task_name: str, denoiser_name: str, seed: int, k: int, B: int) -> list[int]:
+    """The noise streams of a cell's B chains in round k: seeded by (task, denoiser, seed, round, chain),
+    never by method or strength."""
+    return [derive_seed("chain", task_name, denoiser_name, seed, k, i) for i in range(B)]
+
+
 def run_rounds(*, task, objective, method, sampler: Sampler, costs: Costs, config: RoundsConfig,
-               seed: int, denoiser_name: str, device: str = "cpu", trainable=None) -> Iterator[Round]:
+               seed: int | list[int], denoiser_name: str, device: str = "cpu", trainable=None,
+               strengths: list[float] | None = None, alive: list[bool] | None = None,
+               resume: dict | None = None) -> Iterator[Round]:
     """Yield round 0 (unguided) then rounds 1..K of Algorithm 1 or 2.
 
     `objective` must be the counted objective; `trainable` the network that Algorithm 2 fine-tunes
     (the cell spec refuses Algorithm 2 on a denoiser that cannot be fine-tuned).
+
+    A batched pass (benchmark.batch): `seed` a list, one cell of `config.samples` chains per seed, run as
+    one batch, cell-major; `strengths` one per cell (the method's own when not given; different ones need
+    a method that `batches_strengths`). Each chain draws from its own cell's streams, so each cell gets
+    what it gets alone. A cell set to False in `alive` (it diverged) leaves the pass from the next round.
+    Algorithm 2 fine-tunes one network: one cell per pass.
+
+    Every round's `state` resumes the pass after it (`resume=state`): the samples, the fine-tuned
+    weights, the optimiser's and the fine-tuning RNG's states; round noise is derived from the seeds.
     """
+    seeds = [seed] if isinstance(seed, int) else list(seed)
+    n, B = len(seeds), config.samples
+    if strengths is None:
+        strengths = [float(method.strength)] * n
+    if len(strengths) != n:
+        raise ValueError(f"{len(strengths)} strengths for a pass of {n} cells")
+    if len(set(strengths)) > 1 and not method.batches_strengths:
+        raise ValueError(f"method {method.name!r} does not batch strengths: run its strengths in separate passes")
+    if alive is None:
+        alive = [True] * n
     unguided = make_method("none")
-    B = config.samples
     optimizer = None
     if config.algorithm == "alg2":
+        if n != 1:
+            raise ValueError("Algorithm 2 fine-tunes its own network: one cell per pass")
         optimizer = torch.optim.Adam(trainable.parameters(), lr=config.finetune_lr, betas=(0.9, 0.99))
-        ft_gen = torch.Generator().manual_seed(derive_seed("finetune", task.name, denoiser_name, seed))
+        ft_gen = torch.Generator().manual_seed(derive_seed("finetune", task.name, denoiser_name, seeds[0]))
 
-    z = None
-    for k in range(config.rounds + 1):
+    cells, z, first = list(range(n)), None, 0
+    if resume is not None:
+        cells, z, first = list(resume["cells"]), resume["z"].to(device), resume["round"] + 1
+        if optimizer is not None:
+            trainable.load_state_dict(resume["trainable"])
+            optimizer.load_state_dict(resume["optimizer"])
+            ft_gen.set_state(resume["ft_gen"])
+    for k in range(first, config.rounds + 1):
+        if not all(alive[c] for c in cells):                                  # a cell diverged: it leaves
+            keep = [j for j, c in enumerate(cells) if alive[c]]
+            z = z.view(len(cells), B, *z.shape[1:])[keep].flatten(0, 1) if z is not None else None
+            cells = [cells[j] for j in keep]
+        if not cells:
+            return
+        live = [strengths[c] for c in cells]
+        guided = method if len(set(live)) == 1 and live[0] == method.strength else method.with_strengths(
+            torch.tensor(live, dtype=torch.float64, device=device).repeat_interleave(B))
         before = costs.snapshot()
         start = time.perf_counter()
-        noise = PerSampleNoise.for_chains(("chain", task.name, denoiser_name, seed, k), B, task.shape,
-                                          device=device)
+        noise = PerSampleNoise([s for c in cells for s in chain_seeds(task.name, denoiser_name, seeds[c], k, B)],
+                               task.shape, device=device)
         x_T = noise.draw()
+        target = None
         if k == 0:
             z = sample(sampler, unguided, x_T, noise)
         else:
-            target = (linearise(objective, z, method.strength, config.linearise)
+            target = (linearise(objective, z, guided.strength, config.linearise, cells=len(cells))
                       if method.uses_linear_target else None)
-            z = sample(sampler, method, x_T, noise, Guide(objective, target, augment=task.augment,
+            z = sample(sampler, guided, x_T, noise, Guide(objective, target, augment=task.augment,
                                                             noisy_log_prob=getattr(objective, "noisy_log_prob", None)))
             if optimizer is not None and k >= config.finetune_start and torch.isfinite(z).all():
                 trainable.train().requires_grad_(True)
@@ -104,4 +151,8 @@ def run_rounds(*, task, objective, method, sampler: Sampler, costs: Costs, confi
                 trainable.eval().requires_grad_(False)
         if z.is_cuda:
             torch.cuda.synchronize()  # kernels are asynchronous: time the work, not its launch
-        yield Round(k, z, costs.snapshot() - before, time.perf_counter() - start)
+        state = {"round": k, "cells": list(cells), "z": z}
+        if optimizer is not None:
+            state |= {"trainable": trainable.state_dict(), "optimizer": optimizer.state_dict(),
+                      "ft_gen": ft_gen.get_state()}
+        yield Round(k, z, costs.snapshot() - before, time.perf_counter() - start, list(cells), target, state)

@@ -9,7 +9,8 @@ Columns (explicit pyarrow schema, SCHEMA below):
 - metric, value
 - cost of the round, summed over the chains: cost_denoiser_forwards, cost_denoiser_vjps,
   cost_objective_evals, cost_objective_grads, cost_finetune_samples (Algorithm 2's training
-  steps), wall_seconds; peak_memory_mb of the cell
+  steps), wall_seconds; peak_memory_mb of the cell; batch_cells, the cells that shared its sampling pass
+  (benchmark.batch; 1: it ran alone): their costs and wall time split evenly, each records its share
 - status ('ok' | 'diverged' | 'failed') and error text, the same on every row of a cell
 - provenance: package_version, git_commit, torch_version, device, hostname, started_at, slurm_job_id,
   and on a GPU its model, the CUDA version and the driver version (gpu_model, cuda_version,
@@ -61,7 +62,8 @@ PARAMS = [("algorithm", pa.string()), ("linearise", pa.string()), ("samples", pa
 MEASURE = [("metric", pa.string()), ("value", pa.float64()), ("per_sample", pa.list_(pa.float64()))]
 COST = [("cost_denoiser_forwards", pa.int64()), ("cost_denoiser_vjps", pa.int64()),
         ("cost_objective_evals", pa.int64()), ("cost_objective_grads", pa.int64()),
-        ("cost_finetune_samples", pa.int64()), ("wall_seconds", pa.float64()), ("peak_memory_mb", pa.float64())]
+        ("cost_finetune_samples", pa.int64()), ("wall_seconds", pa.float64()), ("peak_memory_mb", pa.float64()),
+        ("batch_cells", pa.int64())]
 STATUS = [("status", pa.string()), ("error", pa.string())]
 PROVENANCE = [("package_version", pa.string()), ("git_commit", pa.string()), ("torch_version", pa.string()),
               ("device", pa.string()), ("hostname", pa.string()), ("started_at", pa.string()),
@@ -76,7 +78,7 @@ COLUMNS = SCHEMA.names
 CHECKSUM_KEY = b"guidebench.sha256"
 #: Columns that differ between two runs of the same cell (timing, memory, where and when it ran);
 #: two files with one run_id are the same cell only if everything else is equal.
-RUN_COLUMNS = ["wall_seconds", "peak_memory_mb"] + [n for n, _ in PROVENANCE]
+RUN_COLUMNS = ["wall_seconds", "peak_memory_mb", "batch_cells"] + [n for n, _ in PROVENANCE]
 
 
 class ResultsFileError(ValueError):
@@ -120,7 +122,7 @@ def provenance(device: str) -> dict:
     return {
         "package_version": __version__,
         "git_commit": _git_commit(),
-        "torch_version": torch.__version__,
+        "torch_version": str(torch.__version__),  # a plain str (TorchVersion cannot be loaded weights_only)
         "device": device,
         "hostname": socket.gethostname(),
         "started_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -23,9 +23,10 @@ in one panel). Evaluation: the chosen settings on the evaluation seeds, disjoint
 seeds; the report's headline comes from these only. `cells_from_config` makes the tuning cells,
 `evaluation_cells` the evaluation cells of the chosen jobs.
 
-A job is a cell id without its `_seed<seed>` suffix: with `batch_seeds` one process runs all
-seeds of a job of one stage (the start-up, mostly `import torch`, is paid once), each seed still
-its own cell and file; without it every cell is its own job.
+A job runs a group of cells (`stage_jobs`, benchmark.batch): in the tuning stage the cells that differ
+only in strength and seed, in the evaluation stage one chosen setting's seeds; `group_size` cells at
+most. One process (start-up paid once), sampling passes batched, each cell still its own file. A
+setting (`job_key`) is a cell id without its `_seed<seed>` suffix.
 
 A task declares the networks it pre-trains (`Task.networks`, benchmark.tasks.networks), each made
 by one job into the models folder as `<task>_<network>.safetensors` (`pretrain_targets`,
@@ -887,8 +888,23 @@ def job_key(cell_id: str) -> str:
 
 
 def jobs_from_cells(cells: dict[str, SweepCell]) -> dict[str, list[str]]:
-    """Group cell ids by job key; every job holds the same seeds, in config order."""
+    """Group cell ids by setting (job key); every setting holds the same seeds, in config order."""
     jobs: dict[str, list[str]] = {}
     for cell_id in cells:
         jobs.setdefault(job_key(cell_id), []).append(cell_id)
     return jobs
+
+
+def stage_jobs(cells: dict[str, SweepCell], size: int, by_setting: bool = False) -> dict[str, list[str]]:
+    """The jobs of a stage: {job id: cell ids}, each job a group of at most `size` cells that differ only in
+    strength and seed (benchmark.batch.groups), or with `by_setting` (the evaluation stage, where one
+    setting per variant is chosen) only in seed. A job id is its first cell id, with `+<n>` for n > 1
+    cells."""
+    from benchmark.batch import groups
+
+    if not by_setting:
+        return groups({c: cell.spec for c, cell in cells.items()}, size)
+    out: dict[str, list[str]] = {}
+    for ids in jobs_from_cells(cells).values():
+        out |= groups({c: cells[c].spec for c in ids}, size)
+    return out

@@ -376,7 +376,7 @@ def test_after_remove_bad_the_normal_run_recomputes_exactly_those_cells(cell_fil
 
     root = Path(__file__).resolve().parents[1]
     config = yaml.safe_load((root / "config/smoke.yaml").read_text())
-    config |= {"experiments": {"oracle": config["experiments"]["oracle"]}, "batch_seeds": False,
+    config |= {"experiments": {"oracle": config["experiments"]["oracle"]}, "group_size": 1,
                "results_dir": "results"}
     (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
     files = [tmp_path / "results" / "cells" / f"{c}.parquet" for c in cells_from_config(config)]
@@ -393,6 +393,6 @@ def test_after_remove_bad_the_normal_run_recomputes_exactly_those_cells(cell_fil
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = (proc.stdout + proc.stderr).partition("Building DAG of jobs")[2]  # not the command line echoed
-    assert re.search(r"^cell\s+1$", out, re.M), out[-3000:]
+    assert re.search(r"^tune_subspace_\d+\s+1$", out, re.M) and re.search(r"^total\s+1$", out, re.M), out[-3000:]
     assert str(damaged.relative_to(tmp_path)) in out
     assert not any(str(f.relative_to(tmp_path)) in out for f in files if f != damaged)

@@ -48,7 +48,7 @@ class DPS(LossGuidance):
 
     def guided_step(self, x_t, step, sampler, guide, noise):
         e, x0h, r, g_t = self.grad_through_denoiser(x_t, step, sampler, guide, noise)
-        zeta_t = chain_scalar(self.strength, r.dtype) / r.abs().clamp_min(EPS) if self.normalise == "abs_reward" else self.strength
+        zeta_t = r.abs().clamp_min(EPS).reciprocal() * chain_scalar(self.strength, r.dtype) if self.normalise == "abs_reward" else self.strength
         zeta_t = self.step_size(zeta_t, e, g_t)                              # [B], per sample
         return sampler.ddim(x0h, e, step, noise) + per_sample(zeta_t, g_t) * g_t
 

@@ -3,7 +3,6 @@ import re
 import shlex
 
 from benchmark.sweep import (
-    CELL_ID_PATTERN,
     ConfigError,
     cell_networks,
     cells_from_config,
@@ -13,6 +12,7 @@ from benchmark.sweep import (
     job_key,
     jobs_from_cells,
     pretrain_cli,
+    stage_jobs,
     pretrain_targets,
     split_member,
     task_networks,
@@ -46,12 +46,18 @@ IMAGE_TASKS = sorted(
     {c.spec.task for c in CELLS.values() if is_image_task(c.spec.task)}
 )
 VECTOR_TASKS = sorted({c.spec.task for c in CELLS.values()} - set(IMAGE_TASKS))
-BATCH_SEEDS = config["batch_seeds"]
 # The two stages of the protocol: every setting on the tuning seeds, the chosen ones on the evaluation seeds.
 STAGE_SEEDS = {"tune": tuning_seeds(config), "eval": evaluation_seeds(config)}
-# The cell spec of every job, serialised once (benchmark.spec; its cells differ only in their seed).
-JOB_CELLS = {key: CELLS[members[0]] for key, members in jobs_from_cells(CELLS).items()}
-JOB_SPECS = {key: cell.spec.to_json() for key, cell in JOB_CELLS.items()}
+# Every evaluation cell the selection could ask for (each tuned setting on each evaluation seed).
+EVAL_CELLS = evaluation_cells(CELLS, list(jobs_from_cells(CELLS)), STAGE_SEEDS["eval"])
+# The jobs of each stage, {job id: cell ids}: a group of cells that differ only in strength and seed
+# (tuning) or only in seed (evaluation: one chosen setting), `group_size` at most, run by one process in
+# batched sampling passes (benchmark.batch); each cell still its own file. cells.smk makes one rule each.
+STAGE_CELLS = {"tune": CELLS, "eval": EVAL_CELLS}
+JOBS = {
+    "tune": stage_jobs(CELLS, config["group_size"]),
+    "eval": stage_jobs(EVAL_CELLS, config["group_size"], by_setting=True),
+}
 
 
 # A cluster run must not be throttled to one GPU job: the gpu resource is per node, not global.
@@ -59,13 +65,9 @@ resource_scopes:
     gpu="local",
 
 
-# No value can escape the results folder: every path component is a SAFE_NAME (no slash, no '..').
+# No value can escape the models folder (pretrain's wildcards): the tasks are the sweep's.
 wildcard_constraints:
-    cell=CELL_ID_PATTERN,
     task="|".join(sorted({c.spec.task for c in CELLS.values()})),
-    denoiser="|".join(
-        re.escape(d) for d in sorted({c.spec.denoiser.name for c in CELLS.values()})
-    ),
 
 
 def quote(args):
@@ -77,50 +79,43 @@ def one_of(names):
     return "|".join(re.escape(n) for n in names) or "(?!)"
 
 
-def seed_slots(stage):
-    """A stage's seeds in a job's file names: all of them with batch_seeds, else the {seed} wildcard."""
-    return STAGE_SEEDS[stage] if BATCH_SEEDS else ["{seed}"]
-
-
-def cell_files(suffix, stage):
-    """A job's files of one stage: one per seed slot."""
-    return [
-        f"{RESULTS}/cells/{{task}}/{{denoiser}}/{{cell}}_seed{s}.{suffix}"
-        for s in seed_slots(stage)
-    ]
-
-
-def cell_inputs(wc):
-    """The pre-trained networks a cell job loads (benchmark.sweep.cell_networks)."""
-    return cell_networks(JOB_CELLS[f"{wc.task}/{wc.denoiser}/{wc.cell}"].spec, MODELS)
-
-
-def cell_args(stage):
-    """The rule's `python -m benchmark run` arguments of a cell job: its spec (the checkpoint it names is
-    the rule's input), its seeds and its Parquet files."""
-
-    def args(wc, output, input=None):
-        key = f"{wc.task}/{wc.denoiser}/{wc.cell}"
-        seeds = [str(s) for s in STAGE_SEEDS[stage]] if BATCH_SEEDS else [wc.seed]
-        return quote(
-            ["--spec", JOB_SPECS[key], "--seed", *seeds, "--out", *output.parquet]
-        )
-
-    return args
-
-
 # --- functions of the other rule files, here so that no rule file mixes rules and functions (snakemake --lint)
 
 
-def job_log(kind, stage):
-    """A cell job's log (kind `cells`) or benchmark file (kind `benchmarks`) of one stage (cells.smk)."""
-    seed = "" if BATCH_SEEDS else "_seed{seed}"
-    return f"logs/{kind}/{{task}}/{{denoiser}}/{{cell}}_{stage}{seed}.{'log' if kind == 'cells' else 'tsv'}"
+def job_rule(stage, job, number):
+    """A cell job's name (that of its generated rule), by stage, task and number (`tune_subspace_12`)."""
+    return f"{stage}_{STAGE_CELLS[stage][JOBS[stage][job][0]].spec.task}_{number}"
 
 
-def stage_seeds(stage):
-    """The seed wildcard's constraint of a stage's rules (used without batch_seeds)."""
-    return "|".join(str(s) for s in STAGE_SEEDS[stage])
+def job_outputs(stage, job, suffix):
+    """A job's files of one kind (`parquet`; `png`: the galleries of an image task's cells, else none)."""
+    cells = JOBS[stage][job]
+    if suffix == "png" and STAGE_CELLS[stage][cells[0]].spec.task not in IMAGE_TASKS:
+        return []
+    return [f"{RESULTS}/cells/{c}.{suffix}" for c in cells]
+
+
+def job_inputs(stage, job):
+    """The pre-trained networks a job's cells load (benchmark.sweep.cell_networks; the same for all)."""
+    return cell_networks(STAGE_CELLS[stage][JOBS[stage][job][0]].spec, MODELS)
+
+
+def job_args(stage, job):
+    """`python -m benchmark run` arguments of a job: the spec of its first cell, one strength, seed and
+    Parquet file per cell, the round checkpoints' interval."""
+    cells = [STAGE_CELLS[stage][c] for c in JOBS[stage][job]]
+    return quote(
+        ["--spec", cells[0].spec.to_json()]
+        + ["--seed", *(str(c.spec.seed) for c in cells)]
+        + ["--strengths", *(repr(float(c.spec.strength)) for c in cells)]
+        + ["--out", *job_outputs(stage, job, "parquet")]
+        + ["--checkpoint-every", str(config["checkpoint_every"])]
+    )
+
+
+def job_log(stage, job, kind):
+    """A job's log (kind `cells`) or benchmark file (kind `benchmarks`)."""
+    return f"logs/{kind}/{job}_{stage}.{'log' if kind == 'cells' else 'tsv'}"
 
 
 def evaluation_files(wildcards):

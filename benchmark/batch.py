@@ -1,0 +1,94 @@
+"""Batched cells: cells that differ only in strength and seed share one sampling pass.
+
+A *group* is what one workflow job runs: cells whose specs are equal but for strength and seed (task,
+denoiser, objective, the method and its other hyper-parameters, sampling, rounds), at most `size` of them
+(`group_key`, `groups`). A group runs as one or more *passes* (`passes`): one batch of n x B chains through
+the rounds (benchmark.optimize.run_rounds), chain i of cell c on cell c's own noise stream and strength.
+Cells share a pass when
+
+- their method `batches_strengths` (every use of its strength takes a per-chain tensor: the contract's
+  "batched strengths" check), or they have the same strength;
+- their declared cost formulas agree (tfg without a gradient at strength 0 costs less than with one), so
+  the pass's counted cost splits evenly: each cell records its share, n-th of the pass's;
+- they do not run Algorithm 2, whose cells each fine-tune their own network: one pass each.
+
+Chains are independent (the contract's "batch equals single chains"), so each cell's rows equal a solo
+run of it: exactly where the batch size does not change float rounding, else to the contract's
+tolerance (tests/test_batch.py states both). Each cell still writes its own Parquet file.
+"""
+
+from __future__ import annotations
+
+import json
+
+from benchmark.spec import CellSpec
+
+
+def group_key(spec: CellSpec) -> str:
+    """What a group's cells share: the spec less strength, seed and where its files lie (JSON)."""
+    d = spec.identity()
+    d.pop("strength")
+    d.pop("seed")
+    return json.dumps(d, sort_keys=True)
+
+
+def _costs_key(spec: CellSpec):
+    """The method's declared cost per sample at this spec's steps (a formula that needs the grid's
+    timesteps: the strength itself, so such cells share a pass only at equal strength)."""
+    from benchmark.methods import make_method
+    from benchmark.methods.base import declared_costs
+
+    try:
+        return declared_costs(make_method(spec.method, spec.strength, **spec.params), spec.sampling.steps or 1)
+    except (ValueError, NotImplementedError):
+        return ("strength", float(spec.strength))
+
+
+def pass_key(spec: CellSpec):
+    """Cells with equal pass keys (and group keys) share a sampling pass."""
+    from benchmark.methods import method_class
+
+    if spec.rounds.algorithm == "alg2":
+        return ("alg2", spec.digest())
+    strength = None if getattr(method_class(spec.method), "batches_strengths", False) else float(spec.strength)
+    return (group_key(spec), strength, _costs_key(spec))
+
+
+def passes(specs: list[CellSpec]) -> list[list[int]]:
+    """The sampling passes of a group: lists of indices into `specs`, in their order."""
+    out: dict = {}
+    for i, spec in enumerate(specs):
+        out.setdefault(pass_key(spec), []).append(i)
+    return list(out.values())
+
+
+def check_group(specs: list[CellSpec]) -> None:
+    """ValueError unless the specs differ only in strength and seed, and no two are the same cell."""
+    if not specs:
+        raise ValueError("a group needs at least one cell")
+    keys = {group_key(s) for s in specs}
+    if len(keys) > 1:
+        first = json.loads(next(iter(keys)))
+        other = next(json.loads(k) for k in keys if json.loads(k) != first)
+        differ = sorted(k for k in first.keys() | other.keys() if first.get(k) != other.get(k))
+        raise ValueError(f"the cells of one group must differ only in strength and seed; these also differ in "
+                         f"{differ}")
+    seen = [(float(s.strength), s.seed) for s in specs]
+    if len(set(seen)) != len(seen):
+        raise ValueError(f"a group lists a cell twice (strength, seed): {sorted(x for x in seen if seen.count(x) > 1)}")
+
+
+def groups(cells: dict[str, CellSpec], size: int) -> dict[str, list[str]]:
+    """Cell ids grouped by `group_key`, in their order, in chunks of at most `size` cells; a chunk of a
+    group is named after its first cell id ('<first cell id>+<n>' for n cells, or the cell id alone)."""
+    if size < 1:
+        raise ValueError(f"group size must be >= 1, got {size}")
+    by_key: dict[str, list[str]] = {}
+    for cell_id, spec in cells.items():
+        by_key.setdefault(group_key(spec), []).append(cell_id)
+    out = {}
+    for ids in by_key.values():
+        for i in range(0, len(ids), size):
+            chunk = ids[i:i + size]
+            out[chunk[0] if len(chunk) == 1 else f"{chunk[0]}+{len(chunk)}"] = chunk
+    return out
