@@ -200,8 +200,8 @@ def write_cell(spec: CellSpec, out: str | Path, device: str = "auto", progress: 
 
 def write_cells(specs: list[CellSpec], outs: list[str | Path], device: str = "auto", progress: bool | None = None,
                 checkpoint_every: int = 0) -> list[list[dict]]:
-    """Run a group of cells (specs equal but for strength and seed, benchmark.batch) in batched passes and
-    write each cell's Parquet file (and gallery) atomically as soon as the cell is done.
+    """Run cells (`run_cells`: each group of them, specs equal but for strength and seed, in batched passes)
+    and write each cell's Parquet file (and gallery) atomically as soon as the cell is done.
 
     checkpoint_every = k > 0: every k rounds each cell saves a round checkpoint beside its file
     (`resume_path`), and a finished cell keeps its final one until the whole group is written; a rerun
@@ -229,16 +229,23 @@ def resume_path(out: str | Path) -> Path:
 def run_cells(specs: list[CellSpec], device: str = "auto", progress: bool | None = None,
               galleries: list | None = None, on_done=None, resume_paths: list | None = None,
               checkpoint_every: int = 0) -> list[list[dict]]:
-    """Run a group of cells and return each one's rows: every sampling pass of the group
-    (benchmark.batch.passes) as one batch, each cell's rows as a solo run of it would give them; one log
-    line per cell and round. `on_done(i, rows)` is called as soon as cell i is done."""
-    from benchmark.batch import check_group, passes
+    """Run cells and return each one's rows: per group (cells that differ only in strength and seed,
+    benchmark.batch.group_key) every sampling pass (benchmark.batch.passes) as one batch, each cell's rows as
+    a solo run of it would give them; one log line per cell and round. `on_done(i, rows)` is called as soon
+    as cell i is done."""
+    from benchmark.batch import check_group, group_key, passes
 
-    check_group(specs)
-    cell = Cell(specs[0], device)
+    by_group: dict[str, list[int]] = {}
+    for i, spec in enumerate(specs):
+        by_group.setdefault(group_key(spec), []).append(i)
+    for ids in by_group.values():
+        check_group([specs[i] for i in ids])
     results: list[list[dict] | None] = [None] * len(specs)
-    for members in passes(specs):
-        _run_pass(cell, specs, members, results, progress, galleries, on_done, resume_paths, checkpoint_every)
+    for ids in by_group.values():
+        cell = Cell(specs[ids[0]], device)
+        for members in passes([specs[i] for i in ids]):
+            _run_pass(cell, specs, [ids[m] for m in members], results, progress, galleries, on_done, resume_paths,
+                      checkpoint_every)
     return results
 
 
@@ -315,31 +322,33 @@ def _run_pass(cell: Cell, specs, members, results, progress, galleries, on_done,
                 rows[j] = []
     alive = [not f for f in finished]
 
-    def finish(j: int) -> None:
-        finished[j] = True
-        alive[j] = False
-        peak = _peak_memory_mb(cell.device)
-        for row in rows[j]:
-            row.update(status=status[j][0], error=status[j][1], peak_memory_mb=peak)
+    def deliver(j: int) -> None:
+        """Cell j is done: its gallery, its rows to the caller (who writes its file)."""
         i = members[j]
         if galleries is not None and galleries[i] is not None and cell.task.is_image:
             save_gallery(last[j], galleries[i])
-        if paths:
-            _save_resume(paths[j], {"run_id": bases[j]["run_id"], "finished": True, "rows": [dict(r) for r in rows[j]],
-                                    "status": status[j][0], "error": status[j][1], "z": last[j],
-                                    "round": rows[j][-1]["round"] if rows[j] else -1})
         results[i] = rows[j]
         if on_done is not None:
             on_done(i, rows[j])
 
+    def finish(j: int) -> None:
+        finished[j], alive[j] = True, False
+        peak = _peak_memory_mb(cell.device)
+        for row in rows[j]:
+            row.update(status=status[j][0], error=status[j][1], peak_memory_mb=peak)
+        if paths:
+            _save_resume(paths[j], {"run_id": bases[j]["run_id"], "finished": True, "rows": [dict(r) for r in rows[j]],
+                                    "status": status[j][0], "error": status[j][1], "z": last[j],
+                                    "round": rows[j][-1]["round"] if rows[j] else -1})
+        deliver(j)
+
+    for j in range(n):                       # finished before a kill: rows from the checkpoint, not run again
+        if finished[j]:
+            deliver(j)
+    if not any(alive):
+        return
     if cell.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    if not any(alive):
-        for j in range(n):
-            results[members[j]] = rows[j]
-            if on_done is not None:
-                on_done(members[j], rows[j])
-        return
     iterator = cell.rounds([specs[i] for i in members], alive=alive, resume=resume)
     if progress is None:
         progress = sys.stderr.isatty()
@@ -348,8 +357,13 @@ def _run_pass(cell: Cell, specs, members, results, progress, galleries, on_done,
         head = specs[members[0]]
         iterator = tqdm(iterator, total=r.rounds + 1 - (resume["round"] + 1 if resume else 0),
                         desc=f"{head.method} {head.objective} x{n}", unit="round")
-    try:
-        for rnd in iterator:
+    iterator = iter(iterator)
+    while any(alive):
+        ended: list[int] = []            # cells done in this round: written after it, outside the recording
+        try:
+            rnd = next(iterator, None)
+            if rnd is None:
+                break
             share = _share(rnd.costs, len(rnd.cells))
             wall = rnd.wall_seconds / len(rnd.cells)
             for pos, j in enumerate(rnd.cells):
@@ -367,22 +381,25 @@ def _run_pass(cell: Cell, specs, members, results, progress, galleries, on_done,
                          "".join(f", {k} {v:.4g}" for k, v in metrics.items() if k != "reward_mean")[:200], wall)
                 if not finite:
                     status[j] = ("diverged", f"non-finite samples in round {rnd.index}")
-                    finish(j)
-                elif rnd.index == r.rounds:
-                    finish(j)
-            if paths and checkpoint_every and rnd.index % checkpoint_every == 0 and rnd.index < r.rounds:
-                for pos, j in enumerate(rnd.cells):
-                    if not finished[j]:
-                        _save_resume(paths[j], _cell_state(rnd, pos, B, bases[j]["run_id"], rows[j]))
-    except Exception as exc:  # recorded, not raised: the sweep must go on
-        error = "".join(traceback.format_exception_only(exc)).strip()
-        for j in range(n):
-            if not finished[j]:
-                rows[j].append(bases[j] | {f"cost_{k}": 0 for k in Costs().as_dict()} | {
-                    "round": (rows[j][-1]["round"] + 1) if rows[j] else 0, "metric": "reward_mean",
-                    "value": math.nan, "per_sample": None, "wall_seconds": 0.0})
-                status[j] = ("failed", error)
-                finish(j)
+                if not finite or rnd.index == r.rounds:
+                    alive[j] = False             # it leaves the pass before the next round
+                    ended.append(j)
+        except Exception as exc:  # recorded, not raised: the sweep must go on
+            error = "".join(traceback.format_exception_only(exc)).strip()
+            for j in range(n):
+                if alive[j]:
+                    rows[j].append(bases[j] | {f"cost_{k}": 0 for k in Costs().as_dict()} | {
+                        "round": (rows[j][-1]["round"] + 1) if rows[j] else 0, "metric": "reward_mean",
+                        "value": math.nan, "per_sample": None, "wall_seconds": 0.0})
+                    status[j], alive[j] = ("failed", error), False
+                    ended.append(j)
+            rnd = None
+        for j in ended:                       # its file (and gallery): an I/O error here stops the job
+            finish(j)
+        if rnd is not None and paths and checkpoint_every and rnd.index % checkpoint_every == 0:
+            for pos, j in enumerate(rnd.cells):
+                if alive[j]:
+                    _save_resume(paths[j], _cell_state(rnd, pos, B, bases[j]["run_id"], rows[j]))
     for j in range(n):                       # a pass that ended early (every cell left it) finishes the rest
         if not finished[j]:
             finish(j)

@@ -21,8 +21,10 @@ def _add_run(sub):
     p = sub.add_parser("run", help="run one cell (or one per --seed) and write its Parquet file",
                        description="Run a cell given by --spec (the workflow's form: the cell spec as JSON, "
                                    "benchmark/spec.py) or by one option per spec field.")
-    p.add_argument("--spec", help="the cell spec as JSON (what the workflow passes); the field options "
-                                  "below then must not be given, except --seed")
+    p.add_argument("--spec", nargs="+", metavar="JSON",
+                   help="the cell spec as JSON; the field options below then must not be given, except --seed "
+                        "(and --strengths). Several: one cell each (with its own seed and strength), one per --out; "
+                        "what a workflow job passes")
     add_spec_arguments(p)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: 0, torch's default)")
@@ -92,7 +94,12 @@ def run_specs(args) -> list:
              and getattr(args, "spec__" + "__".join(path)) not in (None, [], f.default)]
     if given:
         raise ValueError(f"--spec gives the whole cell; do not also give {', '.join(given)}")
-    spec = CellSpec.from_json(args.spec)
+    if len(args.spec) > 1:
+        if args.spec__seed != [0] or args.strengths is not None:
+            raise ValueError("several --spec give each cell's own seed and strength; do not also give --seed or "
+                             "--strengths")
+        return [CellSpec.from_json(j) for j in args.spec]
+    spec = CellSpec.from_json(args.spec[0])
     return [spec.replace(seed=seed) for seed in args.spec__seed]
 
 
@@ -114,22 +121,25 @@ def cmd_run(args) -> int:
                          f"{len(args.out)} distinct output files")
     if args.checkpoint_every < 0:
         raise ValueError(f"--checkpoint-every must be >= 0 (0: no round checkpoints), got {args.checkpoint_every}")
-    from benchmark.batch import check_group
-
-    check_group(specs)
     if args.threads:
         import torch
         torch.set_num_threads(args.threads)
-    # A group of cells (different seeds, strengths) in one process: start-up paid once, and cells that can
-    # share a sampling pass run as one batch (benchmark/batch.py); each is still its own cell with its own
-    # file, written as soon as it is done.
+    # Several cells in one process: start-up paid once, and cells that can share a sampling pass (they differ
+    # only in strength and seed) run as one batch (benchmark/batch.py); each is still its own cell with its
+    # own file, written as soon as it is done.
+    import time
+
     from benchmark.cell import write_cells
 
-    for out, rows in zip(args.out, write_cells(specs, args.out, args.device, progress=args.progress,
-                                               checkpoint_every=args.checkpoint_every)):
+    start = time.perf_counter()
+    results = write_cells(specs, args.out, args.device, progress=args.progress, checkpoint_every=args.checkpoint_every)
+    seconds = time.perf_counter() - start
+    for out, rows in zip(args.out, results):
         status = rows[0]["status"] if rows else "failed"
         print(f"{out}: {len(rows)} rows, status {status}" + (f" ({rows[0]['error']})" if status != "ok" else ""),
               file=sys.stderr)
+    # the job's own work (build, sample, measure, write): the rest of its wall time is start-up and Snakemake's
+    print(f"{len(specs)} cells in {seconds:.2f} s", file=sys.stderr)
     return 0
 
 

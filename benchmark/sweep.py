@@ -896,15 +896,29 @@ def jobs_from_cells(cells: dict[str, SweepCell]) -> dict[str, list[str]]:
 
 
 def stage_jobs(cells: dict[str, SweepCell], size: int, by_setting: bool = False) -> dict[str, list[str]]:
-    """The jobs of a stage: {job id: cell ids}, each job a group of at most `size` cells that differ only in
-    strength and seed (benchmark.batch.groups), or with `by_setting` (the evaluation stage, where one
-    setting per variant is chosen) only in seed. A job id is its first cell id, with `+<n>` for n > 1
-    cells."""
+    """The jobs of a stage: {job id: cell ids}, at most `size` cells each, run by one process.
+
+    Tuning stage: the groups of cells that differ only in strength and seed (benchmark.batch.groups, each
+    batched into shared sampling passes), packed whole, in order, into jobs of one task and denoiser (a
+    group bigger than `size` is split first). Evaluation stage (`by_setting`: one setting per variant is
+    chosen, known only after the selection): one setting's seeds per job. A job id is its first cell id,
+    with `+<n>` for n > 1 cells."""
     from benchmark.batch import groups
 
-    if not by_setting:
-        return groups({c: cell.spec for c, cell in cells.items()}, size)
-    out: dict[str, list[str]] = {}
-    for ids in jobs_from_cells(cells).values():
-        out |= groups({c: cells[c].spec for c in ids}, size)
-    return out
+    if by_setting:
+        out: dict[str, list[str]] = {}
+        for ids in jobs_from_cells(cells).values():
+            out |= groups({c: cells[c].spec for c in ids}, size)
+        return out
+    packed: list[list[str]] = []
+    last: dict[tuple, list[str]] = {}
+    for chunk in groups({c: cell.spec for c, cell in cells.items()}, size).values():
+        spec = cells[chunk[0]].spec
+        where = (spec.task, spec.denoiser.name)
+        job = last.get(where)
+        if job is not None and len(job) + len(chunk) <= size:
+            job.extend(chunk)
+        else:
+            last[where] = list(chunk)
+            packed.append(last[where])
+    return {(job[0] if len(job) == 1 else f"{job[0]}+{len(job)}"): job for job in packed}

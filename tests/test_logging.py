@@ -48,7 +48,7 @@ def test_a_cell_logs_one_record_per_round_with_reward_fidelity_and_seconds(caplo
                                 samples=4, steps=5, seed=3), "cpu")
     records = [r.getMessage() for r in caplog.records if r.name == "benchmark.cell"]
     assert len(records) == 3, records
-    line = re.compile(r"^seed 3 round (\d)/2: reward (\S+), .*r_off (\S+).*, (\d+\.\d\d) s$")
+    line = re.compile(r"^seed 3 strength 0.2 round (\d)/2: reward (\S+), .*r_off (\S+).*, (\d+\.\d\d) s$")
     matches = [line.match(m) for m in records]
     assert all(matches), records
     reward = {r["round"]: r["value"] for r in rows if r["metric"] == "reward_mean"}

@@ -99,7 +99,7 @@ def test_check_method_passes_on_the_plugin(plugin_site):
     assert proc.returncode == 0, proc.stdout + proc.stderr
     for check in ("hyper-parameters", "batch equals single chains", "same seed same samples", "cost formula"):
         assert f"PASS  {check}" in proc.stdout
-    assert "all 4 checks passed" in proc.stdout
+    assert "all 5 checks passed" in proc.stdout
     assert "counted = declared: (20, 20, 20, 20) per sample over 20 steps" in proc.stdout
     proc = bench(plugin_site, "check-method", "guidebench_demo.methods:TweedieGradient", "--strength", "0.5",
                  "--param", "eps=1e-6")
@@ -116,7 +116,7 @@ def test_check_method_fails_on_a_broken_method(plugin_site, path, failed, text):
     proc = bench(plugin_site, "check-method", path)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert f"FAIL  {failed}: " in proc.stdout and text in proc.stdout
-    assert f"1 of 4 checks failed: {failed}" in proc.stdout
+    assert f"1 of 5 checks failed: {failed}" in proc.stdout
 
 
 def test_check_method_names_what_does_not_resolve(plugin_site):
@@ -189,7 +189,7 @@ def test_contract_tests_run_over_the_plugin(plugin_site):
                            "tests/test_methods_contract.py", "-k", "plugin-demo_tweedie"],
                           capture_output=True, text=True, cwd=ROOT, env=_env(plugin_site), timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:]
-    assert "4 passed" in proc.stdout, proc.stdout[-2000:]
+    assert "5 passed" in proc.stdout, proc.stdout[-2000:]
 
 
 def test_a_config_refuses_an_import_path_as_method_name():

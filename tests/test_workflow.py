@@ -17,7 +17,7 @@ import yaml
 from snakemake.utils import validate
 
 from benchmark.report.verdict import chosen_jobs
-from benchmark.sweep import cells_from_config, evaluation_cells, job_key, task_networks
+from benchmark.sweep import cells_from_config, evaluation_cells, job_key, stage_jobs, task_networks
 from report_page import first_words, panels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -125,6 +125,11 @@ def test_dry_run_of_default_config_builds_the_dag(tmp_path):
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "pretrain" in proc.stdout and "report" in proc.stdout
-    # every cell job's wildcards are the cell id's parts: task and denoiser one path component each
-    wildcards = re.findall(r"wildcards: task=([^,\n]+), denoiser=([^,\n]+), cell=", proc.stdout)
-    assert wildcards and {d for _, d in wildcards} == {"oracle", "trained"}, sorted({d for _, d in wildcards})[:3]
+    # the tuning stage: one job per group of cells (config group_size), every tuning cell in exactly one
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    cells = cells_from_config(config)
+    jobs = stage_jobs(cells, config["group_size"])
+    counts = dict(re.findall(r"^(tune_\w+)\s+(\d+)$", proc.stdout, re.M))
+    assert len(counts) == len(jobs) and set(counts.values()) == {"1"}, counts
+    assert sorted(c for job in jobs.values() for c in job) == sorted(cells)
+    assert all(len(job) <= config["group_size"] for job in jobs.values())

@@ -96,18 +96,21 @@ def job_outputs(stage, job, suffix):
 
 
 def job_inputs(stage, job):
-    """The pre-trained networks a job's cells load (benchmark.sweep.cell_networks; the same for all)."""
-    return cell_networks(STAGE_CELLS[stage][JOBS[stage][job][0]].spec, MODELS)
+    """The pre-trained networks a job's cells load (benchmark.sweep.cell_networks)."""
+    return sorted(
+        {
+            f
+            for c in JOBS[stage][job]
+            for f in cell_networks(STAGE_CELLS[stage][c].spec, MODELS)
+        }
+    )
 
 
 def job_args(stage, job):
-    """`python -m benchmark run` arguments of a job: the spec of its first cell, one strength, seed and
-    Parquet file per cell, the round checkpoints' interval."""
-    cells = [STAGE_CELLS[stage][c] for c in JOBS[stage][job]]
+    """`python -m benchmark run` arguments of a job: one spec (JSON) and Parquet file per cell, and the
+    round checkpoints' interval."""
     return quote(
-        ["--spec", cells[0].spec.to_json()]
-        + ["--seed", *(str(c.spec.seed) for c in cells)]
-        + ["--strengths", *(repr(float(c.spec.strength)) for c in cells)]
+        ["--spec", *(STAGE_CELLS[stage][c].spec.to_json() for c in JOBS[stage][job])]
         + ["--out", *job_outputs(stage, job, "parquet")]
         + ["--checkpoint-every", str(config["checkpoint_every"])]
     )
