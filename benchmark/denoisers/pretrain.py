@@ -54,6 +54,16 @@ def v_loss(model, x0: torch.Tensor, schedule: VPSchedule, t: torch.Tensor, eps: 
     return ((model.velocity(x_t, t) - v) ** 2).mean()
 
 
+def adamw(params, lr: float, weight_decay: float = 0.0) -> torch.optim.AdamW:
+    """AdamW, the fused implementation where this torch has it for the parameters' device (CPU: torch
+    >= 2.4; several times faster per step than the for-each one, the same update up to rounding)."""
+    params = list(params)
+    try:
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay, fused=True)
+    except (RuntimeError, TypeError, ValueError):
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+
+
 def _draw_t_eps(n: int, shape, T: int, gen: torch.Generator, device) -> tuple[torch.Tensor, torch.Tensor]:
     t = torch.randint(1, T + 1, (n,), generator=gen).to(device)
     eps = torch.randn((n, *shape), generator=gen).to(device)
@@ -78,7 +88,8 @@ def fit(model, opt, sched, batch_loss, *, n: int, batch_size: int, epochs: int, 
     (drawn from `gen`), mini-batches of their indices, `batch_loss(idx)` -> loss, one optimiser and
     one scheduler step per batch. Returns the mean loss of each epoch, and logs one INFO record per
     epoch (epoch, mean loss, seconds) to this module's logger, which the rules' log files capture; a
-    progress bar (`progress`, the CLI's default: stderr is a terminal) carries the log lines above it."""
+    progress bar (`progress`, the CLI's default: stderr is a terminal) carries the log lines above it.
+    The epoch's loss is summed on the device (one host sync per epoch, not per step)."""
     steps_per_epoch = math.ceil(n / batch_size)
     iterator = range(epochs)
     redirect = contextlib.nullcontext()
@@ -96,15 +107,15 @@ def fit(model, opt, sched, batch_loss, *, n: int, batch_size: int, epochs: int, 
         for epoch in iterator:
             start = time.perf_counter()
             perm = torch.randperm(n, generator=gen).to(device)
-            running = 0.0
+            running = torch.zeros((), dtype=torch.float64, device=device)  # no host sync per step
             for i in range(steps_per_epoch):
                 loss = batch_loss(perm[i * batch_size:(i + 1) * batch_size])
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
                 sched.step()
-                running += loss.item()
-            losses.append(running / steps_per_epoch)
+                running += loss.detach()
+            losses.append(float(running) / steps_per_epoch)
             log.info("%s: epoch %d/%d, loss %.5g, %.1f s", desc or "fit", epoch + 1, epochs, losses[-1],
                      time.perf_counter() - start)
     return losses
@@ -121,7 +132,7 @@ def pretrain(task, *, schedule_name: str = "cosine", T: int = 200, hidden: int =
     data = task.sample_data(n_train, gen).to(device)
     held = task.sample_data(n_heldout, gen).to(device)
     model = ScoreMLP(task.dim, T, schedule=schedule_name, hidden=hidden, depth=depth).to(device)
-    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.0)
+    opt = adamw(model.parameters(), lr=lr)
     steps_per_epoch = math.ceil(n_train / batch_size)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=epochs * steps_per_epoch,
                                                 pct_start=0.05)

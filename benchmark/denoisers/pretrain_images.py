@@ -22,7 +22,7 @@ import time
 
 import torch
 
-from benchmark.denoisers.pretrain import fit, heldout_loss, v_loss
+from benchmark.denoisers.pretrain import adamw, fit, heldout_loss, v_loss
 from benchmark.denoisers.unet import UNet
 from benchmark.diffusion import Costs, CountingDenoiser, PerSampleNoise, Sampler, make_schedule, sample
 from benchmark.diffusion.noise import derive_seed
@@ -91,7 +91,7 @@ def pretrain_unet(task, *, schedule_name: str = "cosine", T: int = 200, epochs: 
         torch.manual_seed(base % 2 ** 63)
         model = UNet(T, schedule=schedule_name, channels=cfg["width"], in_channels=task.shape[0]).to(device)
     gen = torch.Generator().manual_seed(derive_seed("data", base))
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg["lr"], weight_decay=0.0)
+    opt = adamw(model.parameters(), lr=cfg["lr"])
     steps_per_epoch = math.ceil(len(data) / cfg["batch_size"])
     sched = warmup_cosine(opt, cfg["epochs"] * steps_per_epoch, warmup=0.05)
 

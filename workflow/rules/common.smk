@@ -53,11 +53,21 @@ EVAL_CELLS = evaluation_cells(CELLS, list(jobs_from_cells(CELLS)), STAGE_SEEDS["
 # The jobs of each stage, {job id: cell ids}: a group of cells that differ only in strength and seed
 # (tuning) or only in seed (evaluation: one chosen setting), `group_size` at most, run by one process in
 # batched sampling passes (benchmark.batch); each cell still its own file. cells.smk makes one rule each.
-STAGE_CELLS = {"tune": CELLS, "eval": EVAL_CELLS}
-JOBS = {
-    "tune": stage_jobs(CELLS, config["group_size"]),
-    "eval": stage_jobs(EVAL_CELLS, config["group_size"], by_setting=True),
-}
+# `protocol.evaluate: all` runs every setting on the evaluation seeds too, in the tuning jobs (their
+# batched passes); the selection still reads only the tuning files (report.smk) and the report only the
+# chosen settings' evaluation files. With `protocol.reuse` there is no tuning stage: `chosen` then.
+EVALUATE_ALL = config["protocol"]["evaluate"] == "all" and not config["protocol"].get(
+    "reuse"
+)
+if EVALUATE_ALL:
+    STAGE_CELLS = {"tune": CELLS | EVAL_CELLS}
+    JOBS = {"tune": stage_jobs(STAGE_CELLS["tune"], config["group_size"])}
+else:
+    STAGE_CELLS = {"tune": CELLS, "eval": EVAL_CELLS}
+    JOBS = {
+        "tune": stage_jobs(CELLS, config["group_size"]),
+        "eval": stage_jobs(EVAL_CELLS, config["group_size"], by_setting=True),
+    }
 
 
 # A cluster run must not be throttled to one GPU job: the gpu resource is per node, not global.
