@@ -265,8 +265,9 @@ def _base_row(cell: Cell, spec: CellSpec, batch_cells: int) -> dict:
 
 
 def _share(costs, n: int) -> dict:
-    """A cell's share of a pass's counted cost: every chain of a pass pays the same (their declared formulas
-    agree, benchmark.batch), so 1/n of each count."""
+    """A cell's share of a round's counted cost, n cells' worth of chains sampled: every chain of a pass pays
+    the same (their declared formulas agree, benchmark.batch), so 1/n of each count; in round 0, sampled
+    once per distinct seed and shared, what the cell alone would have spent."""
     return {f"cost_{k}": v // n if v % n == 0 else round(v / n) for k, v in costs.as_dict().items()}
 
 
@@ -364,14 +365,20 @@ def _run_pass(cell: Cell, specs, members, results, progress, galleries, on_done,
             rnd = next(iterator, None)
             if rnd is None:
                 break
-            share = _share(rnd.costs, len(rnd.cells))
+            share = _share(rnd.costs, rnd.computed)          # what each cell's chains cost
             wall = rnd.wall_seconds / len(rnd.cells)
+            measured: dict = {}                              # round 0: cells of one seed share their samples
             for pos, j in enumerate(rnd.cells):
                 z = rnd.z[pos * B:(pos + 1) * B]
                 last[j] = z
                 finite = bool(torch.isfinite(z).all())
-                metrics, per_sample = (sample_measures(z, cell.objective, cell.task) if finite
-                                       else ({"reward_mean": math.nan}, {}))
+                seed = specs[members[j]].seed
+                if finite and rnd.index == 0 and seed in measured:
+                    metrics, per_sample = measured[seed]
+                else:
+                    metrics, per_sample = (sample_measures(z, cell.objective, cell.task) if finite
+                                           else ({"reward_mean": math.nan}, {}))
+                    measured[seed] = (metrics, per_sample)
                 for name, value in metrics.items():
                     rows[j].append(bases[j] | share | {"round": rnd.index, "metric": name, "value": float(value),
                                                        "per_sample": per_sample.get(name), "wall_seconds": wall})

@@ -45,6 +45,7 @@ class Round:
     cells: list[int]         # which of the pass's cells z holds (B rows each, in this order)
     target: LinearTarget | None = None   # the linear target this round was guided towards (Algorithm 1)
     state: dict | None = None            # what resumes the rounds after this one (`run_rounds(resume=...)`)
+    computed: int = 0                    # cells' worth of chains sampled (round 0: one per distinct seed)
 
 
 def linearise(objective, z: torch.Tensor, delta: float | torch.Tensor, mode: str, cells: int = 1) -> LinearTarget:
@@ -84,7 +85,8 @@ def run_rounds(*, task, objective, method, sampler: Sampler, costs: Costs, confi
     A batched pass (benchmark.batch): `seed` a list, one cell of `config.samples` chains per seed, run as
     one batch, cell-major; `strengths` one per cell (the method's own when not given; different ones need
     a method that `batches_strengths`). Each chain draws from its own cell's streams, so each cell gets
-    what it gets alone. A cell set to False in `alive` (it diverged) leaves the pass from the next round.
+    what it gets alone; round 0 (unguided) is sampled once per distinct seed. A cell set to False in `alive`
+    (it diverged) leaves the pass from the next round.
     Algorithm 2 fine-tunes one network: one cell per pass.
 
     Every round's `state` resumes the pass after it (`resume=state`): the samples, the fine-tuned
@@ -127,12 +129,16 @@ def run_rounds(*, task, objective, method, sampler: Sampler, costs: Costs, confi
             torch.tensor(live, dtype=torch.float64, device=device).repeat_interleave(B))
         before = costs.snapshot()
         start = time.perf_counter()
-        noise = PerSampleNoise([s for c in cells for s in chain_seeds(task.name, denoiser_name, seeds[c], k, B)],
+        # Round 0 is unguided: cells with the same seed draw the same batch, sampled once and shared.
+        drawn = list(dict.fromkeys(seeds[c] for c in cells)) if k == 0 else [seeds[c] for c in cells]
+        noise = PerSampleNoise([s for seed in drawn for s in chain_seeds(task.name, denoiser_name, seed, k, B)],
                                task.shape, device=device)
         x_T = noise.draw()
         target = None
         if k == 0:
             z = sample(sampler, unguided, x_T, noise)
+            if len(drawn) < len(cells):
+                z = z.view(len(drawn), B, *z.shape[1:])[[drawn.index(seeds[c]) for c in cells]].flatten(0, 1)
         else:
             target = (linearise(objective, z, guided.strength, config.linearise, cells=len(cells))
                       if method.uses_linear_target else None)
@@ -155,4 +161,5 @@ def run_rounds(*, task, objective, method, sampler: Sampler, costs: Costs, confi
         if optimizer is not None:
             state |= {"trainable": trainable.state_dict(), "optimizer": optimizer.state_dict(),
                       "ft_gen": ft_gen.get_state()}
-        yield Round(k, z, costs.snapshot() - before, time.perf_counter() - start, list(cells), target, state)
+        yield Round(k, z, costs.snapshot() - before, time.perf_counter() - start, list(cells), target, state,
+                    computed=len(drawn))
