@@ -41,6 +41,17 @@ RES = config["resources"]
 GPU = 1 if config["gpu"] else 0
 # The (task, network) pairs to pre-train, from the tasks' declarations (benchmark.tasks.networks).
 PRETRAIN = pretrain_targets(CELLS)
+# Those that others need or that need others (pretrain.smk runs them first): the longest path of the run.
+PRETRAIN_CHAIN = [
+    (t, n)
+    for t, n in PRETRAIN
+    if task_networks(t)[split_member(n)[0]].needs
+    or any(
+        split_member(n)[0] in task_networks(t)[split_member(m)[0]].needs
+        for u, m in PRETRAIN
+        if u == t
+    )
+]
 # Cells of image tasks write a gallery beside their Parquet file (rule cell_image).
 IMAGE_TASKS = sorted(
     {c.spec.task for c in CELLS.values() if is_image_task(c.spec.task)}

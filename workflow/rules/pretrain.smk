@@ -32,3 +32,15 @@ rule pretrain:
     shell:
         "OMP_NUM_THREADS={threads} python -m benchmark pretrain --task {wildcards.task} {params.args} "
         "--device {params.device} --out {output.checkpoint} --report {output.report} > {log} 2>&1"
+
+
+use rule pretrain as pretrain_first with:
+    # The networks on the longest path (a network others need, and one that needs others: digits' evaluator,
+    # then its denoiser, then every digits cell) start before the rest.
+    wildcard_constraints:
+        task=one_of(sorted({t for t, _ in PRETRAIN_CHAIN})),
+        network=one_of(sorted({n for _, n in PRETRAIN_CHAIN})),
+    priority: 3
+
+
+ruleorder: pretrain_first > pretrain
