@@ -1,5 +1,5 @@
 # GuideBench: `snakemake --cores all` -> reports/index.html
-# Stages: pretrain (shared checkpoints) -> one job per cell -> aggregate -> report.
+# Stages: pretrain (shared checkpoints) -> cell jobs (groups of cells, batched passes) -> select -> aggregate -> report.
 
 from snakemake.utils import min_version
 

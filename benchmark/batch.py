@@ -25,8 +25,8 @@ from benchmark.spec import CellSpec
 
 
 def group_key(spec: CellSpec) -> str:
-    """What a group's cells share: the spec less strength, seed and where its files lie (JSON)."""
-    d = spec.identity()
+    """What a group's cells share: the whole spec but strength and seed (JSON), the files it loads included."""
+    d = spec.to_dict()
     d.pop("strength")
     d.pop("seed")
     return json.dumps(d, sort_keys=True)

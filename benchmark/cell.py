@@ -243,7 +243,9 @@ def run_cells(specs: list[CellSpec], device: str = "auto", progress: bool | None
     results: list[list[dict] | None] = [None] * len(specs)
     for ids in by_group.values():
         cell = Cell(specs[ids[0]], device)
-        for members in passes([specs[i] for i in ids]):
+        for n, members in enumerate(passes([specs[i] for i in ids])):
+            if n and cell.trainable is not None and cell.config.algorithm == "alg2":
+                cell = Cell(specs[ids[members[0]]], device)   # each Algorithm-2 cell fine-tunes a fresh network
             _run_pass(cell, specs, [ids[m] for m in members], results, progress, galleries, on_done, resume_paths,
                       checkpoint_every)
     return results
@@ -271,8 +273,21 @@ def _share(costs, n: int) -> dict:
     return {f"cost_{k}": v // n if v % n == 0 else round(v / n) for k, v in costs.as_dict().items()}
 
 
+def _code_version() -> dict:
+    """The code a round checkpoint was made by: a checkpoint of other code is not resumed."""
+    from benchmark import __version__
+    from benchmark.results import _git_commit
+
+    return {"package_version": __version__, "git_commit": _git_commit()}
+
+
+def _stamped(state: dict) -> dict:
+    return state | _code_version()
+
+
 def _load_resume(path: Path, run_id: str) -> dict | None:
-    """A cell's round checkpoint, if one exists and is this cell's (a damaged or foreign one is ignored)."""
+    """A cell's round checkpoint, if one exists, is this cell's and was made by this code (a damaged,
+    foreign or older one is ignored, with a warning)."""
     if not path.exists():
         return None
     try:
@@ -280,7 +295,14 @@ def _load_resume(path: Path, run_id: str) -> dict | None:
     except Exception as exc:  # a half-written or damaged file: start afresh
         log.warning("ignoring the round checkpoint %s: %s", path, exc)
         return None
-    return state if isinstance(state, dict) and state.get("run_id") == run_id else None
+    if not isinstance(state, dict) or state.get("run_id") != run_id:
+        return None
+    made_by = {k: state.get(k) for k in _code_version()}
+    if made_by != _code_version():
+        log.warning("ignoring the round checkpoint %s: made by other code (%s), this is %s", path, made_by,
+                    _code_version())
+        return None
+    return state
 
 
 def _save_resume(path: Path, state: dict) -> None:
@@ -338,9 +360,11 @@ def _run_pass(cell: Cell, specs, members, results, progress, galleries, on_done,
         for row in rows[j]:
             row.update(status=status[j][0], error=status[j][1], peak_memory_mb=peak)
         if paths:
-            _save_resume(paths[j], {"run_id": bases[j]["run_id"], "finished": True, "rows": [dict(r) for r in rows[j]],
-                                    "status": status[j][0], "error": status[j][1], "z": last[j],
-                                    "round": rows[j][-1]["round"] if rows[j] else -1})
+            z = last[j].detach().cpu().clone() if last[j] is not None else None   # the cell's rows only
+            _save_resume(paths[j], _stamped({"run_id": bases[j]["run_id"], "finished": True,
+                                             "rows": [dict(r) for r in rows[j]], "status": status[j][0],
+                                             "error": status[j][1], "z": z,
+                                             "round": rows[j][-1]["round"] if rows[j] else -1}))
         deliver(j)
 
     for j in range(n):                       # finished before a kill: rows from the checkpoint, not run again
@@ -376,8 +400,16 @@ def _run_pass(cell: Cell, specs, members, results, progress, galleries, on_done,
                 if finite and rnd.index == 0 and seed in measured:
                     metrics, per_sample = measured[seed]
                 else:
-                    metrics, per_sample = (sample_measures(z, cell.objective, cell.task) if finite
-                                           else ({"reward_mean": math.nan}, {}))
+                    try:                         # one cell's failing measure fails that cell only
+                        metrics, per_sample = (sample_measures(z, cell.objective, cell.task) if finite
+                                               else ({"reward_mean": math.nan}, {}))
+                    except torch.cuda.OutOfMemoryError:
+                        raise
+                    except Exception as exc:
+                        rows[j].append(_failure_row(bases[j], rnd.index))
+                        status[j], alive[j] = ("failed", "".join(traceback.format_exception_only(exc)).strip()), False
+                        ended.append(j)
+                        continue
                     measured[seed] = (metrics, per_sample)
                 for name, value in metrics.items():
                     rows[j].append(bases[j] | share | {"round": rnd.index, "metric": name, "value": float(value),
@@ -391,13 +423,13 @@ def _run_pass(cell: Cell, specs, members, results, progress, galleries, on_done,
                 if not finite or rnd.index == r.rounds:
                     alive[j] = False             # it leaves the pass before the next round
                     ended.append(j)
+        except torch.cuda.OutOfMemoryError:  # the job fails: Snakemake retries it with more memory
+            raise
         except Exception as exc:  # recorded, not raised: the sweep must go on
             error = "".join(traceback.format_exception_only(exc)).strip()
             for j in range(n):
-                if alive[j]:
-                    rows[j].append(bases[j] | {f"cost_{k}": 0 for k in Costs().as_dict()} | {
-                        "round": (rows[j][-1]["round"] + 1) if rows[j] else 0, "metric": "reward_mean",
-                        "value": math.nan, "per_sample": None, "wall_seconds": 0.0})
+                if alive[j] and j not in ended:
+                    rows[j].append(_failure_row(bases[j], (rows[j][-1]["round"] + 1) if rows[j] else 0))
                     status[j], alive[j] = ("failed", error), False
                     ended.append(j)
             rnd = None
@@ -406,10 +438,16 @@ def _run_pass(cell: Cell, specs, members, results, progress, galleries, on_done,
         if rnd is not None and paths and checkpoint_every and rnd.index % checkpoint_every == 0:
             for pos, j in enumerate(rnd.cells):
                 if alive[j]:
-                    _save_resume(paths[j], _cell_state(rnd, pos, B, bases[j]["run_id"], rows[j]))
+                    _save_resume(paths[j], _stamped(_cell_state(rnd, pos, B, bases[j]["run_id"], rows[j])))
     for j in range(n):                       # a pass that ended early (every cell left it) finishes the rest
         if not finished[j]:
             finish(j)
+
+
+def _failure_row(base: dict, round_index: int) -> dict:
+    """The row of the round in which a cell failed: NaN reward, nothing counted."""
+    return base | {f"cost_{k}": 0 for k in Costs().as_dict()} | {
+        "round": round_index, "metric": "reward_mean", "value": math.nan, "per_sample": None, "wall_seconds": 0.0}
 
 
 def _cell_state(rnd, pos: int, B: int, run_id: str, rows: list[dict]) -> dict:

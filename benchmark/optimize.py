@@ -20,6 +20,7 @@ never by method or strength: all methods of a comparison start from the same noi
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -125,8 +126,10 @@ def run_rounds(*, task, objective, method, sampler: Sampler, costs: Costs, confi
         if not cells:
             return
         live = [strengths[c] for c in cells]
-        guided = method if len(set(live)) == 1 and live[0] == method.strength else method.with_strengths(
-            torch.tensor(live, dtype=torch.float64, device=device).repeat_interleave(B))
+        if len(set(live)) > 1:
+            guided = method.with_strengths(torch.tensor(live, dtype=torch.float64, device=device).repeat_interleave(B))
+        else:                                       # one strength: the method at it, a float as a solo run has
+            guided = method if live[0] == method.strength else dataclasses.replace(method, strength=live[0])
         before = costs.snapshot()
         start = time.perf_counter()
         # Round 0 is unguided: cells with the same seed draw the same batch, sampled once and shared.

@@ -99,7 +99,8 @@ def count_cells(config: dict) -> tuple[int, int]:
     """(tuning cells, at most this many evaluation cells) the config asks for, counted from the grid
     sizes without making any cell: per method, objectives x variants x strengths x tuned values x
     algorithms x steps x tuning seeds, and one chosen setting per group (objective x variant x
-    algorithm x steps) x evaluation seeds. A seed list counts as tuning seeds only. Cells asked for
+    algorithm x steps) x evaluation seeds (every setting with `protocol.evaluate: all`). A seed list
+    counts as tuning seeds only. Cells asked for
     by two experiments count twice (an upper bound). Keep in step with `cells_from_config`: a test
     checks the count against the cells made for every preset."""
     seeds = config.get("seeds") or []
@@ -107,6 +108,8 @@ def count_cells(config: dict) -> tuple[int, int]:
         tuning, evaluation = seeds.get("tuning") or [], seeds.get("evaluation") or []
     else:
         tuning, evaluation = seeds, []
+    protocol = config.get("protocol") or {}
+    every = protocol.get("evaluate") == "all" and not protocol.get("reuse")
     n_tune = n_eval = 0
     for exp in (config.get("experiments") or {}).values():
         axes = len(_as_list(exp.get("algorithm", "alg1"))) * len(_as_list(exp.get("steps")))
@@ -124,7 +127,7 @@ def count_cells(config: dict) -> tuple[int, int]:
             for values in (mcfg.get("grid") or {}).values():
                 settings *= len(_as_list(values))
             n_tune += groups * settings * len(tuning)
-            n_eval += groups * len(evaluation)
+            n_eval += groups * (settings if every else 1) * len(evaluation)
     return n_tune, n_eval
 
 

@@ -73,11 +73,12 @@ ORACLE = [
     ("tfg", [0.0, 0.1, 0.1], {"rounds": 1}),
     ("smc", [1.0, 3.0, 3.0], {"rounds": 1, "params": {"particles": 3}}),
     ("bon", [0.0, 0.0, 0.0], {"rounds": 1}),
+    ("bon", [0.1, 0.3, 0.3], {"rounds": 1, "params": {"proposal": "dps", "n": 2}}),   # strengths in separate passes
     ("none", [0.0, 0.0, 0.0], {"rounds": 1}),
 ]
 
 
-@pytest.mark.parametrize("method,strengths,extra", ORACLE, ids=[m for m, _, _ in ORACLE])
+@pytest.mark.parametrize("method,strengths,extra", ORACLE, ids=[f"{m}-{e.get('params', '')}" for m, _, e in ORACLE])
 def test_a_group_on_the_oracle_equals_solo_runs_exactly(method, strengths, extra):
     seeds = [0, 0, 1] if len(set(strengths)) > 1 else [0, 1, 2]
     specs = [CellSpec.of(**(BASE | extra), method=method, strength=s, seed=d) for s, d in zip(strengths, seeds)]
@@ -116,11 +117,12 @@ def test_a_group_is_cells_that_differ_only_in_strength_and_seed():
 
 
 def test_a_diverging_cell_leaves_the_pass_and_the_others_are_unchanged():
-    # mpgd with a huge step overflows to inf in its first guided round; the others go on undisturbed
-    specs = [CellSpec.of(**BASE, method="mpgd", rounds=1, strength=s) for s in (0.1, 1e38)]
+    # mpgd with a huge step overflows to inf in its first guided round; the other goes on alone (rounds 2, 3)
+    specs = [CellSpec.of(**BASE, method="mpgd", rounds=3, strength=s) for s in (0.1, 1e38)]
     ok, bad = run_cells(specs, "cpu", progress=False)
     assert {r["status"] for r in bad} == {"diverged"} and "non-finite samples in round 1" in bad[0]["error"]
     assert {r["status"] for r in ok} == {"ok"}
+    assert {r["round"] for r in bad} == {0, 1} and {r["round"] for r in ok} == {0, 1, 2, 3}
     tol = _tolerance(specs[0], 2)
     _same_rows(ok, run_cell(specs[0], "cpu", progress=False), atol=tol, rtol=tol)
 
@@ -147,6 +149,17 @@ def test_a_group_on_a_trained_network_equals_solo_runs_to_the_tolerance(checkpoi
         _same_rows(rows, run_cell(spec, "cpu", progress=False), atol=tol, rtol=tol)
 
 
+def test_algorithm2_cells_of_one_group_each_fine_tune_a_fresh_network(checkpoint):
+    """Two Algorithm-2 cells in one call: each starts from the checkpoint, as alone (not from the weights
+    the other left behind)."""
+    base = CellSpec.of(**BASE, method="gloss", strength=0.1, rounds=3, algorithm="alg2", denoiser="trained",
+                       checkpoint=str(checkpoint), finetune_start=1, finetune_steps=2)
+    specs = [base.replace(seed=0), base.replace(seed=1)]
+    for spec, rows in zip(specs, run_cells(specs, "cpu", progress=False)):
+        assert _same_rows(rows, run_cell(spec, "cpu", progress=False)) == 0.0
+        assert sum(r["cost_finetune_samples"] for r in rows if r["metric"] == "reward_mean") > 0
+
+
 def test_the_cli_runs_a_group_and_writes_each_cell(tmp_path):
     outs = [tmp_path / f"c{i}.parquet" for i in range(3)]
     spec = CellSpec.of(**BASE, method="dps", rounds=1)
@@ -168,7 +181,7 @@ def test_the_cli_runs_a_group_and_writes_each_cell(tmp_path):
 
 # --- long cells that resume -----------------------------------------------------------------------------
 
-LONG = dict(task="subspace", objective="quadratic_off", method="gloss", strength=0.1, samples=4, steps=5, rounds=200)
+LONG = dict(task="subspace", objective="quadratic_off", method="gloss", strength=0.1, samples=4, steps=5, rounds=400)
 
 
 def _kill_after(args: list[str], checkpoint, round_at_least: int, cwd) -> None:
@@ -195,10 +208,10 @@ def _kill_after(args: list[str], checkpoint, round_at_least: int, cwd) -> None:
 
 @pytest.mark.parametrize("algorithm", ["alg1", "alg2"])
 def test_a_killed_long_cell_resumes_from_its_round_checkpoint(checkpoint, tmp_path, algorithm):
-    """Killed after its round checkpoint at round >= 10 (k = 5), a 200-round cell resumes there and ends with
+    """Killed after its round checkpoint at round >= 10 (k = 5), a 400-round cell resumes there and ends with
     the rows of an uninterrupted run; Algorithm 2 restores the fine-tuned weights, optimiser and RNG too."""
     spec = CellSpec.of(**LONG, algorithm=algorithm, denoiser="trained", checkpoint=str(checkpoint),
-                       finetune_steps=2)
+                       finetune_steps=2, finetune_start=1)   # fine-tuning from round 1: its state is restored
     out = tmp_path / "cell.parquet"
     args = ["--spec", spec.to_json(), "--seed", "0", "--out", str(out), "--checkpoint-every", "5"]
     _kill_after(args, resume_path(out), 10, tmp_path)
@@ -213,7 +226,7 @@ def test_a_killed_long_cell_resumes_from_its_round_checkpoint(checkpoint, tmp_pa
     assert f"resuming 1 cell(s) after round {state['round']}" in proc.stderr
     assert not resume_path(out).exists()                                  # removed once the file is written
     resumed = pq.read_table(out).to_pylist()
-    assert max(r["round"] for r in resumed) == 200
+    assert max(r["round"] for r in resumed) == 400
     whole = run_cell(spec, "cpu", progress=False)
     assert _same_rows(resumed, whole) == 0.0
 

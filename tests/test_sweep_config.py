@@ -256,7 +256,8 @@ def test_trained_needs_pretrain_section():
     ("a//b", False), ("-rf/x", False), ("a/-x", False), ("a b", False), ("a/b\\c", False),
 ])
 def test_cell_wildcard_constraint(path, ok):
-    """The workflow's `cell` wildcard: a requested path outside the results folder never matches."""
+    """What a cell id may be (every id the sweep makes matches it, test above): a path that cannot leave the
+    results folder; a requested path outside it never matches."""
     assert bool(re.fullmatch(CELL_ID_PATTERN, path)) is ok
     # As Snakemake embeds it: inside the output pattern, after a '/'.
     embedded = re.compile(rf"results/cells/(?P<task>subspace)/(?P<den>oracle)/(?P<cell>{CELL_ID_PATTERN})_seed0\.parquet$")
@@ -453,6 +454,8 @@ def test_size_guard_counts_what_the_sweep_makes(name):
         assert count_cells(alone)[0] == len(cells_from_config(alone)), name
     groups = {args.group for args in cells.values()}
     assert evaluation >= len(groups) * len(config["seeds"]["evaluation"])
+    if (config.get("protocol") or {}).get("evaluate") == "all":   # every setting on every evaluation seed
+        assert evaluation >= len(cells) * len(config["seeds"]["evaluation"]) // max(1, len(config["seeds"]["tuning"]))
 
 
 def test_size_guard_counts_before_making_cells(monkeypatch):

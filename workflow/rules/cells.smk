@@ -40,8 +40,11 @@ for STAGE, STAGE_JOBS in JOBS.items():
             threads: 1
             resources:
                 mem_mb=lambda wc, attempt: RES["cell_mem_mb"] * attempt,  # more memory on each retry
-                # cell_runtime per cell (an upper bound: batched passes take less), more on each retry
-                runtime=lambda wc, attempt, n=len(STAGE_JOBS[JOB]): RES["cell_runtime"]
+                # cell_runtime per sampling pass (a pass of n cells as long as one cell: the GPU's case; on a
+                # CPU a pass takes longer, and a retry after a time-out gets more time), more on each retry
+                runtime=lambda wc, attempt, n=job_passes(STAGE, JOB): RES[
+                    "cell_runtime"
+                ]
                 * n
                 * attempt,
                 gpu=GPU,

@@ -52,7 +52,7 @@ PRETRAIN_CHAIN = [
         if u == t
     )
 ]
-# Cells of image tasks write a gallery beside their Parquet file (rule cell_image).
+# Cells of image tasks write a gallery beside their Parquet file (a declared output of their job, cells.smk).
 IMAGE_TASKS = sorted(
     {c.spec.task for c in CELLS.values() if is_image_task(c.spec.task)}
 )
@@ -135,6 +135,17 @@ def job_args(stage, job):
         + ["--out", *job_outputs(stage, job, "parquet")]
         + ["--checkpoint-every", str(config["checkpoint_every"])]
     )
+
+
+def job_passes(stage, job):
+    """The sampling passes a job runs one after another (benchmark.batch.passes per group of its cells)."""
+    from benchmark.batch import group_key, passes
+
+    groups = {}
+    for c in JOBS[stage][job]:
+        spec = STAGE_CELLS[stage][c].spec
+        groups.setdefault(group_key(spec), []).append(spec)
+    return sum(len(passes(specs)) for specs in groups.values())
 
 
 def job_log(stage, job, kind):
