@@ -89,17 +89,19 @@ def run_specs(args) -> list:
                    and getattr(args, "spec__" + "__".join(path)) is None]
         if missing:
             raise ValueError(f"give --spec JSON, or at least {', '.join(missing)}")
-        return [spec_from_args(args, seed) for seed in args.spec__seed]
+        return [spec_from_args(args, seed) for seed in (args.spec__seed or [0])]
     given = [flag for flag, path, f, _ in cli_fields() if path != ("seed",)
              and getattr(args, "spec__" + "__".join(path)) not in (None, [], f.default)]
     if given:
         raise ValueError(f"--spec gives the whole cell; do not also give {', '.join(given)}")
     if len(args.spec) > 1:
-        if args.spec__seed != [0] or args.strengths is not None:
+        if args.spec__seed is not None or args.strengths is not None:
             raise ValueError("several --spec give each cell's own seed and strength; do not also give --seed or "
                              "--strengths")
         return [CellSpec.from_json(j) for j in args.spec]
     spec = CellSpec.from_json(args.spec[0])
+    if args.spec__seed is None:                    # the spec's own seed
+        return [spec]
     return [spec.replace(seed=seed) for seed in args.spec__seed]
 
 

@@ -374,8 +374,8 @@ def add_spec_arguments(parser) -> None:
         optional = typing.get_origin(hint) in (typing.Union, getattr(__import__("types"), "UnionType", None))
         kind = [h for h in typing.get_args(hint) if h is not type(None)][0] if optional else hint
         if path == ("seed",):
-            kw |= {"type": int, "nargs": "+", "default": [0], "metavar": "SEED", "help": "one or more seeds: each is its own cell, "
-                   "written to the matching --out (default: 0)"}
+            kw |= {"type": int, "nargs": "+", "default": None, "metavar": "SEED", "help": "one or more seeds: each is its own cell, "
+                   "written to the matching --out (default: the --spec's own seed, else 0)"}
         elif kind is dict:
             kw |= {"type": _pair, "action": "append", "default": [], "metavar": f.metadata.get("item", "NAME=VALUE")}
         else:

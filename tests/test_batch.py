@@ -177,6 +177,15 @@ def test_the_cli_runs_a_group_and_writes_each_cell(tmp_path):
                            "--strengths", "0.1", "--out", "a.parquet", "b.parquet"],
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2 and "--strengths and --seed must pair up one to one" in proc.stderr
+    # one spec and no --seed: the spec's own seed (an evaluation job of one cell), and several specs
+    seeded = [spec.replace(seed=7, strength=0.3), spec.replace(seed=8, strength=0.1)]
+    for given in ([seeded[0]], seeded):
+        outs = [str(tmp_path / f"own{i}.parquet") for i in range(len(given))]
+        proc = subprocess.run([sys.executable, "-m", "benchmark", "run", "--spec", *(s.to_json() for s in given),
+                               "--out", *outs], capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode == 0, proc.stderr
+        assert [(read_cell(o)["seed"][0].as_py(), read_cell(o)["strength"][0].as_py()) for o in outs] == \
+            [(s.seed, s.strength) for s in given]
 
 
 # --- long cells that resume -----------------------------------------------------------------------------

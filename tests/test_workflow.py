@@ -17,7 +17,7 @@ import yaml
 from snakemake.utils import validate
 
 from benchmark.report.verdict import chosen_jobs
-from benchmark.sweep import cells_from_config, evaluation_cells, job_key, stage_jobs, task_networks
+from benchmark.sweep import cells_from_config, evaluation_cells, job_key, jobs_from_cells, stage_jobs, task_networks
 from report_page import first_words, panels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -128,6 +128,8 @@ def test_dry_run_of_default_config_builds_the_dag(tmp_path):
     # the tuning stage: one job per group of cells (config group_size), every tuning cell in exactly one
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     cells = cells_from_config(config)
+    assert config["protocol"]["evaluate"] == "all"   # every setting on the evaluation seeds too, in the same jobs
+    cells |= evaluation_cells(cells, list(jobs_from_cells(cells)), config["seeds"]["evaluation"])
     jobs = stage_jobs(cells, config["group_size"])
     counts = dict(re.findall(r"^(tune_\w+)\s+(\d+)$", proc.stdout, re.M))
     assert len(counts) == len(jobs) and set(counts.values()) == {"1"}, counts
