@@ -165,16 +165,21 @@ def check_batch_equals_single_chains(method, strength: float, params: dict | Non
         if not torch.isfinite(xb).all():
             bad = sorted(set(torch.nonzero(~torch.isfinite(xb.flatten(1)))[:, 0].tolist()))
             return Check(CHECKS[1], False, f"non-finite samples in chains {bad} of the batch of {n}")
-        diff = (xb - x1).abs().flatten(1).max(1).values
-        if not torch.allclose(xb, x1, atol=ATOL, rtol=RTOL):
-            worst = int(diff.argmax())
+        same, largest, worst = _compare(xb, x1)
+        if not same:
             return Check(CHECKS[1], False,
                          f"a batch of {n} chains differs from {n} batches of 1: max |difference| "
-                         f"{float(diff.max()):.3g} (chain {worst}; tolerance atol={ATOL}, rtol={RTOL}); a norm, "
+                         f"{largest:.3g} (chain {worst}; tolerance atol={ATOL}, rtol={RTOL}); a norm, "
                          "step size or random draw taken over the batch couples the samples")
         return Check(CHECKS[1], True, f"{n} chains in one batch equal {n} batches of 1 "
-                                      f"(max |difference| {float(diff.max()):.2g})")
+                                      f"(max |difference| {largest:.2g})")
     return _guarded(CHECKS[1], run)
+
+
+def _compare(xb: torch.Tensor, x1: torch.Tensor) -> tuple[bool, float, int]:
+    """(equal to ATOL/RTOL, the largest |difference|, the chain where it is) of two batches of samples."""
+    diff = (xb - x1).abs().flatten(1).max(1).values.nan_to_num(float("inf"))
+    return torch.allclose(xb, x1, atol=ATOL, rtol=RTOL), float(diff.max()), int(diff.argmax())
 
 
 def check_batched_strengths(method, strength: float, params: dict | None = None, *, task=None,
@@ -198,15 +203,14 @@ def check_batched_strengths(method, strength: float, params: dict | None = None,
         xb, _, _ = run_chains(method, strength, params, 6, task=task, device=device, strengths=per_chain)
         x1 = torch.cat([run_chains(method, s, params, 2, task=task, device=device, chain_offset=2 * i)[0]
                         for i, s in enumerate(grid)])
-        diff = (xb - x1).abs().flatten(1).max(1).values
-        if not torch.isfinite(xb).all() or not torch.allclose(xb, x1, atol=ATOL, rtol=RTOL):
-            worst = int(diff.nan_to_num(float("inf")).argmax())
+        same, largest, worst = _compare(xb, x1)
+        if not same or not torch.isfinite(xb).all():
             return Check(CHECKS[4], False,
                          f"chains at strengths {grid} in one pass differ from each strength alone: max |difference| "
-                         f"{float(diff.max()):.3g} (chain {worst}; tolerance atol={ATOL}, rtol={RTOL}); every use of "
+                         f"{largest:.3g} (chain {worst}; tolerance atol={ATOL}, rtol={RTOL}); every use of "
                          "`strength` must take a per-chain tensor (methods.base: scaled, chain_scalar, is_nonzero)")
         return Check(CHECKS[4], True, f"strengths {[round(s, 6) for s in grid]} in one pass equal each alone "
-                                      f"(max |difference| {float(diff.max()):.2g})")
+                                      f"(max |difference| {largest:.2g})")
     return _guarded(CHECKS[4], run)
 
 
