@@ -55,11 +55,17 @@ def pass_key(spec: CellSpec):
 
 
 def passes(specs: list[CellSpec]) -> list[list[int]]:
-    """The sampling passes of a group: lists of indices into `specs`, in their order."""
-    out: dict = {}
+    """The sampling passes of cells: lists of indices into `specs`, each within one group, grouped by group in
+    order of first appearance."""
+    by_group: dict[str, dict] = {}
     for i, spec in enumerate(specs):
-        out.setdefault(pass_key(spec), []).append(i)
-    return list(out.values())
+        by_group.setdefault(group_key(spec), {}).setdefault(pass_key(spec), []).append(i)
+    return [members for group in by_group.values() for members in group.values()]
+
+
+def chunk_id(ids: list[str]) -> str:
+    """The name of a chunk of cell ids: its first id, with '+<n>' for n > 1 cells."""
+    return ids[0] if len(ids) == 1 else f"{ids[0]}+{len(ids)}"
 
 
 def check_group(specs: list[CellSpec]) -> None:
@@ -90,5 +96,5 @@ def groups(cells: dict[str, CellSpec], size: int) -> dict[str, list[str]]:
     for ids in by_key.values():
         for i in range(0, len(ids), size):
             chunk = ids[i:i + size]
-            out[chunk[0] if len(chunk) == 1 else f"{chunk[0]}+{len(chunk)}"] = chunk
+            out[chunk_id(chunk)] = chunk
     return out

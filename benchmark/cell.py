@@ -235,23 +235,23 @@ def run_cells(specs: list[CellSpec], device: str = "auto", progress: bool | None
     as cell i is done."""
     from benchmark.batch import check_group, group_key, passes
 
-    by_group: dict[str, list[int]] = {}
-    for i, spec in enumerate(specs):
-        by_group.setdefault(group_key(spec), []).append(i)
-    for ids in by_group.values():
-        check_group([specs[i] for i in ids])
+    by_group: dict[str, list[CellSpec]] = {}
+    for spec in specs:
+        by_group.setdefault(group_key(spec), []).append(spec)
+    for group in by_group.values():
+        check_group(group)
     results: list[list[dict] | None] = [None] * len(specs)
-    for ids in by_group.values():
-        cell = Cell(specs[ids[0]], device)
-        for n, members in enumerate(passes([specs[i] for i in ids])):
-            if n and cell.trainable is not None and cell.config.algorithm == "alg2":
-                cell = Cell(specs[ids[members[0]]], device)   # each Algorithm-2 cell fine-tunes a fresh network
-            _run_pass(cell, specs, [ids[m] for m in members], results, progress, galleries, on_done, resume_paths,
-                      checkpoint_every)
+    cell = None
+    for members in passes(specs):
+        spec = specs[members[0]]
+        # one Cell per group; each Algorithm-2 pass fine-tunes a freshly loaded network
+        if cell is None or group_key(cell.spec) != group_key(spec) or cell.config.algorithm == "alg2":
+            cell = Cell(spec, device)
+        _run_pass(cell, specs, members, results, progress, galleries, on_done, resume_paths, checkpoint_every)
     return results
 
 
-def _base_row(cell: Cell, spec: CellSpec, batch_cells: int) -> dict:
+def _base_row(cell: Cell, spec: CellSpec, batch_cells: int, facts: dict) -> dict:
     r = spec.rounds
     method = make_method(spec.method, spec.strength, **spec.params)
     return {
@@ -263,7 +263,7 @@ def _base_row(cell: Cell, spec: CellSpec, batch_cells: int) -> dict:
         "settings_json": json.dumps(cell.settings(spec), sort_keys=True),
         "checkpoint_sha256": cell.checkpoint_sha256(), "checkpoint_info": cell.checkpoint_info(),
         "batch_cells": batch_cells,
-    } | provenance(cell.device)
+    } | facts
 
 
 def _share(costs, n: int) -> dict:
@@ -315,7 +315,8 @@ def _save_resume(path: Path, state: dict) -> None:
 def _run_pass(cell: Cell, specs, members, results, progress, galleries, on_done, resume_paths, checkpoint_every):
     """One sampling pass over the cells `members` (indices into specs), resumed from their checkpoints."""
     n, B, r = len(members), cell.config.samples, cell.config
-    bases = [_base_row(cell, specs[i], n) for i in members]
+    facts = provenance(cell.device)                  # where and with what: the same for the pass's cells
+    bases = [_base_row(cell, specs[i], n, facts) for i in members]
     rows: list[list[dict]] = [[] for _ in members]
     finished = [False] * n
     status: list[tuple[str, str | None]] = [("ok", None)] * n
@@ -340,9 +341,6 @@ def _run_pass(cell: Cell, specs, members, results, progress, galleries, on_done,
             for j in running:
                 rows[j] = saved[j]["rows"]
             log.info("resuming %d cell(s) after round %d from %s", len(running), state["round"], paths[running[0]])
-        else:
-            for j in running:
-                rows[j] = []
     alive = [not f for f in finished]
 
     def deliver(j: int) -> None:

@@ -36,6 +36,7 @@ one command that removes them so that the normal run recomputes exactly those ce
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import json
 import os
@@ -104,7 +105,9 @@ def fix_command(results_dir: str | Path) -> str:
     return f"`python -m benchmark verify {results_dir} --remove-bad`, then `snakemake --cores all`"
 
 
+@functools.lru_cache(maxsize=1)
 def _git_commit() -> str | None:
+    """The package's git commit (once per process: every cell and round checkpoint records it)."""
     here = Path(__file__).resolve().parent
     try:
         out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, timeout=5)

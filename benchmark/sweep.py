@@ -906,7 +906,7 @@ def stage_jobs(cells: dict[str, SweepCell], size: int, by_setting: bool = False)
     group bigger than `size` is split first). Evaluation stage (`by_setting`: one setting per variant is
     chosen, known only after the selection): one setting's seeds per job. A job id is its first cell id,
     with `+<n>` for n > 1 cells."""
-    from benchmark.batch import groups
+    from benchmark.batch import chunk_id, groups
 
     if by_setting:
         out: dict[str, list[str]] = {}
@@ -924,4 +924,4 @@ def stage_jobs(cells: dict[str, SweepCell], size: int, by_setting: bool = False)
         else:
             last[where] = list(chunk)
             packed.append(last[where])
-    return {(job[0] if len(job) == 1 else f"{job[0]}+{len(job)}"): job for job in packed}
+    return {chunk_id(job): job for job in packed}

@@ -139,13 +139,9 @@ def job_args(stage, job):
 
 def job_passes(stage, job):
     """The sampling passes a job runs one after another (benchmark.batch.passes per group of its cells)."""
-    from benchmark.batch import group_key, passes
+    from benchmark.batch import passes
 
-    groups = {}
-    for c in JOBS[stage][job]:
-        spec = STAGE_CELLS[stage][c].spec
-        groups.setdefault(group_key(spec), []).append(spec)
-    return sum(len(passes(specs)) for specs in groups.values())
+    return len(passes([STAGE_CELLS[stage][c].spec for c in JOBS[stage][job]]))
 
 
 def job_log(stage, job, kind):
