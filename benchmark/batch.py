@@ -63,6 +63,44 @@ def passes(specs: list[CellSpec]) -> list[list[int]]:
     return [members for group in by_group.values() for members in group.values()]
 
 
+def work(spec: CellSpec) -> float:
+    """A cell's sampling work in denoiser evaluations (a VJP as two): its chains times round 0's unguided
+    steps plus `rounds` times its method's declared cost per sample (benchmark.methods.base.declared_costs);
+    what packs jobs of one task and denoiser evenly (`pack`). A formula that needs the grid's timesteps
+    counts as a forward and a VJP per step."""
+    from benchmark.methods import make_method
+    from benchmark.methods.base import declared_costs
+
+    steps = spec.sampling.steps or 1
+    try:
+        forwards, vjps, _, _ = declared_costs(make_method(spec.method, spec.strength, **spec.params), steps)
+    except (ValueError, NotImplementedError):
+        forwards, vjps = steps, steps
+    return float(spec.rounds.samples * (steps + spec.rounds.rounds * (forwards + 2 * vjps)))
+
+
+def pack(chunks: list[list[str]], weights: dict[str, float], size: int) -> list[list[str]]:
+    """Chunks of cell ids (each at most `size`) packed whole into ceil(cells / size) jobs, or more when
+    their sizes do not fit, of even total weight: longest first, each into the lightest job with room
+    (LPT). Jobs come heaviest first, each with its chunks in their given order."""
+    n_jobs = max(1, -(-sum(len(c) for c in chunks) // size))
+    order = {id(c): i for i, c in enumerate(chunks)}
+    jobs: list[list[list[str]]] = [[] for _ in range(n_jobs)]
+    load = [0.0] * n_jobs
+    for chunk in sorted(chunks, key=lambda c: (-sum(weights[i] for i in c), order[id(c)])):
+        room = [j for j in range(len(jobs)) if sum(map(len, jobs[j])) + len(chunk) <= size]
+        if not room:
+            jobs.append([])
+            load.append(0.0)
+            room = [len(jobs) - 1]
+        j = min(room, key=lambda j: (load[j], j))
+        jobs[j].append(chunk)
+        load[j] += sum(weights[i] for i in chunk)
+    jobs = [sorted(job, key=lambda c: order[id(c)]) for job in jobs if job]
+    ranked = sorted(range(len(jobs)), key=lambda j: -sum(weights[i] for c in jobs[j] for i in c))
+    return [[i for c in jobs[j] for i in c] for j in ranked]
+
+
 def chunk_id(ids: list[str]) -> str:
     """The name of a chunk of cell ids: its first id, with '+<n>' for n > 1 cells."""
     return ids[0] if len(ids) == 1 else f"{ids[0]}+{len(ids)}"

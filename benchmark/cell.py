@@ -117,6 +117,7 @@ class Cell:
         self.trainable = loaded.trainable
         schedule = loaded.schedule
         self.networks = dict(loaded.networks)
+        self._denoiser_networks = dict(loaded.networks)
         for kind, path in type(self.task).network_files(spec.objective, spec.models_dir).items():
             self.networks[kind] = network_record(path, kind)
         if getattr(self.method, "uses_noisy_log_prob", False):
@@ -165,16 +166,27 @@ class Cell:
                              f"T={trained_on[1]}, the denoiser samples with {schedule.name!r}, T={schedule.T}; "
                              "pre-train them with the same --schedule and --T")
 
+    def round0_key(self) -> str:
+        """What a round-0 (unguided) batch depends on: task, denoiser (and the content of its files), sampling,
+        batch size, device; not the method, strength or objective (benchmark.optimize reuses it by this key)."""
+        d = self.spec.to_dict()
+        return json.dumps({k: d[k] for k in ("task", "task_seed", "task_params", "denoiser", "sampling")}
+                          | {"samples": self.config.samples, "device": self.device,
+                             "networks": {k: r.get("sha256") for k, r in self._denoiser_networks.items()}},
+                          sort_keys=True)
+
     def rounds(self, specs: list[CellSpec] | None = None, alive: list[bool] | None = None,
-               resume: dict | None = None):
+               resume: dict | None = None, round0: dict | None = None):
         """The rounds of this cell, or of one sampling pass of `specs` (cells of its group that share a
-        pass, benchmark.batch.passes), each on its own seed and strength."""
+        pass, benchmark.batch.passes), each on its own seed and strength; `round0`: the job's round-0
+        batches, shared by its passes (benchmark.optimize.run_rounds)."""
         specs = specs or [self.spec]
         counted = CountingObjective(self.objective, self.costs)
         return run_rounds(task=self.task, objective=counted, method=self.method, sampler=self.sampler,
                           costs=self.costs, config=self.config, seed=[s.seed for s in specs],
                           strengths=[float(s.strength) for s in specs], alive=alive, resume=resume,
-                          denoiser_name=self.spec.denoiser.name, device=self.device, trainable=self.trainable)
+                          denoiser_name=self.spec.denoiser.name, device=self.device, trainable=self.trainable,
+                          round0=round0, round0_key=self.round0_key())
 
 
 def _peak_memory_mb(device: str) -> float:
@@ -241,13 +253,13 @@ def run_cells(specs: list[CellSpec], device: str = "auto", progress: bool | None
     for group in by_group.values():
         check_group(group)
     results: list[list[dict] | None] = [None] * len(specs)
-    cell = None
+    cell, round0 = None, {}           # round 0 of a seed: sampled once, reused by every pass it belongs to
     for members in passes(specs):
         spec = specs[members[0]]
         # one Cell per group; each Algorithm-2 pass fine-tunes a freshly loaded network
         if cell is None or group_key(cell.spec) != group_key(spec) or cell.config.algorithm == "alg2":
             cell = Cell(spec, device)
-        _run_pass(cell, specs, members, results, progress, galleries, on_done, resume_paths, checkpoint_every)
+        _run_pass(cell, specs, members, results, progress, galleries, on_done, resume_paths, checkpoint_every, round0)
     return results
 
 
@@ -312,7 +324,8 @@ def _save_resume(path: Path, state: dict) -> None:
         torch.save(state, tmp)
 
 
-def _run_pass(cell: Cell, specs, members, results, progress, galleries, on_done, resume_paths, checkpoint_every):
+def _run_pass(cell: Cell, specs, members, results, progress, galleries, on_done, resume_paths, checkpoint_every,
+              round0: dict | None = None):
     """One sampling pass over the cells `members` (indices into specs), resumed from their checkpoints."""
     n, B, r = len(members), cell.config.samples, cell.config
     facts = provenance(cell.device)                  # where and with what: the same for the pass's cells
@@ -372,7 +385,7 @@ def _run_pass(cell: Cell, specs, members, results, progress, galleries, on_done,
         return
     if cell.device.startswith("cuda"):
         torch.cuda.reset_peak_memory_stats()
-    iterator = cell.rounds([specs[i] for i in members], alive=alive, resume=resume)
+    iterator = cell.rounds([specs[i] for i in members], alive=alive, resume=resume, round0=round0)
     if progress is None:
         progress = sys.stderr.isatty()
     if progress:

@@ -15,12 +15,16 @@ import sys
 from benchmark.spec import _pair
 
 
-def _add_run(sub):
-    from benchmark.spec import add_spec_arguments
-
+def _add_run(sub, full: bool = True):
+    """The `run` command; not `full` (another command runs): its line in the list only, since its options name
+    the registries' entries, which import torch (a second or more of start-up for aggregate or report)."""
     p = sub.add_parser("run", help="run one cell (or one per --seed) and write its Parquet file",
                        description="Run a cell given by --spec (the workflow's form: the cell spec as JSON, "
                                    "benchmark/spec.py) or by one option per spec field.")
+    if not full:
+        return
+    from benchmark.spec import add_spec_arguments
+
     p.add_argument("--spec", nargs="+", metavar="JSON",
                    help="the cell spec as JSON; the field options below then must not be given, except --seed "
                         "(and --strengths). Several: one cell each (with its own seed and strength), one per --out; "
@@ -282,7 +286,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--version", action="version", version=f"GuideBench %(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
                                 title="commands (`python -m benchmark COMMAND --help` for each)")
-    _add_run(sub)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    command = next((a for a in argv if not a.startswith("-")), None)
+    _add_run(sub, full=command in (None, "run"))
     _add_pretrain(sub)
     from benchmark import catalog   # list, check-method
     catalog.add_parsers(sub)

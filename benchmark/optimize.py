@@ -15,7 +15,10 @@ Methods that do not use a linear target (unguided, training-free) draw each roun
 guided by r itself; their rounds are independent repeats.
 
 Every round draws its noise from per-chain streams seeded by (task, denoiser, seed, round, chain),
-never by method or strength: all methods of a comparison start from the same noise.
+never by method or strength: all methods of a comparison start from the same noise. So round 0 (unguided)
+of one seed is the same batch for every cell of a task, denoiser, sampling grid and batch size: a process
+job samples it once and every later pass reuses it (`run_rounds(round0=...)`), each cell still recording what
+it cost.
 """
 
 from __future__ import annotations
@@ -68,6 +71,35 @@ def linearise(objective, z: torch.Tensor, delta: float | torch.Tensor, mode: str
     return LinearTarget(g.detach(), (y + chain_scalar(delta, y.dtype)).detach())
 
 
+def _round_zero(sampler, seeds: list[int], B: int, cache: dict | None, key, task, denoiser_name: str, costs: Costs,
+                device) -> torch.Tensor:
+    """Round 0 of the distinct `seeds` ([len(seeds) B, *shape], seed-major): the unguided batch of each seed,
+    sampled here (all missing seeds in one batch) or taken from `cache` ({(key, seed): (z, its Costs)}, filled
+    by earlier passes of the job); `costs` counts what each seed's batch cost when it was sampled, reused or not."""
+    cache = {} if cache is None else cache
+    missing = [s for s in seeds if (key, s) not in cache]
+    fresh = {}
+    if missing:
+        before = costs.snapshot()
+        noise = PerSampleNoise([c for s in missing for c in chain_seeds(task.name, denoiser_name, s, 0, B)],
+                               task.shape, device=device)
+        z = sample(sampler, make_method("none"), noise.draw(), noise)
+        spent = (costs.snapshot() - before).as_dict()
+        per_seed = Costs(**{k: v // len(missing) for k, v in spent.items()})   # equal batches: exact
+        for i, s in enumerate(missing):
+            fresh[s] = z[i * B:(i + 1) * B]
+            cache[(key, s)] = (fresh[s].detach(), per_seed)
+    parts = []
+    for s in seeds:
+        if s in fresh:
+            parts.append(fresh[s])
+        else:
+            z, spent = cache[(key, s)]
+            costs.add(spent)
+            parts.append(z)
+    return torch.cat(parts)
+
+
 def chain_seeds(task_name: str, denoiser_name: str, seed: int, k: int, B: int) -> list[int]:
     """The noise streams of a cell's B chains in round k: seeded by (task, denoiser, seed, round, chain),
     never by method or strength."""
@@ -77,7 +109,8 @@ def chain_seeds(task_name: str, denoiser_name: str, seed: int, k: int, B: int) -
 def run_rounds(*, task, objective, method, sampler: Sampler, costs: Costs, config: RoundsConfig,
                seed: int | list[int], denoiser_name: str, device: str = "cpu", trainable=None,
                strengths: list[float] | None = None, alive: list[bool] | None = None,
-               resume: dict | None = None) -> Iterator[Round]:
+               resume: dict | None = None, round0: dict | None = None, round0_key: str | None = None
+               ) -> Iterator[Round]:
     """Yield round 0 (unguided) then rounds 1..K of Algorithm 1 or 2.
 
     `objective` must be the counted objective; `trainable` the network that Algorithm 2 fine-tunes
@@ -87,7 +120,9 @@ def run_rounds(*, task, objective, method, sampler: Sampler, costs: Costs, confi
     one batch, cell-major; `strengths` one per cell (the method's own when not given; different ones need
     a method that `batches_strengths`). Each chain draws from its own cell's streams, so each cell gets
     what it gets alone; round 0 (unguided) is sampled once per distinct seed. A cell set to False in `alive`
-    (it diverged) leaves the pass from the next round.
+    (it diverged) leaves the pass from the next round. `round0`: a dict that passes share (one job's), where
+    the round-0 batch of each seed is kept under `round0_key` (what it depends on: task, denoiser, sampling,
+    batch size) and reused by the later passes (`_round_zero`).
     Algorithm 2 fine-tunes one network: one cell per pass.
 
     Every round's `state` resumes the pass after it (`resume=state`): the samples, the fine-tuned
@@ -103,7 +138,6 @@ def run_rounds(*, task, objective, method, sampler: Sampler, costs: Costs, confi
         raise ValueError(f"method {method.name!r} does not batch strengths: run its strengths in separate passes")
     if alive is None:
         alive = [True] * n
-    unguided = make_method("none")
     optimizer = None
     if config.algorithm == "alg2":
         if n != 1:
@@ -134,15 +168,15 @@ def run_rounds(*, task, objective, method, sampler: Sampler, costs: Costs, confi
         start = time.perf_counter()
         # Round 0 is unguided: cells with the same seed draw the same batch, sampled once and shared.
         drawn = list(dict.fromkeys(seeds[c] for c in cells)) if k == 0 else [seeds[c] for c in cells]
-        noise = PerSampleNoise([s for seed in drawn for s in chain_seeds(task.name, denoiser_name, seed, k, B)],
-                               task.shape, device=device)
-        x_T = noise.draw()
         target = None
         if k == 0:
-            z = sample(sampler, unguided, x_T, noise)
+            z = _round_zero(sampler, drawn, B, round0, round0_key, task, denoiser_name, costs, device)
             if len(drawn) < len(cells):
                 z = z.view(len(drawn), B, *z.shape[1:])[[drawn.index(seeds[c]) for c in cells]].flatten(0, 1)
         else:
+            noise = PerSampleNoise([s for seed in drawn for s in chain_seeds(task.name, denoiser_name, seed, k, B)],
+                                   task.shape, device=device)
+            x_T = noise.draw()
             target = (linearise(objective, z, guided.strength, config.linearise, cells=len(cells))
                       if method.uses_linear_target else None)
             z = sample(sampler, guided, x_T, noise, Guide(objective, target, augment=task.augment,

@@ -898,30 +898,44 @@ def jobs_from_cells(cells: dict[str, SweepCell]) -> dict[str, list[str]]:
     return jobs
 
 
+def job_priorities(jobs: dict[str, list[str]], cells: dict[str, SweepCell], first: set[str],
+                   models_dir: str) -> dict[str, float]:
+    """Snakemake priorities of cell jobs, the critical path first: 2 for a job that loads one of the networks
+    `first` (the pre-training chain, digits' evaluator then denoiser: the longest path of the run), else 0
+    (pre-training has 1, before the jobs that wait for it); plus up to 0.5 for the heavier of one task and
+    denoiser's jobs (sampling work, benchmark.batch.work), so the longest jobs start first."""
+    from benchmark.batch import work
+
+    loads = {j: sum(work(cells[c].spec) for c in ids) for j, ids in jobs.items()}
+    domain = {j: (cells[ids[0]].spec.task, cells[ids[0]].spec.denoiser.name) for j, ids in jobs.items()}
+    out = {}
+    for j, ids in jobs.items():
+        mine = sorted((k for k in jobs if domain[k] == domain[j]), key=lambda k: loads[k])
+        files = {f for c in ids for f in cell_networks(cells[c].spec, models_dir)}
+        out[j] = (2.0 if files & first else 0.0) + 0.5 * (mine.index(j) + 1) / (len(mine) + 1)
+    return out
+
+
 def stage_jobs(cells: dict[str, SweepCell], size: int, by_setting: bool = False) -> dict[str, list[str]]:
     """The jobs of a stage: {job id: cell ids}, at most `size` cells each, run by one process.
 
     Tuning stage: the groups of cells that differ only in strength and seed (benchmark.batch.groups, each
-    batched into shared sampling passes), packed whole, in order, into jobs of one task and denoiser (a
-    group bigger than `size` is split first). Evaluation stage (`by_setting`: one setting per variant is
-    chosen, known only after the selection): one setting's seeds per job. A job id is its first cell id,
-    with `+<n>` for n > 1 cells."""
-    from benchmark.batch import chunk_id, groups
+    batched into shared sampling passes; a group bigger than `size` is split first), packed whole into the
+    fewest jobs of one task and denoiser that hold them, of even sampling work (benchmark.batch.pack, work:
+    denoiser evaluations by the methods' declared costs), heaviest first. Evaluation stage (`by_setting`: one
+    setting per variant is chosen, known only after the selection): one setting's seeds per job. A job id is
+    its first cell id, with `+<n>` for n > 1 cells."""
+    from benchmark.batch import chunk_id, groups, pack, work
 
     if by_setting:
         out: dict[str, list[str]] = {}
         for ids in jobs_from_cells(cells).values():
             out |= groups({c: cells[c].spec for c in ids}, size)
         return out
-    packed: list[list[str]] = []
-    last: dict[tuple, list[str]] = {}
+    domains: dict[tuple, list[list[str]]] = {}
     for chunk in groups({c: cell.spec for c, cell in cells.items()}, size).values():
         spec = cells[chunk[0]].spec
-        where = (spec.task, spec.denoiser.name)
-        job = last.get(where)
-        if job is not None and len(job) + len(chunk) <= size:
-            job.extend(chunk)
-        else:
-            last[where] = list(chunk)
-            packed.append(last[where])
+        domains.setdefault((spec.task, spec.denoiser.name), []).append(chunk)
+    weights = {c: work(cell.spec) for c, cell in cells.items()}
+    packed = [job for chunks in domains.values() for job in pack(chunks, weights, size)]
     return {chunk_id(job): job for job in packed}

@@ -20,7 +20,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from benchmark.batch import check_group, group_key, groups, passes
+from benchmark.batch import check_group, group_key, groups, pack, passes
 from benchmark.cell import resume_path, run_cell, run_cells, write_cells
 from benchmark.results import RUN_COLUMNS, read_cell
 from benchmark.spec import CellSpec
@@ -103,6 +103,36 @@ def test_passes_share_what_can_be_shared():
     assert passes([gloss.replace(strength=s, seed=d) for s in (0.1, 0.2) for d in (0, 1)]) == [[0, 1, 2, 3]]
 
 
+def test_round_zero_is_sampled_once_per_job_and_every_cell_still_counts_it(monkeypatch):
+    """Round 0 (unguided) of a seed is the same batch for every method: later passes of a job reuse the first
+    pass's, and each cell's rows (counted costs included) are those of its group run alone."""
+    import benchmark.optimize as optimize
+
+    calls = []
+    real = optimize.sample
+
+    def spy(sampler, method, x_T, noise, *rest, **kw):
+        calls.append((method.name, len(x_T)))
+        return real(sampler, method, x_T, noise, *rest, **kw)
+
+    monkeypatch.setattr(optimize, "sample", spy)
+    specs = [CellSpec.of(**BASE, method=m, strength=s, seed=d, rounds=1)
+             for m, s in (("dps", 0.3), ("freedom", 0.1), ("none", 0.0)) for d in (0, 1)]
+    joint = run_cells(specs, "cpu", progress=False)
+    B = BASE["samples"]
+    # round 0 of seeds 0 and 1 once, in the first pass; then each pass's round 1 ("none": unguided too)
+    assert calls == [("none", 2 * B), ("dps", 2 * B), ("freedom", 2 * B), ("none", 2 * B)]
+    for i in (0, 2, 4):
+        for rows, alone in zip(joint[i:i + 2], run_cells(specs[i:i + 2], "cpu", progress=False)):
+            _same_rows(rows, alone)                    # same values and counted costs, exactly
+    reused = [r for r in joint[4] if r["round"] == 0 and r["metric"] == "reward_mean"][0]
+    assert reused["cost_denoiser_forwards"] == B * BASE["steps"]
+    # another batch size or grid is another round 0
+    calls.clear()
+    run_cells([specs[0], specs[2].replace(samples=4), specs[4].replace(steps=6)], "cpu", progress=False)
+    assert [n for m, n in calls if m == "none"] == [B, 4, B, B]   # three rounds 0, and none's round 1
+
+
 def test_a_group_is_cells_that_differ_only_in_strength_and_seed():
     spec = CellSpec.of(**BASE, method="dps", rounds=1)
     with pytest.raises(ValueError, match=r"differ only in strength and seed; these also differ in \['sampling'\]"):
@@ -114,6 +144,22 @@ def test_a_group_is_cells_that_differ_only_in_strength_and_seed():
     assert groups(cells, 2) == {"c0+2": ["c0", "c1"], "c2+2": ["c2", "c3"], "c4": ["c4"], "other": ["other"]}
     with pytest.raises(ValueError, match="group size must be >= 1"):
         groups(cells, 0)
+
+
+def test_jobs_are_packed_whole_and_of_even_work():
+    w = {f"c{i}": float(v) for i, v in enumerate([9, 1, 1, 5, 5, 4, 3, 2, 2, 8])}
+    chunks = [["c0"], ["c1", "c2"], ["c3", "c4"], ["c5", "c6"], ["c7", "c8"], ["c9"]]
+    jobs = pack(chunks, w, 4)
+    assert len(jobs) == 3                                              # ceil(10 / 4)
+    assert sorted(c for j in jobs for c in j) == sorted(w)             # every cell once
+    for chunk in chunks:                                               # chunks whole
+        assert any(all(c in j for c in chunk) for j in jobs)
+    loads = [sum(w[c] for c in j) for j in jobs]
+    assert loads == sorted(loads, reverse=True) and max(loads) - min(loads) <= max(w.values())
+    assert loads == [15.0, 13.0, 12.0]                                 # LPT: 8+7, 9+4, 10+2
+    # sizes that do not fit ceil(n / size) jobs open another; no job over size
+    jobs = pack([["a", "b", "c"], ["d", "e", "f"], ["g", "h", "i"]], dict.fromkeys("abcdefghi", 1.0), 4)
+    assert len(jobs) == 3 and all(len(j) <= 4 for j in jobs)
 
 
 def test_a_diverging_cell_leaves_the_pass_and_the_others_are_unchanged():

@@ -17,7 +17,8 @@ import yaml
 from snakemake.utils import validate
 
 from benchmark.report.verdict import chosen_jobs
-from benchmark.sweep import cells_from_config, evaluation_cells, job_key, jobs_from_cells, stage_jobs, task_networks
+from benchmark.sweep import (cells_from_config, evaluation_cells, job_key, job_priorities, jobs_from_cells, stage_jobs,
+                             task_networks)
 from report_page import first_words, panels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -135,3 +136,25 @@ def test_dry_run_of_default_config_builds_the_dag(tmp_path):
     assert len(counts) == len(jobs) and set(counts.values()) == {"1"}, counts
     assert sorted(c for job in jobs.values() for c in job) == sorted(cells)
     assert all(len(job) <= config["group_size"] for job in jobs.values())
+
+
+def test_cell_jobs_are_even_and_the_critical_path_starts_first():
+    """The default sweep's jobs: of one task and denoiser each, of even sampling work within it (the digits
+    jobs run side by side once their denoiser is trained), and the digits jobs (after the longest pre-training
+    chain) before every other cell job, heavier first."""
+    from benchmark.batch import work
+
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    cells = cells_from_config(config)
+    cells |= evaluation_cells(cells, list(jobs_from_cells(cells)), config["seeds"]["evaluation"])
+    jobs = stage_jobs(cells, config["group_size"])
+    load = {j: sum(work(cells[c].spec) for c in ids) for j, ids in jobs.items()}
+    digits = [j for j, ids in jobs.items() if cells[ids[0]].spec.task == "digits"]
+    assert len(digits) == 2 and max(load[j] for j in digits) <= 1.1 * min(load[j] for j in digits)
+    for ids in jobs.values():
+        assert len({(cells[c].spec.task, cells[c].spec.denoiser.name) for c in ids}) == 1
+    chain = {"models/digits_evaluator.safetensors", "models/digits_denoiser.safetensors"}
+    prio = job_priorities(jobs, cells, chain, "models")
+    assert min(prio[j] for j in digits) >= 2 > 0.5 >= max(p for j, p in prio.items() if j not in digits)
+    a, b = sorted(digits, key=load.get)
+    assert prio[a] < prio[b]

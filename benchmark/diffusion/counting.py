@@ -30,6 +30,11 @@ class Costs:
     def __sub__(self, other: "Costs") -> "Costs":
         return Costs(**{f.name: getattr(self, f.name) - getattr(other, f.name) for f in fields(self)})
 
+    def add(self, other: "Costs") -> None:
+        """Count `other` as spent here too (work measured once and reused, benchmark.optimize's round 0)."""
+        for f in fields(self):
+            setattr(self, f.name, getattr(self, f.name) + getattr(other, f.name))
+
     def as_dict(self) -> dict[str, int]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 

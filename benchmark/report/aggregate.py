@@ -8,6 +8,7 @@ Values that are not finite (a diverged or failed cell) are left out of means and
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from pathlib import Path
@@ -15,7 +16,6 @@ from typing import Sequence
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 
 from benchmark.results import COLUMNS, STATUSES, read_cell
 
@@ -34,10 +34,17 @@ GRID_KEYS = ["steps", "eta"]
 COSTS_PER_SAMPLE = {c: c.removeprefix("cost_") for c in COLUMNS if c.startswith("cost_")}
 
 def t_quantile(df: int, level: float = 0.95) -> float:
-    """Two-sided t quantile t_{(1+level)/2, df}; NaN for df < 1."""
+    """Two-sided t quantile t_{(1+level)/2, df}; NaN for df < 1 (scipy imported on first use: 0.5 s)."""
     if df < 1:
         return math.nan
-    return float(stats.t.ppf((1 + level) / 2, df))
+    return _t_ppf((1 + level) / 2, float(df))
+
+
+@functools.lru_cache(maxsize=None)
+def _t_ppf(q: float, df: float) -> float:
+    from scipy import stats
+
+    return float(stats.t.ppf(q, df))
 
 
 def mean_ci(values: Sequence[float], level: float = 0.95) -> tuple[float, float, int]:

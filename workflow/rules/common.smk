@@ -10,6 +10,7 @@ from benchmark.sweep import (
     evaluation_seeds,
     is_image_task,
     job_key,
+    job_priorities,
     jobs_from_cells,
     pretrain_cli,
     stage_jobs,
@@ -81,6 +82,18 @@ else:
     }
 
 
+# Which cell jobs start first: those on the longest path (after digits' evaluator and denoiser), heavier first.
+PRIORITIES = {
+    stage: job_priorities(
+        JOBS[stage],
+        STAGE_CELLS[stage],
+        {f"{MODELS}/{t}_{n}.safetensors" for t, n in PRETRAIN_CHAIN},
+        MODELS,
+    )
+    for stage in JOBS
+}
+
+
 # A cluster run must not be throttled to one GPU job: the gpu resource is per node, not global.
 resource_scopes:
     gpu="local",
@@ -142,6 +155,11 @@ def job_passes(stage, job):
     from benchmark.batch import passes
 
     return len(passes([STAGE_CELLS[stage][c].spec for c in JOBS[stage][job]]))
+
+
+def job_priority(stage, job):
+    """The job's Snakemake priority: the critical path first, then the heavier jobs (benchmark.sweep)."""
+    return PRIORITIES[stage][job]
 
 
 def job_log(stage, job, kind):
