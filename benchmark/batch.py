@@ -79,11 +79,12 @@ def work(spec: CellSpec) -> float:
     return float(spec.rounds.samples * (steps + spec.rounds.rounds * (forwards + 2 * vjps)))
 
 
-def pack(chunks: list[list[str]], weights: dict[str, float], size: int) -> list[list[str]]:
-    """Chunks of cell ids (each at most `size`) packed whole into ceil(cells / size) jobs, or more when
-    their sizes do not fit, of even total weight: longest first, each into the lightest job with room
-    (LPT). Jobs come heaviest first, each with its chunks in their given order."""
-    n_jobs = max(1, -(-sum(len(c) for c in chunks) // size))
+def pack(chunks: list[list[str]], weights: dict[str, float], size: int, spread: int = 1) -> list[list[str]]:
+    """Chunks of cell ids (each at most `size`) packed whole into ceil(cells / size) jobs, at least `spread`
+    (as many as there are chunks at most), more when their sizes do not fit, of even total weight: heaviest
+    first, each into the lightest job with room (LPT). Jobs come heaviest first, each with its chunks in
+    their given order."""
+    n_jobs = max(1, -(-sum(len(c) for c in chunks) // size), min(spread, len(chunks)))
     order = {id(c): i for i, c in enumerate(chunks)}
     jobs: list[list[list[str]]] = [[] for _ in range(n_jobs)]
     load = [0.0] * n_jobs

@@ -916,12 +916,14 @@ def job_priorities(jobs: dict[str, list[str]], cells: dict[str, SweepCell], firs
     return out
 
 
-def stage_jobs(cells: dict[str, SweepCell], size: int, by_setting: bool = False) -> dict[str, list[str]]:
+def stage_jobs(cells: dict[str, SweepCell], size: int, by_setting: bool = False, spread: int = 1
+               ) -> dict[str, list[str]]:
     """The jobs of a stage: {job id: cell ids}, at most `size` cells each, run by one process.
 
     Tuning stage: the groups of cells that differ only in strength and seed (benchmark.batch.groups, each
     batched into shared sampling passes; a group bigger than `size` is split first), packed whole into the
-    fewest jobs of one task and denoiser that hold them, of even sampling work (benchmark.batch.pack, work:
+    fewest jobs of one task and denoiser that hold them, at least `spread` (config `job_spread`: a task and
+    denoiser's work spreads over that many cores), of even sampling work (benchmark.batch.pack, work:
     denoiser evaluations by the methods' declared costs), heaviest first. Evaluation stage (`by_setting`: one
     setting per variant is chosen, known only after the selection): one setting's seeds per job. A job id is
     its first cell id, with `+<n>` for n > 1 cells."""
@@ -937,5 +939,5 @@ def stage_jobs(cells: dict[str, SweepCell], size: int, by_setting: bool = False)
         spec = cells[chunk[0]].spec
         domains.setdefault((spec.task, spec.denoiser.name), []).append(chunk)
     weights = {c: work(cell.spec) for c, cell in cells.items()}
-    packed = [job for chunks in domains.values() for job in pack(chunks, weights, size)]
+    packed = [job for chunks in domains.values() for job in pack(chunks, weights, size, spread)]
     return {chunk_id(job): job for job in packed}

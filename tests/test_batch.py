@@ -160,6 +160,10 @@ def test_jobs_are_packed_whole_and_of_even_work():
     # sizes that do not fit ceil(n / size) jobs open another; no job over size
     jobs = pack([["a", "b", "c"], ["d", "e", "f"], ["g", "h", "i"]], dict.fromkeys("abcdefghi", 1.0), 4)
     assert len(jobs) == 3 and all(len(j) <= 4 for j in jobs)
+    # spread: at least that many jobs (so few cells still use several cores), at most one per chunk
+    assert len(pack(chunks, w, 100)) == 1
+    assert [sum(w[c] for c in j) for j in pack(chunks, w, 100, spread=2)] == [21.0, 19.0]   # 10+7+4, 9+8+2
+    assert len(pack(chunks, w, 100, spread=10)) == len(chunks)
 
 
 def test_a_diverging_cell_leaves_the_pass_and_the_others_are_unchanged():

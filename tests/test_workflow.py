@@ -131,7 +131,7 @@ def test_dry_run_of_default_config_builds_the_dag(tmp_path):
     cells = cells_from_config(config)
     assert config["protocol"]["evaluate"] == "all"   # every setting on the evaluation seeds too, in the same jobs
     cells |= evaluation_cells(cells, list(jobs_from_cells(cells)), config["seeds"]["evaluation"])
-    jobs = stage_jobs(cells, config["group_size"])
+    jobs = stage_jobs(cells, config["group_size"], spread=config["job_spread"])
     counts = dict(re.findall(r"^(tune_\w+)\s+(\d+)$", proc.stdout, re.M))
     assert len(counts) == len(jobs) and set(counts.values()) == {"1"}, counts
     assert sorted(c for job in jobs.values() for c in job) == sorted(cells)
@@ -147,7 +147,7 @@ def test_cell_jobs_are_even_and_the_critical_path_starts_first():
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     cells = cells_from_config(config)
     cells |= evaluation_cells(cells, list(jobs_from_cells(cells)), config["seeds"]["evaluation"])
-    jobs = stage_jobs(cells, config["group_size"])
+    jobs = stage_jobs(cells, config["group_size"], spread=config["job_spread"])
     load = {j: sum(work(cells[c].spec) for c in ids) for j, ids in jobs.items()}
     digits = [j for j, ids in jobs.items() if cells[ids[0]].spec.task == "digits"]
     assert len(digits) == 2 and max(load[j] for j in digits) <= 1.1 * min(load[j] for j in digits)

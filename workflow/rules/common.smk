@@ -73,11 +73,15 @@ EVALUATE_ALL = config["protocol"]["evaluate"] == "all" and not config["protocol"
 )
 if EVALUATE_ALL:
     STAGE_CELLS = {"tune": CELLS | EVAL_CELLS}
-    JOBS = {"tune": stage_jobs(STAGE_CELLS["tune"], config["group_size"])}
+    JOBS = {
+        "tune": stage_jobs(
+            STAGE_CELLS["tune"], config["group_size"], spread=config["job_spread"]
+        )
+    }
 else:
     STAGE_CELLS = {"tune": CELLS, "eval": EVAL_CELLS}
     JOBS = {
-        "tune": stage_jobs(CELLS, config["group_size"]),
+        "tune": stage_jobs(CELLS, config["group_size"], spread=config["job_spread"]),
         "eval": stage_jobs(EVAL_CELLS, config["group_size"], by_setting=True),
     }
 
