@@ -231,7 +231,8 @@ def cmd_check_config(args) -> int:
 def cmd_report(args) -> int:
     from benchmark.report import build_report
 
-    build_report(args.results, args.out, models_dir=args.models, figures_dir=args.figures, selected=args.selected)
+    build_report(args.results, args.out, models_dir=args.models, figures_dir=args.figures, selected=args.selected,
+                 workers=args.workers)
     print(f"wrote {args.out}", file=sys.stderr)
     return 0
 
@@ -311,6 +312,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--figures", default=None, help="also save every figure as a PNG in this folder")
     p.add_argument("--selected", default=None, help="the selection folder of the protocol (the workflow's "
                    "results/selected): the verdict (held-out, gated, compute-matched) comes first")
+    p.add_argument("--workers", type=int, default=1, metavar="N",
+                   help="processes drawing the figures (default: 1; the page is the same for any N)")
     p = sub.add_parser("perf", help="time one round per method, count network evaluations, compare with "
                                     "the time the cost formula predicts; --throughput: chains x steps per "
                                     "second against the batch size")

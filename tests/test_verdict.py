@@ -191,3 +191,30 @@ def test_a_checked_in_selection_is_reused_on_other_seeds(tmp_path):
     config["protocol"]["reuse"] = str(tmp_path / "nothing")
     with pytest.raises(ConfigError, match="protocol.reuse: .* is not a selection folder"):
         check_protocol(config)
+
+
+def test_the_report_is_the_same_drawn_by_several_processes(tmp_path):
+    """`build_report(workers=N)` draws the drill-down panels' figures in N - 1 forked processes beside the
+    verdict's: the page and every figure file are byte for byte those of one process (but its time stamp)."""
+    import re
+
+    import pyarrow as pa
+
+    from benchmark.report import build_report
+    from benchmark.results import to_table, write_atomic
+
+    cells = _hacked_panel(TUNE + EVAL)
+    rows = [r for c in cells for r in c]
+    write_atomic(to_table(rows).append_column("cell", pa.array([r["cell"] for r in rows], pa.string())),
+                 tmp_path / "all.parquet")
+    tune = _frame(cells)[lambda d: d["seed"].isin(TUNE)]
+    vd.write_selection(vd.select(tune, _groups(tune), HEADER), HEADER, HEADER["seeds"], tmp_path / "selected")
+    pages = {}
+    for n in (1, 3):
+        out = build_report(tmp_path / "all.parquet", tmp_path / f"r{n}" / "index.html", selected=tmp_path / "selected",
+                           figures_dir=tmp_path / f"r{n}" / "figures", workers=n)
+        pages[n] = re.sub(r"generated \S+", "", out.read_text(encoding="utf-8"))
+        figures = {p.name: p.read_bytes() for p in (tmp_path / f"r{n}" / "figures").iterdir()}
+        assert len(figures) >= 4
+        pages[n, "figures"] = figures
+    assert pages[1] == pages[3] and pages[1, "figures"] == pages[3, "figures"]

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import multiprocessing
 import re
 import shutil
+from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -151,17 +154,29 @@ def _hypervolumes(tuning: pd.DataFrame, key: tuple, panel: dict, selections: lis
     return {m: vd.hypervolume(pts, f_ref, r_ref) for m, pts in board.groupby("method")}
 
 
+@contextlib.contextmanager
+def _pool(workers: int, tasks: int):
+    """A pool of `workers` forked processes (None, nothing in parallel, for fewer than 1 worker or no task,
+    or where fork is not available): the figures are drawn the same in any process."""
+    if workers < 1 or tasks < 1 or "fork" not in multiprocessing.get_all_start_methods():
+        yield None
+        return
+    with ProcessPoolExecutor(min(workers, tasks), mp_context=multiprocessing.get_context("fork")) as pool:
+        yield pool
+
+
 def build_context(df: pd.DataFrame, source: str = "", models_dir: str | Path | None = None,
                   figures_dir: str | Path | None = None, galleries: dict[str, Path] | None = None,
                   fidelity_metrics: Sequence[str] | None = None, level: float = 0.95,
-                  selected: str | Path | None = None, download: str | None = None) -> dict:
+                  selected: str | Path | None = None, download: str | None = None, workers: int = 1) -> dict:
     """Everything the template shows, computed from the tidy results `df`.
 
     galleries: {run_id: PNG} of the cells that have a sample gallery (galleries.find_galleries).
     selected: the protocol's selection folder; with it the page opens with the verdict (evaluation
         seeds) and the drill-down panels show the tuning seeds (every setting).
     fidelity_metrics: the metrics tried, in order, as each panel's fidelity metric; default: its task's
-        (aggregate.fidelity_candidates: the declared lower-is-better metrics in declaration order)."""
+        (aggregate.fidelity_candidates: the declared lower-is-better metrics in declaration order).
+    workers: processes drawing figures (the drill-down panels in the others while this one does the verdict)."""
     counts, bad = agg.status_summary(df)
     palette = figs.method_palette(df["method"].dropna().unique())
     figures_dir = Path(figures_dir) if figures_dir is not None else None
@@ -173,11 +188,15 @@ def build_context(df: pd.DataFrame, source: str = "", models_dir: str | Path | N
     panel_list = agg.panels(drill)
     panel_ids = {tuple(key): f"panel-{i}" for i, (key, _) in enumerate(panel_list, 1)}
     score = []
-    if selected is not None:
-        verdict = _verdict_context(df, header, selections, palette, level, figures_dir, panel_ids)
-        score = score_axes(df, header["seeds"]["evaluation"], palette, figures_dir)
-    panels = [_panel(i, key, rows, palette, fidelity_metrics, level, figures_dir, galleries or {})
-              for i, (key, rows) in enumerate(panel_list, 1)]
+    jobs = [(i, key, rows, palette, fidelity_metrics, level, figures_dir, galleries or {})
+            for i, (key, rows) in enumerate(panel_list, 1)]
+    with _pool(workers - 1 if selected is not None else workers * (workers > 1), len(jobs)) as pool:
+        # the drill-down panels (most of the figures) in `workers` - 1 processes beside the verdict here
+        pending = [pool.submit(_panel, *job) for job in jobs] if pool is not None else None
+        if selected is not None:
+            verdict = _verdict_context(df, header, selections, palette, level, figures_dir, panel_ids)
+            score = score_axes(df, header["seeds"]["evaluation"], palette, figures_dir)
+        panels = [f.result() for f in pending] if pending is not None else [_panel(*job) for job in jobs]
     models = None
     if models_dir is not None:
         m = agg.model_reports(models_dir)
@@ -197,7 +216,7 @@ def build_context(df: pd.DataFrame, source: str = "", models_dir: str | Path | N
 
 def build_report(results_path: str | Path, out_html_path: str | Path, models_dir: str | Path | None = None,
                  figures_dir: str | Path | None = None, cells_dir: str | Path | None = None,
-                 selected: str | Path | None = None) -> Path:
+                 selected: str | Path | None = None, workers: int = 1) -> Path:
     """Write the HTML comparison report of `results_path` to `out_html_path` (atomically), and the
     results file beside it (same name, suffix .parquet) for download.
 
@@ -206,6 +225,7 @@ def build_report(results_path: str | Path, out_html_path: str | Path, models_dir
     cells_dir: where the cells' Parquet files and sample galleries lie (default: the folder `cells`
         beside `results_path`, the workflow's layout); image tasks' galleries are shown from there.
     selected: the protocol's selection folder (the workflow's results/selected): the verdict first.
+    workers: processes that draw the figures (the same page whatever the number).
     """
     df = agg.load_results(results_path)
     cells_dir = Path(results_path).parent / "cells" if cells_dir is None else Path(cells_dir)
@@ -213,7 +233,7 @@ def build_report(results_path: str | Path, out_html_path: str | Path, models_dir
     out = Path(out_html_path)
     download = out.with_suffix(".parquet")
     context = build_context(df, source=Path(results_path).name, models_dir=models_dir, figures_dir=figures_dir,
-                            galleries=galleries, selected=selected, download=download.name)
+                            galleries=galleries, selected=selected, download=download.name, workers=workers)
     with atomic_path(download) as tmp:
         shutil.copyfile(results_path, tmp)
     write_text_atomic(render(context), out)

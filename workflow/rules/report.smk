@@ -85,7 +85,7 @@ rule report:
         "logs/report.log",
     conda:
         "../envs/guidebench.yaml"
-    threads: 1
+    threads: 2  # the drill-down panels' figures drawn beside the verdict's (the last job: two cores are free)
     resources:
         mem_mb=4000,
         runtime=30,
@@ -93,5 +93,5 @@ rule report:
         models=f"--models {MODELS}" if PRETRAIN else "",
     shell:
         "python -m benchmark report --results {input.results} --selected {input.selected} --out {output.html} "
-        "{params.models} "
+        "{params.models} --workers {threads} "
         "--figures {output.figures} > {log} 2>&1"
