@@ -19,6 +19,7 @@ tolerance (tests/test_batch.py states both). Each cell still writes its own Parq
 
 from __future__ import annotations
 
+import functools
 import json
 
 from benchmark.spec import CellSpec
@@ -32,16 +33,29 @@ def group_key(spec: CellSpec) -> str:
     return json.dumps(d, sort_keys=True)
 
 
-def _costs_key(spec: CellSpec):
-    """The method's declared cost per sample at this spec's steps (a formula that needs the grid's
-    timesteps: the strength itself, so such cells share a pass only at equal strength)."""
+@functools.lru_cache(maxsize=4096)
+def _declared(method: str, strength: float, params: str, steps: int):
+    """The declared cost per sample of a method at a setting (`declared_costs`), or None when it has no
+    formula that takes only the steps; cached: the workflow asks for every cell, several times."""
     from benchmark.methods import make_method
     from benchmark.methods.base import declared_costs
 
     try:
-        return declared_costs(make_method(spec.method, spec.strength, **spec.params), spec.sampling.steps or 1)
+        return declared_costs(make_method(method, strength, **json.loads(params)), steps)
     except (ValueError, NotImplementedError):
-        return ("strength", float(spec.strength))
+        return None
+
+
+def _spec_costs(spec: CellSpec):
+    return _declared(spec.method, float(spec.strength), json.dumps(spec.params, sort_keys=True),
+                     spec.sampling.steps or 1)
+
+
+def _costs_key(spec: CellSpec):
+    """The method's declared cost per sample at this spec's steps (a formula that needs the grid's
+    timesteps: the strength itself, so such cells share a pass only at equal strength)."""
+    costs = _spec_costs(spec)
+    return ("strength", float(spec.strength)) if costs is None else costs
 
 
 def pass_key(spec: CellSpec):
@@ -73,14 +87,8 @@ def work(spec: CellSpec) -> float:
     OBJECTIVE_WEIGHT): its chains times round 0's unguided steps plus `rounds` times its method's declared
     cost per sample (benchmark.methods.base.declared_costs); what packs jobs of one task and denoiser evenly
     (`pack`). A formula that needs the grid's timesteps counts as a forward and a VJP per step."""
-    from benchmark.methods import make_method
-    from benchmark.methods.base import declared_costs
-
     steps = spec.sampling.steps or 1
-    try:
-        U, U_b, G, G_b = declared_costs(make_method(spec.method, spec.strength, **spec.params), steps)
-    except (ValueError, NotImplementedError):
-        U, U_b, G, G_b = steps, steps, steps, steps
+    U, U_b, G, G_b = _spec_costs(spec) or (steps, steps, steps, steps)
     per_sample = U + 2 * U_b + OBJECTIVE_WEIGHT * (G + G_b)
     return float(spec.rounds.samples * (steps + spec.rounds.rounds * per_sample))
 
