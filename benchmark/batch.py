@@ -86,7 +86,8 @@ def work(spec: CellSpec) -> float:
     """A cell's sampling work in denoiser evaluations (a VJP as two, an objective evaluation or gradient as
     OBJECTIVE_WEIGHT): its chains times round 0's unguided steps plus `rounds` times its method's declared
     cost per sample (benchmark.methods.base.declared_costs); what packs jobs of one task and denoiser evenly
-    (`pack`). A formula that needs the grid's timesteps counts as a forward and a VJP per step."""
+    (`pack`). A formula that needs the grid's timesteps counts as a forward, a VJP, an objective evaluation and
+    gradient per step."""
     steps = spec.sampling.steps or 1
     U, U_b, G, G_b = _spec_costs(spec) or (steps, steps, steps, steps)
     per_sample = U + 2 * U_b + OBJECTIVE_WEIGHT * (G + G_b)

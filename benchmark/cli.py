@@ -15,6 +15,17 @@ import sys
 from benchmark.spec import _pair
 
 
+def _positive(text: str) -> int:
+    """An integer >= 1 (argparse type)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expects an integer >= 1, got {text!r}")
+    return value
+
+
 def _add_run(sub, full: bool = True):
     """The `run` command; not `full` (another command runs): its line in the list only, since its options name
     the registries' entries, which import torch (a second or more of start-up for aggregate or report)."""
@@ -312,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--figures", default=None, help="also save every figure as a PNG in this folder")
     p.add_argument("--selected", default=None, help="the selection folder of the protocol (the workflow's "
                    "results/selected): the verdict (held-out, gated, compute-matched) comes first")
-    p.add_argument("--workers", type=int, default=1, metavar="N",
+    p.add_argument("--workers", type=_positive, default=1, metavar="N",
                    help="processes drawing the figures (default: 1; the page is the same for any N)")
     p = sub.add_parser("perf", help="time one round per method, count network evaluations, compare with "
                                     "the time the cost formula predicts; --throughput: chains x steps per "

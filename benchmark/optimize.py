@@ -49,7 +49,7 @@ class Round:
     cells: list[int]         # which of the pass's cells z holds (B rows each, in this order)
     target: LinearTarget | None = None   # the linear target this round was guided towards (Algorithm 1)
     state: dict | None = None            # what resumes the rounds after this one (`run_rounds(resume=...)`)
-    computed: int = 0                    # cells' worth of chains sampled (round 0: one per distinct seed)
+    computed: int = 0                    # cells' worth of chains (round 0: one per distinct seed, sampled or reused)
 
 
 def linearise(objective, z: torch.Tensor, delta: float | torch.Tensor, mode: str, cells: int = 1) -> LinearTarget:
@@ -72,32 +72,37 @@ def linearise(objective, z: torch.Tensor, delta: float | torch.Tensor, mode: str
 
 
 def _round_zero(sampler, seeds: list[int], B: int, cache: dict | None, key, task, denoiser_name: str, costs: Costs,
-                device) -> torch.Tensor:
+                device) -> tuple[torch.Tensor, float]:
     """Round 0 of the distinct `seeds` ([len(seeds) B, *shape], seed-major): the unguided batch of each seed,
-    sampled here (all missing seeds in one batch) or taken from `cache` ({(key, seed): (z, its Costs)}, filled
-    by earlier passes of the job); `costs` counts what each seed's batch cost when it was sampled, reused or not."""
-    cache = {} if cache is None else cache
+    sampled here (all missing seeds in one batch) or taken from `cache` ({(key, seed): (z, its Costs, its
+    seconds)}, filled by earlier passes of the job; none without a `key`). `costs` counts what each seed's
+    batch cost when it was sampled, reused or not; also returned: the seconds the reused batches took."""
+    cache = {} if cache is None or key is None else cache
     missing = [s for s in seeds if (key, s) not in cache]
     fresh = {}
     if missing:
-        before = costs.snapshot()
+        before, start = costs.snapshot(), time.perf_counter()
         noise = PerSampleNoise([c for s in missing for c in chain_seeds(task.name, denoiser_name, s, 0, B)],
                                task.shape, device=device)
         z = sample(sampler, make_method("none"), noise.draw(), noise)
+        if z.is_cuda:
+            torch.cuda.synchronize()
         spent = (costs.snapshot() - before).as_dict()
         per_seed = Costs(**{k: v // len(missing) for k, v in spent.items()})   # equal batches: exact
+        seconds = (time.perf_counter() - start) / len(missing)
         for i, s in enumerate(missing):
             fresh[s] = z[i * B:(i + 1) * B]
-            cache[(key, s)] = (fresh[s].detach(), per_seed)
-    parts = []
+            cache[(key, s)] = (fresh[s].detach(), per_seed, seconds)
+    parts, reused = [], 0.0
     for s in seeds:
         if s in fresh:
             parts.append(fresh[s])
         else:
-            z, spent = cache[(key, s)]
+            z, spent, seconds = cache[(key, s)]
             costs.add(spent)
+            reused += seconds
             parts.append(z)
-    return torch.cat(parts)
+    return torch.cat(parts), reused
 
 
 def chain_seeds(task_name: str, denoiser_name: str, seed: int, k: int, B: int) -> list[int]:
@@ -168,9 +173,9 @@ def run_rounds(*, task, objective, method, sampler: Sampler, costs: Costs, confi
         start = time.perf_counter()
         # Round 0 is unguided: cells with the same seed draw the same batch, sampled once and shared.
         drawn = list(dict.fromkeys(seeds[c] for c in cells)) if k == 0 else [seeds[c] for c in cells]
-        target = None
+        target, reused = None, 0.0
         if k == 0:
-            z = _round_zero(sampler, drawn, B, round0, round0_key, task, denoiser_name, costs, device)
+            z, reused = _round_zero(sampler, drawn, B, round0, round0_key, task, denoiser_name, costs, device)
             if len(drawn) < len(cells):
                 z = z.view(len(drawn), B, *z.shape[1:])[[drawn.index(seeds[c]) for c in cells]].flatten(0, 1)
         else:
@@ -198,5 +203,6 @@ def run_rounds(*, task, objective, method, sampler: Sampler, costs: Costs, confi
         if optimizer is not None:
             state |= {"trainable": trainable.state_dict(), "optimizer": optimizer.state_dict(),
                       "ft_gen": ft_gen.get_state()}
-        yield Round(k, z, costs.snapshot() - before, time.perf_counter() - start, list(cells), target, state,
+        # a reused round 0 counts the forwards and seconds it took when it was sampled: each cell records its cost
+        yield Round(k, z, costs.snapshot() - before, time.perf_counter() - start + reused, list(cells), target, state,
                     computed=len(drawn))

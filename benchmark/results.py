@@ -10,7 +10,8 @@ Columns (explicit pyarrow schema, SCHEMA below):
 - cost of the round, summed over the chains: cost_denoiser_forwards, cost_denoiser_vjps,
   cost_objective_evals, cost_objective_grads, cost_finetune_samples (Algorithm 2's training
   steps), wall_seconds; peak_memory_mb of the cell; batch_cells, the cells that shared its sampling pass
-  (benchmark.batch; 1: it ran alone): their costs and wall time split evenly, each records its share
+  (benchmark.batch; 1: it ran alone): their costs and wall time split evenly, each records its share (a
+  round 0 reused from an earlier pass of the job counts the forwards and seconds it took when sampled)
 - status ('ok' | 'diverged' | 'failed') and error text, the same on every row of a cell
 - provenance: package_version, git_commit, torch_version, device, hostname, started_at, slurm_job_id,
   and on a GPU its model, the CUDA version and the driver version (gpu_model, cuda_version,

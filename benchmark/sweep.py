@@ -902,17 +902,23 @@ def job_priorities(jobs: dict[str, list[str]], cells: dict[str, SweepCell], firs
                    models_dir: str) -> dict[str, float]:
     """Snakemake priorities of cell jobs, the critical path first: 2 for a job that loads one of the networks
     `first` (the pre-training chain, digits' evaluator then denoiser: the longest path of the run), else 0
-    (pre-training has 1, before the jobs that wait for it); plus up to 0.5 for the heavier of one task and
-    denoiser's jobs (sampling work, benchmark.batch.work), so the longest jobs start first."""
+    (the pre-training of the others has 1, so it runs before the cells that do not wait for it); plus up to
+    0.5 for the heavier of one task and denoiser's jobs (sampling work, benchmark.batch.work), so the longest
+    jobs start first."""
     from benchmark.batch import work
 
     loads = {j: sum(work(cells[c].spec) for c in ids) for j, ids in jobs.items()}
-    domain = {j: (cells[ids[0]].spec.task, cells[ids[0]].spec.denoiser.name) for j, ids in jobs.items()}
+    domains: dict[tuple, list[str]] = {}
+    for j, ids in jobs.items():
+        domains.setdefault((cells[ids[0]].spec.task, cells[ids[0]].spec.denoiser.name), []).append(j)
+    rank = {}
+    for members in domains.values():
+        for r, j in enumerate(sorted(members, key=lambda k: loads[k]), 1):
+            rank[j] = 0.5 * r / (len(members) + 1)
     out = {}
     for j, ids in jobs.items():
-        mine = sorted((k for k in jobs if domain[k] == domain[j]), key=lambda k: loads[k])
         files = {f for c in ids for f in cell_networks(cells[c].spec, models_dir)}
-        out[j] = (2.0 if files & first else 0.0) + 0.5 * (mine.index(j) + 1) / (len(mine) + 1)
+        out[j] = (2.0 if files & first else 0.0) + rank[j]
     return out
 
 
@@ -923,7 +929,7 @@ def stage_jobs(cells: dict[str, SweepCell], size: int, by_setting: bool = False,
     Tuning stage: the groups of cells that differ only in strength and seed (benchmark.batch.groups, each
     batched into shared sampling passes; a group bigger than `size` is split first), packed whole into the
     fewest jobs of one task and denoiser that hold them, at least `spread` (config `job_spread`: a task and
-    denoiser's work spreads over that many cores), of even sampling work (benchmark.batch.pack, work:
+    denoiser's work spreads over that many cores; at most one job per group), of even sampling work (benchmark.batch.pack, work:
     denoiser evaluations by the methods' declared costs), heaviest first. Evaluation stage (`by_setting`: one
     setting per variant is chosen, known only after the selection): one setting's seeds per job. A job id is
     its first cell id, with `+<n>` for n > 1 cells."""

@@ -127,6 +127,7 @@ def test_round_zero_is_sampled_once_per_job_and_every_cell_still_counts_it(monke
             _same_rows(rows, alone)                    # same values and counted costs, exactly
     reused = [r for r in joint[4] if r["round"] == 0 and r["metric"] == "reward_mean"][0]
     assert reused["cost_denoiser_forwards"] == B * BASE["steps"]
+    assert reused["wall_seconds"] > 0                 # and the seconds it took when it was sampled
     # another batch size or grid is another round 0
     calls.clear()
     run_cells([specs[0], specs[2].replace(samples=4), specs[4].replace(steps=6)], "cpu", progress=False)

@@ -218,3 +218,8 @@ def test_the_report_is_the_same_drawn_by_several_processes(tmp_path):
         assert len(figures) >= 4
         pages[n, "figures"] = figures
     assert pages[1] == pages[3] and pages[1, "figures"] == pages[3, "figures"]
+    from benchmark.cli import main
+
+    with pytest.raises(SystemExit) as exc:
+        main(["report", "--results", str(tmp_path / "all.parquet"), "--out", str(tmp_path / "x.html"), "--workers", "0"])
+    assert exc.value.code == 2

@@ -6,6 +6,8 @@ import contextlib
 import multiprocessing
 import re
 import shutil
+import sys
+import warnings
 from concurrent.futures import ProcessPoolExecutor
 from datetime import datetime, timezone
 from pathlib import Path
@@ -156,13 +158,17 @@ def _hypervolumes(tuning: pd.DataFrame, key: tuple, panel: dict, selections: lis
 
 @contextlib.contextmanager
 def _pool(workers: int, tasks: int):
-    """A pool of `workers` forked processes (None, nothing in parallel, for fewer than 1 worker or no task,
-    or where fork is not available): the figures are drawn the same in any process."""
-    if workers < 1 or tasks < 1 or "fork" not in multiprocessing.get_all_start_methods():
+    """A pool of `workers` forked processes on Linux (None, nothing in parallel, for fewer than 1 worker or no
+    task, or elsewhere: macOS forks unsafely, and spawning would re-import the plotting stack): the figures
+    are drawn the same in any process."""
+    if workers < 1 or tasks < 1 or not sys.platform.startswith("linux"):
         yield None
         return
-    with ProcessPoolExecutor(min(workers, tasks), mp_context=multiprocessing.get_context("fork")) as pool:
-        yield pool
+    with warnings.catch_warnings():
+        # Python >= 3.12 warns when a process with threads (Arrow's) forks; the children only draw figures
+        warnings.filterwarnings("ignore", message=r".*use of fork\(\) may lead to deadlocks", category=DeprecationWarning)
+        with ProcessPoolExecutor(min(workers, tasks), mp_context=multiprocessing.get_context("fork")) as pool:
+            yield pool
 
 
 def build_context(df: pd.DataFrame, source: str = "", models_dir: str | Path | None = None,
