@@ -100,21 +100,22 @@ def pack(chunks: list[list[str]], weights: dict[str, float], size: int, spread: 
     first, each into the lightest job with room (LPT). Jobs come heaviest first, each with its chunks in
     their given order."""
     n_jobs = max(1, -(-sum(len(c) for c in chunks) // size), min(spread, len(chunks)))
-    order = {id(c): i for i, c in enumerate(chunks)}
-    jobs: list[list[list[str]]] = [[] for _ in range(n_jobs)]
-    load = [0.0] * n_jobs
-    for chunk in sorted(chunks, key=lambda c: (-sum(weights[i] for i in c), order[id(c)])):
-        room = [j for j in range(len(jobs)) if sum(map(len, jobs[j])) + len(chunk) <= size]
+    weight = [sum(weights[i] for i in c) for c in chunks]
+    jobs: list[list[int]] = [[] for _ in range(n_jobs)]          # indices into chunks
+    load, cells = [0.0] * n_jobs, [0] * n_jobs
+    for k in sorted(range(len(chunks)), key=lambda k: (-weight[k], k)):
+        room = [j for j in range(len(jobs)) if cells[j] + len(chunks[k]) <= size]
         if not room:
             jobs.append([])
             load.append(0.0)
+            cells.append(0)
             room = [len(jobs) - 1]
         j = min(room, key=lambda j: (load[j], j))
-        jobs[j].append(chunk)
-        load[j] += sum(weights[i] for i in chunk)
-    jobs = [sorted(job, key=lambda c: order[id(c)]) for job in jobs if job]
-    ranked = sorted(range(len(jobs)), key=lambda j: -sum(weights[i] for c in jobs[j] for i in c))
-    return [[i for c in jobs[j] for i in c] for j in ranked]
+        jobs[j].append(k)
+        load[j] += weight[k]
+        cells[j] += len(chunks[k])
+    packed = [[i for k in sorted(job) for i in chunks[k]] for job in jobs if job]
+    return sorted(packed, key=lambda ids: -sum(weights[i] for i in ids))
 
 
 def chunk_id(ids: list[str]) -> str:

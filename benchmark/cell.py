@@ -169,12 +169,10 @@ class Cell:
     def round0_key(self) -> str:
         """What a round-0 (unguided) batch depends on: task, denoiser (and the content of its files), sampling,
         batch size, device, where files lie; not the method, strength or objective (benchmark.optimize reuses
-        it by this key). A plug-in loader may build its model from anything in the spec: for one, the whole
-        spec but the method, its strength and seed decides."""
+        it by this key), unless its loader's model reads them (`DenoiserLoader.reads`, a plug-in's by default)."""
         d = self.spec.to_dict()
-        keep = ["task", "task_seed", "task_params", "denoiser", "sampling", "models_dir"]
-        if self.spec.denoiser.loader not in ("oracle", "checkpoint", "diffusers"):
-            keep += ["objective", "objective_params", "rounds"]
+        keep = ["task", "task_seed", "task_params", "denoiser", "sampling", "models_dir",
+                *DENOISERS[self.spec.denoiser.loader].reads]
         return json.dumps({k: d[k] for k in keep}
                           | {"samples": self.config.samples, "device": self.device,
                              "networks": {k: r.get("sha256") for k, r in self._denoiser_networks.items()}},

@@ -16,8 +16,8 @@ guided by r itself; their rounds are independent repeats.
 
 Every round draws its noise from per-chain streams seeded by (task, denoiser, seed, round, chain),
 never by method or strength: all methods of a comparison start from the same noise. So round 0 (unguided)
-of one seed is the same batch for every cell of a task, denoiser, sampling grid and batch size: a process
-job samples it once and every later pass reuses it (`run_rounds(round0=...)`), each cell still recording what
+of one seed is the same batch for every cell of a task, denoiser, sampling grid and batch size: a job
+samples it once and every later pass reuses it (`run_rounds(round0=...)`), each cell still recording what
 it cost.
 """
 
@@ -82,8 +82,7 @@ def _round_zero(sampler, seeds: list[int], B: int, cache: dict | None, key, task
     fresh = {}
     if missing:
         before, start = costs.snapshot(), time.perf_counter()
-        noise = PerSampleNoise([c for s in missing for c in chain_seeds(task.name, denoiser_name, s, 0, B)],
-                               task.shape, device=device)
+        noise = _round_noise(task, denoiser_name, missing, 0, B, device)
         z = sample(sampler, make_method("none"), noise.draw(), noise)
         if z.is_cuda:
             torch.cuda.synchronize()
@@ -109,6 +108,12 @@ def chain_seeds(task_name: str, denoiser_name: str, seed: int, k: int, B: int) -
     """The noise streams of a cell's B chains in round k: seeded by (task, denoiser, seed, round, chain),
     never by method or strength."""
     return [derive_seed("chain", task_name, denoiser_name, seed, k, i) for i in range(B)]
+
+
+def _round_noise(task, denoiser_name: str, seeds: list[int], k: int, B: int, device) -> PerSampleNoise:
+    """Round k's noise of a pass: B chains per seed, seed-major, each on its own stream (`chain_seeds`)."""
+    return PerSampleNoise([c for seed in seeds for c in chain_seeds(task.name, denoiser_name, seed, k, B)],
+                          task.shape, device=device)
 
 
 def run_rounds(*, task, objective, method, sampler: Sampler, costs: Costs, config: RoundsConfig,
@@ -179,8 +184,7 @@ def run_rounds(*, task, objective, method, sampler: Sampler, costs: Costs, confi
             if len(drawn) < len(cells):
                 z = z.view(len(drawn), B, *z.shape[1:])[[drawn.index(seeds[c]) for c in cells]].flatten(0, 1)
         else:
-            noise = PerSampleNoise([s for seed in drawn for s in chain_seeds(task.name, denoiser_name, seed, k, B)],
-                                   task.shape, device=device)
+            noise = _round_noise(task, denoiser_name, drawn, k, B, device)
             x_T = noise.draw()
             target = (linearise(objective, z, guided.strength, config.linearise, cells=len(cells))
                       if method.uses_linear_target else None)

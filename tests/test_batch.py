@@ -128,6 +128,14 @@ def test_round_zero_is_sampled_once_per_job_and_every_cell_still_counts_it(monke
     reused = [r for r in joint[4] if r["round"] == 0 and r["metric"] == "reward_mean"][0]
     assert reused["cost_denoiser_forwards"] == B * BASE["steps"]
     assert reused["wall_seconds"] > 0                 # and the seconds it took when it was sampled
+    # the key: the objective and method do not matter to a built-in loader's model; a plug-in's may read them
+    from benchmark.cell import Cell
+    from benchmark.denoisers import DENOISERS
+    from benchmark.denoisers.loaders import DenoiserLoader
+
+    assert Cell(specs[0], "cpu").round0_key() == Cell(specs[0].replace(objective="negnorm_ones"), "cpu").round0_key()
+    assert all(DENOISERS[name].reads == () for name in ("oracle", "checkpoint", "diffusers"))
+    assert DenoiserLoader.reads == ("objective", "objective_params", "rounds")
     # another batch size or grid is another round 0
     calls.clear()
     run_cells([specs[0], specs[2].replace(samples=4), specs[4].replace(steps=6)], "cpu", progress=False)

@@ -6,7 +6,7 @@
 - `diffusers`: any diffusers `UNet2DModel` with its scheduler, from a local folder or a model id in
   the user's local Hugging Face cache (benchmark.denoisers.hf); nothing is downloaded.
 
-A loader is a class with `needs_source`, `trainable` and
+A loader is a class with `needs_source`, `trainable`, `reads` and
 `load(spec, task, device) -> Loaded(model, schedule, networks)`, where `networks` is
 {kind: {"file", "sha256", training figures...}} of the files it read (the cell's checkpoint
 provenance). Plug-ins add loaders through the entry-point group `guidebench.denoisers`.
@@ -34,6 +34,10 @@ class DenoiserLoader:
     needs_source: ClassVar[bool] = True
     #: Algorithm 2 may fine-tune the loaded network.
     trainable: ClassVar[bool] = False
+    #: The cell spec's fields the loaded model may depend on besides the task, the denoiser and the sampling
+    #: (a job reuses a round-0 batch across cells that agree on these, benchmark.cell.Cell.round0_key).
+    #: A plug-in's model may read anything, so by default these too; the built-in loaders read none.
+    reads: ClassVar[tuple[str, ...]] = ("objective", "objective_params", "rounds")
 
     @classmethod
     def load(cls, spec, task, device: str) -> Loaded:
@@ -42,6 +46,8 @@ class DenoiserLoader:
 
 class OracleLoader(DenoiserLoader):
     """The task's exact denoiser on the spec's schedule (Sampling.schedule, Sampling.T)."""
+
+    reads = ()
 
     needs_source = False
 
@@ -55,6 +61,8 @@ class OracleLoader(DenoiserLoader):
 
 class CheckpointLoader(DenoiserLoader):
     """The suite's own checkpoint (safetensors, benchmark.denoisers.pretrain.save_checkpoint)."""
+
+    reads = ()
 
     trainable = True
 
@@ -74,6 +82,8 @@ class CheckpointLoader(DenoiserLoader):
 
 class DiffusersLoader(DenoiserLoader):
     """A diffusers UNet2DModel and its scheduler (benchmark.denoisers.hf.load_diffusers)."""
+
+    reads = ()
 
     @classmethod
     def load(cls, spec, task, device):

@@ -33,7 +33,7 @@ for STAGE, STAGE_JOBS in JOBS.items():
                 job_log(STAGE, JOB, "cells"),
             benchmark:  # the job's wall time, start-up included: its share of overhead is measurable
                 job_log(STAGE, JOB, "benchmarks")
-            priority: job_priority(STAGE, JOB)  # the critical path first, then heavier jobs
+            priority: PRIORITIES[STAGE][JOB]  # the critical path first, then heavier jobs
             group:
                 "cells"  # bundled into few SLURM submissions (the profile's group-components); ignored locally
             conda:

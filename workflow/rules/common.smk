@@ -161,11 +161,6 @@ def job_passes(stage, job):
     return len(passes([STAGE_CELLS[stage][c].spec for c in JOBS[stage][job]]))
 
 
-def job_priority(stage, job):
-    """The job's Snakemake priority: the critical path first, then the heavier jobs (benchmark.sweep)."""
-    return PRIORITIES[stage][job]
-
-
 def job_log(stage, job, kind):
     """A job's log (kind `cells`) or benchmark file (kind `benchmarks`)."""
     return f"logs/{kind}/{job}_{stage}.{'log' if kind == 'cells' else 'tsv'}"
