@@ -38,8 +38,9 @@ def _add_run(sub, full: bool = True):
 
     p.add_argument("--spec", nargs="+", metavar="JSON",
                    help="the cell spec as JSON; the field options below then must not be given, except --seed "
-                        "(and --strengths). Several: one cell each (with its own seed and strength), one per --out; "
-                        "what a workflow job passes")
+                        "(and --strengths). Several: one cell each (with its own seed and strength), one per --out. "
+                        "A spec with \"cells\": [[strength, seed], ...] instead of the two stands for one cell per "
+                        "pair (what a workflow job passes: benchmark.spec.specs_to_json)")
     add_spec_arguments(p)
     p.add_argument("--device", default="auto", help="auto | cpu | cuda[:N] (default: auto)")
     p.add_argument("--threads", type=int, default=0, help="torch CPU threads (default: 0, torch's default)")
@@ -97,7 +98,7 @@ _PRETRAIN_SETTINGS = [
 
 def run_specs(args) -> list:
     """The cell specs of `run`'s options: --spec JSON (the workflow's form) or the field options, one per --seed."""
-    from benchmark.spec import CellSpec, cli_fields, spec_from_args
+    from benchmark.spec import cli_fields, spec_from_args, specs_from_json
 
     if args.spec is None:
         missing = [flag for flag, path, f, _ in cli_fields() if path in (("task",), ("objective",), ("method",))
@@ -109,12 +110,13 @@ def run_specs(args) -> list:
              and getattr(args, "spec__" + "__".join(path)) not in (None, [], f.default)]
     if given:
         raise ValueError(f"--spec gives the whole cell; do not also give {', '.join(given)}")
-    if len(args.spec) > 1:
+    specs = [spec for text in args.spec for spec in specs_from_json(text)]
+    if len(specs) > 1:
         if args.spec__seed is not None or args.strengths is not None:
-            raise ValueError("several --spec give each cell's own seed and strength; do not also give --seed or "
-                             "--strengths")
-        return [CellSpec.from_json(j) for j in args.spec]
-    spec = CellSpec.from_json(args.spec[0])
+            raise ValueError("several cells (--spec several times, or a spec with `cells`) give each cell's own "
+                             "seed and strength; do not also give --seed or --strengths")
+        return specs
+    spec = specs[0]
     if args.spec__seed is None:                    # the spec's own seed
         return [spec]
     return [spec.replace(seed=seed) for seed in args.spec__seed]

@@ -233,6 +233,48 @@ class CellSpec:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
 
 
+# --- a job's cells on its command line: one JSON per run of cells that differ only in strength and seed ---
+
+def specs_to_json(specs: list[CellSpec]) -> list[str]:
+    """The compact form of a job's cells, in order: each run of consecutive cells equal but for strength and
+    seed is one JSON object, the spec with `"cells": [[strength, seed], ...]` in place of the two (about 15
+    bytes a cell, not 300: a job of several hundred cells fits the OS's 128 KiB limit on one argument)."""
+    out: list[tuple[dict, list]] = []
+    for spec in specs:
+        d = spec.to_dict()
+        pair = [d.pop("strength"), d.pop("seed")]
+        if out and out[-1][0] == d:
+            out[-1][1].append(pair)
+        else:
+            out.append((d, [pair]))
+    return [json.dumps(d | {"cells": pairs}, sort_keys=True, separators=(",", ":")) for d, pairs in out]
+
+
+def specs_from_json(text: str) -> list[CellSpec]:
+    """The cells of one JSON: a whole spec (one cell), or `specs_to_json`'s group form (one cell per
+    [strength, seed] pair of `cells`, validated once)."""
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"cell spec: not JSON ({exc})") from None
+    if not isinstance(data, dict) or "cells" not in data:
+        return [CellSpec.from_dict(data)]
+    pairs = data.pop("cells")
+    if (not isinstance(pairs, list) or not pairs or "strength" in data or "seed" in data
+            or not all(isinstance(p, list) and len(p) == 2 for p in pairs)):
+        raise ValueError("cell spec: `cells` must be a non-empty list of [strength, seed] pairs, given instead "
+                         f"of `strength` and `seed`; got {json.dumps(pairs)[:200]}")
+    first = CellSpec.from_dict(data | {"strength": pairs[0][0], "seed": pairs[0][1]})
+    return [first] + [CellSpec.from_dict(data | {"strength": s, "seed": k}) if _needs_check(s, k) else
+                      first.replace(strength=s, seed=k) for s, k in pairs[1:]]
+
+
+def _needs_check(strength, seed) -> bool:
+    """Values the schema must look at (anything but a plain number for a strength, an int for a seed)."""
+    return (isinstance(strength, bool) or not isinstance(strength, (int, float))
+            or isinstance(seed, bool) or not isinstance(seed, int))
+
+
 # --- the structural layer: JSON schemas generated from the dataclasses --------------------------------
 
 _JSON_TYPES = {int: "integer", float: "number", str: "string", bool: "boolean", dict: "object",

@@ -11,7 +11,8 @@ from benchmark.cell import run_cell, write_cell
 from benchmark.cli import main
 from benchmark.report.aggregate import label_results
 from benchmark.results import aggregate
-from benchmark.spec import CellSpec, Denoiser, Rounds, Sampling, cli_fields, flat_names, json_schema, method_schema
+from benchmark.spec import (CellSpec, Denoiser, Rounds, Sampling, cli_fields, flat_names, json_schema, method_schema,
+                            specs_from_json, specs_to_json)
 
 TINY = dict(task="subspace", objective="quadratic_off", method="mpgd", strength=0.1, rounds=1, samples=4, steps=5)
 
@@ -22,6 +23,51 @@ def test_json_round_trip_and_one_serialised_form():
     assert CellSpec.from_json(text) == spec and CellSpec.from_json(text).to_json() == text
     assert json.loads(text)["sampling"] == {"schedule": "cosine", "T": 200, "steps": 5, "eta": 0.5}
     assert spec.replace(seed=4).seed == 4 and spec.replace(rounds=0).rounds == Rounds(rounds=0, samples=4)
+
+
+def test_a_jobs_cells_in_compact_form_round_trip_in_order():
+    """A job's command line: one JSON per run of cells equal but for strength and seed, `cells` pairs in their
+    place; parsed back, the same specs in the same order (a run broken by another group starts a new JSON)."""
+    a, b = CellSpec.of(**TINY), CellSpec.of(**(TINY | {"method": "dps", "strength": 1.0}))
+    specs = [a.replace(strength=s, seed=k) for s in (0.1, 0.3) for k in (0, 1, 2)] + [b, b.replace(seed=4)] + [a]
+    texts = specs_to_json(specs)
+    assert len(texts) == 3 and json.loads(texts[0])["cells"] == [[0.1, 0], [0.1, 1], [0.1, 2], [0.3, 0], [0.3, 1],
+                                                                   [0.3, 2]]
+    assert "strength" not in json.loads(texts[0]) and "seed" not in json.loads(texts[0])
+    back = [s for t in texts for s in specs_from_json(t)]
+    assert back == specs and [s.to_json() for s in back] == [s.to_json() for s in specs]
+    assert specs_from_json(a.to_json()) == [a]                          # a whole spec is one cell
+    assert sum(map(len, texts)) < sum(len(s.to_json()) for s in specs) / 2
+
+
+@pytest.mark.parametrize("cells, message", [
+    ([], r"`cells` must be a non-empty list of \[strength, seed\] pairs"),
+    ([[0.1]], r"`cells` must be a non-empty list"),
+    ("0.1,0", r"`cells` must be a non-empty list"),
+])
+def test_compact_form_refuses_malformed_cells(cells, message):
+    d = CellSpec.of(**TINY).to_dict()
+    del d["strength"], d["seed"]
+    with pytest.raises(ValueError, match=message):
+        specs_from_json(json.dumps(d | {"cells": cells}))
+    with pytest.raises(ValueError, match=r"`cells` must be .* instead of `strength` and `seed`"):
+        specs_from_json(json.dumps(d | {"cells": [[0.1, 0]], "seed": 1}))
+    # each pair's values are checked like a whole spec's: a string seed, a negative strength
+    with pytest.raises(ValueError, match=r"cell spec\.seed: 'x' is not of type 'integer'"):
+        specs_from_json(json.dumps(d | {"cells": [[0.1, 0], [0.1, "x"]]}))
+    with pytest.raises(ValueError, match="strength"):
+        specs_from_json(json.dumps(d | {"cells": [[0.1, 0], [-1.0, 1]]}))
+
+
+def test_the_cli_runs_a_compact_group_as_its_cells(tmp_path):
+    a = CellSpec.of(**TINY)
+    specs = [a.replace(strength=s, seed=k) for s in (0.1, 0.3) for k in (0, 1)]
+    outs = [tmp_path / f"{i}.parquet" for i in range(4)]
+    assert main(["run", "--spec", *specs_to_json(specs), "--out", *map(str, outs)]) == 0
+    for spec, out in zip(specs, outs):
+        df = pd.read_parquet(out)
+        assert set(df.strength) == {spec.strength} and set(df.seed) == {spec.seed}
+    assert main(["run", "--spec", *specs_to_json(specs), "--seed", "1", "--out", *map(str, outs)]) == 2
 
 
 @pytest.mark.parametrize("change, message", [

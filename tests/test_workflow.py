@@ -120,6 +120,32 @@ def test_killed_sweep_resumes_to_the_same_aggregate(full_run, tmp_path):
     pd.testing.assert_frame_equal(stable(a), stable(b))
 
 
+def test_a_cell_job_whose_command_line_passes_the_system_limit_is_refused_naming_group_size(tmp_path):
+    """Linux refuses one argument over 128 KiB, and a job's shell command is one (`bash -c`): the DAG is
+    refused before anything runs, naming group_size, instead of every job failing with E2BIG."""
+    from benchmark.sweep import MAX_JOB_COMMAND, ConfigError, check_job_commands
+
+    check_job_commands({"tune a": "x" * MAX_JOB_COMMAND})
+    with pytest.raises(ConfigError, match=r"group_size: 1 cell job\(s\) have a command line over 120000 bytes .* "
+                                          r"the longest 120001 bytes \(tune b\); lower group_size"):
+        check_job_commands({"tune a": "x", "tune b": "x" * (MAX_JOB_COMMAND + 1)})
+    config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
+    deep = "/".join(["r" * 200] * 4)          # long result paths: 900 bytes a cell
+    config |= {"experiments": {"tf": config["experiments"]["training_free_oracle"]}, "group_size": 1000,
+               "results_dir": deep}
+    (tmp_path / "config.yaml").write_text(yaml.safe_dump(config))
+    cells = cells_from_config(config)
+    n_cells = len(cells | evaluation_cells(cells, list(jobs_from_cells(cells)), config["seeds"]["evaluation"]))
+    proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"),
+                           "--directory", str(tmp_path), "--configfile", str(tmp_path / "config.yaml")],
+                          capture_output=True, text=True)
+    if n_cells * 900 > MAX_JOB_COMMAND:
+        out = proc.stdout + proc.stderr
+        assert proc.returncode != 0 and "invalid config: group_size:" in out and "lower group_size" in out, out[-2000:]
+    else:
+        pytest.fail(f"the training-free oracle experiment has {n_cells} cells: too few to pass the limit")
+
+
 def test_dry_run_of_default_config_builds_the_dag(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--snakefile", str(ROOT / "Snakefile"),
                            "--directory", str(tmp_path), "--configfile", str(ROOT / "config/config.yaml")],
@@ -131,30 +157,39 @@ def test_dry_run_of_default_config_builds_the_dag(tmp_path):
     cells = cells_from_config(config)
     assert config["protocol"]["evaluate"] == "all"   # every setting on the evaluation seeds too, in the same jobs
     cells |= evaluation_cells(cells, list(jobs_from_cells(cells)), config["seeds"]["evaluation"])
-    jobs = stage_jobs(cells, config["group_size"], spread=config["job_spread"])
+    chain = {"models/digits_evaluator.safetensors", "models/digits_denoiser.safetensors"}
+    jobs = stage_jobs(cells, config["group_size"], spread=config["job_spread"], first=chain, models_dir="models")
     counts = dict(re.findall(r"^(tune_\w+)\s+(\d+)$", proc.stdout, re.M))
     assert len(counts) == len(jobs) and set(counts.values()) == {"1"}, counts
     assert sorted(c for job in jobs.values() for c in job) == sorted(cells)
     assert all(len(job) <= config["group_size"] for job in jobs.values())
 
 
-def test_cell_jobs_are_even_and_the_critical_path_starts_first():
-    """The default sweep's jobs: of one task and denoiser each, of even sampling work within it (the digits
-    jobs run side by side once their denoiser is trained), and the digits jobs (after the longest pre-training
-    chain) before every other cell job, heavier first."""
+def test_cell_jobs_are_few_even_where_they_run_side_by_side_and_the_critical_path_starts_first():
+    """The default sweep's jobs: the digits cells (after the longest pre-training chain, so they start last)
+    spread over job_spread jobs of even sampling work, every other task's cells in the fewest jobs that hold
+    them (one job per task here: one process's start-up each); the digits jobs before every other cell job,
+    heavier first."""
     from benchmark.batch import work
 
     config = yaml.safe_load((ROOT / "config/config.yaml").read_text())
     cells = cells_from_config(config)
     cells |= evaluation_cells(cells, list(jobs_from_cells(cells)), config["seeds"]["evaluation"])
-    jobs = stage_jobs(cells, config["group_size"], spread=config["job_spread"])
-    load = {j: sum(work(cells[c].spec) for c in ids) for j, ids in jobs.items()}
-    digits = [j for j, ids in jobs.items() if cells[ids[0]].spec.task == "digits"]
-    assert len(digits) == 2 and max(load[j] for j in digits) <= 1.1 * min(load[j] for j in digits)
-    for ids in jobs.values():
-        assert len({(cells[c].spec.task, cells[c].spec.denoiser.name) for c in ids}) == 1
     chain = {"models/digits_evaluator.safetensors", "models/digits_denoiser.safetensors"}
+    jobs = stage_jobs(cells, config["group_size"], spread=config["job_spread"], first=chain, models_dir="models")
+    load = {j: sum(work(cells[c].spec) for c in ids) for j, ids in jobs.items()}
+    tasks = {j: {cells[c].spec.task for c in ids} for j, ids in jobs.items()}
+    assert all(len(t) == 1 for t in tasks.values())                     # a job holds one task's cells
+    digits = [j for j in jobs if tasks[j] == {"digits"}]
+    assert len(digits) == config["job_spread"] == 2
+    assert max(load[j] for j in digits) <= 1.1 * min(load[j] for j in digits)
+    others = [j for j in jobs if j not in digits]
+    assert sorted(t for j in others for t in tasks[j]) == ["sphere", "subspace"]   # one job per other task
+    assert sorted(c for ids in jobs.values() for c in ids) == sorted(cells)
     prio = job_priorities(jobs, cells, chain, "models")
-    assert min(prio[j] for j in digits) >= 2 > 0.5 >= max(p for j, p in prio.items() if j not in digits)
+    assert min(prio[j] for j in digits) >= 2 > 0.5 >= max(prio[j] for j in others)
     a, b = sorted(digits, key=load.get)
     assert prio[a] < prio[b]
+    # without the chain known, every task's cells spread over job_spread jobs (the old rule)
+    spread = stage_jobs(cells, config["group_size"], spread=2)
+    assert len(spread) == 2 * len({c.spec.task for c in cells.values()})

@@ -1,4 +1,5 @@
 # Config validation and the target list: one tested function (benchmark.sweep.cells_from_config).
+import functools
 import re
 import shlex
 
@@ -6,6 +7,7 @@ from benchmark.sweep import (
     ConfigError,
     cell_networks,
     cells_from_config,
+    check_job_commands,
     evaluation_cells,
     evaluation_seeds,
     is_image_task,
@@ -23,6 +25,7 @@ from benchmark.sweep import (
 # Numbers written as YAML 1.2 writes them (1e6, 1.0e6) are numbers where the schema expects one:
 # Snakemake reads config files with PyYAML (YAML 1.1), which leaves them strings. A YAML syntax error
 # stops Snakemake before this file runs, without file or line: `python -m benchmark check-config FILE`.
+from benchmark.spec import specs_to_json
 from benchmark.sweep import coerce_numbers, validate_config
 
 coerce_numbers(
@@ -71,29 +74,27 @@ EVAL_CELLS = evaluation_cells(CELLS, list(jobs_from_cells(CELLS)), STAGE_SEEDS["
 EVALUATE_ALL = config["protocol"]["evaluate"] == "all" and not config["protocol"].get(
     "reuse"
 )
-if EVALUATE_ALL:
-    STAGE_CELLS = {"tune": CELLS | EVAL_CELLS}
-    JOBS = {
-        "tune": stage_jobs(
-            STAGE_CELLS["tune"], config["group_size"], spread=config["job_spread"]
-        )
-    }
-else:
-    STAGE_CELLS = {"tune": CELLS, "eval": EVAL_CELLS}
-    JOBS = {
-        "tune": stage_jobs(CELLS, config["group_size"], spread=config["job_spread"]),
-        "eval": stage_jobs(EVAL_CELLS, config["group_size"], by_setting=True),
-    }
+# The networks of the longest path: the cells that load one start last (spread over job_spread jobs, first).
+CHAIN_FILES = {f"{MODELS}/{t}_{n}.safetensors" for t, n in PRETRAIN_CHAIN}
+STAGE_CELLS = (
+    {"tune": CELLS | EVAL_CELLS} if EVALUATE_ALL else {"tune": CELLS, "eval": EVAL_CELLS}
+)
+JOBS = {
+    "tune": stage_jobs(
+        STAGE_CELLS["tune"],
+        config["group_size"],
+        spread=config["job_spread"],
+        first=CHAIN_FILES,
+        models_dir=MODELS,
+    )
+}
+if not EVALUATE_ALL:
+    JOBS["eval"] = stage_jobs(EVAL_CELLS, config["group_size"], by_setting=True)
 
 
 # Which cell jobs start first: those on the longest path (after digits' evaluator and denoiser), heavier first.
 PRIORITIES = {
-    stage: job_priorities(
-        JOBS[stage],
-        STAGE_CELLS[stage],
-        {f"{MODELS}/{t}_{n}.safetensors" for t, n in PRETRAIN_CHAIN},
-        MODELS,
-    )
+    stage: job_priorities(JOBS[stage], STAGE_CELLS[stage], CHAIN_FILES, MODELS)
     for stage in JOBS
 }
 
@@ -144,11 +145,13 @@ def job_inputs(stage, job):
     )
 
 
+@functools.lru_cache(maxsize=None)
 def job_args(stage, job):
-    """`python -m benchmark run` arguments of a job: one spec (JSON) and Parquet file per cell, and the
-    round checkpoints' interval."""
+    """`python -m benchmark run` arguments of a job: its cells' specs (one JSON per run of cells that differ
+    only in strength and seed, benchmark.spec.specs_to_json), one Parquet file per cell, and the round
+    checkpoints' interval."""
     return quote(
-        ["--spec", *(STAGE_CELLS[stage][c].spec.to_json() for c in JOBS[stage][job])]
+        ["--spec", *specs_to_json([STAGE_CELLS[stage][c].spec for c in JOBS[stage][job]])]
         + ["--out", *job_outputs(stage, job, "parquet")]
         + ["--checkpoint-every", str(config["checkpoint_every"])]
     )
@@ -203,3 +206,12 @@ def pretrain_args(wc, input):
         pretrain_cli(config, wc.task, wc.network)
         + [a for n, f in zip(needs, input.needs) for a in ("--need", f"{n}={f}")]
     )
+
+
+# Every job's command fits the OS's limit on one argument (`bash -c` gets it whole), else group_size names it.
+try:
+    check_job_commands(
+        {f"{stage} {job}": job_args(stage, job) for stage in JOBS for job in JOBS[stage]}
+    )
+except ConfigError as exc:
+    raise ValueError(f"invalid config: {exc}") from None
