@@ -8,8 +8,9 @@ CPU tuning guide answers this with jemalloc or tcmalloc; `tune()` does the same 
 - M_MMAP_THRESHOLD 32 MiB: blocks below it come from the heap, not from mmap (glibc's ceiling);
 - M_TRIM_THRESHOLD 1 GiB: free memory at the heap's top is returned only beyond 1 GiB;
 - M_TOP_PAD 256 MiB: the heap grows in large steps (address space; pages count once touched).
-Measured (`python -m benchmark` entry point, quiet, 1 thread): a digits tuning job of 30 cells 71.8 s
--> 66.6 s (kernel time 9.1 s -> 0.7 s); U-Net forward + VJP, 240 chains, 145 -> 108 ms. The numbers a
+Measured here (1 thread, quiet): the U-Net's forward + VJP on 240 chains 145 -> 108 ms; a digits tuning job
+of 30 cells (`python -m benchmark run`, two runs each) 72.2 and 76.1 s -> 70.9 and 69.2 s, kernel time
+8.0 and 7.1 s -> 0.6 and 0.5 s; the vector tasks' jobs (small tensors) unchanged. The numbers a
 process computes are unchanged: only where its memory comes from.
 
 Called first by `python -m benchmark` (every workflow job); a no-op where the C library is not glibc.
