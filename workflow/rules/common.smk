@@ -77,7 +77,9 @@ EVALUATE_ALL = config["protocol"]["evaluate"] == "all" and not config["protocol"
 # The networks of the longest path: the cells that load one start last (spread over job_spread jobs, first).
 CHAIN_FILES = {f"{MODELS}/{t}_{n}.safetensors" for t, n in PRETRAIN_CHAIN}
 STAGE_CELLS = (
-    {"tune": CELLS | EVAL_CELLS} if EVALUATE_ALL else {"tune": CELLS, "eval": EVAL_CELLS}
+    {"tune": CELLS | EVAL_CELLS}
+    if EVALUATE_ALL
+    else {"tune": CELLS, "eval": EVAL_CELLS}
 )
 JOBS = {
     "tune": stage_jobs(
@@ -151,7 +153,10 @@ def job_args(stage, job):
     only in strength and seed, benchmark.spec.specs_to_json), one Parquet file per cell, and the round
     checkpoints' interval."""
     return quote(
-        ["--spec", *specs_to_json([STAGE_CELLS[stage][c].spec for c in JOBS[stage][job]])]
+        [
+            "--spec",
+            *specs_to_json([STAGE_CELLS[stage][c].spec for c in JOBS[stage][job]]),
+        ]
         + ["--out", *job_outputs(stage, job, "parquet")]
         + ["--checkpoint-every", str(config["checkpoint_every"])]
     )
@@ -211,7 +216,11 @@ def pretrain_args(wc, input):
 # Every job's command fits the OS's limit on one argument (`bash -c` gets it whole), else group_size names it.
 try:
     check_job_commands(
-        {f"{stage} {job}": job_args(stage, job) for stage in JOBS for job in JOBS[stage]}
+        {
+            f"{stage} {job}": job_args(stage, job)
+            for stage in JOBS
+            for job in JOBS[stage]
+        }
     )
 except ConfigError as exc:
     raise ValueError(f"invalid config: {exc}") from None
