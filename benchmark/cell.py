@@ -312,15 +312,15 @@ def _load_resume(path: Path, run_id: str) -> dict | None:
         return None
     if not isinstance(state, dict) or state.get("run_id") != run_id:
         return None
-    try:
-        state["rows"] = json.loads(state["rows"])
-    except (KeyError, TypeError, ValueError) as exc:
-        log.warning("ignoring the round checkpoint %s: its rows are unreadable (%s)", path, exc)
-        return None
     made_by = {k: state.get(k) for k in _code_version()}
     if made_by != _code_version():
         log.warning("ignoring the round checkpoint %s: made by other code (%s), this is %s", path, made_by,
                     _code_version())
+        return None
+    try:
+        state["rows"] = json.loads(state["rows"])
+    except (KeyError, TypeError, ValueError) as exc:
+        log.warning("ignoring the round checkpoint %s: its rows are unreadable (%s)", path, exc)
         return None
     return state
 

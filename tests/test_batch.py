@@ -326,3 +326,38 @@ def test_a_group_resumes_cell_by_cell(tmp_path, monkeypatch):
         reused = {r["round"] for r in read_cell(outs[i]).to_pylist() if r["wall_seconds"] == -1.0}
         assert reused == (set(range(13)) if i == 2 else set(range(9)))
     assert not any(resume_path(o).exists() for o in outs)
+
+
+@pytest.mark.parametrize("damage, warning", [
+    (lambda path, state: path.write_bytes(path.read_bytes()[:50]), "ignoring the round checkpoint"),
+    (lambda path, state: torch.save(state | {"git_commit": "0" * 40}, path), "made by other code"),
+    (lambda path, state: torch.save(state | {"rows": "[{"}, path), "its rows are unreadable"),
+    (lambda path, state: None, None),                                   # intact: resumed
+])
+def test_a_damaged_foreign_or_unreadable_round_checkpoint_is_ignored_with_a_warning(tmp_path, caplog, damage,
+                                                                                     warning):
+    """The cell then runs from round 0 and its rows are those of a fresh run (an intact one is resumed)."""
+    from benchmark import cell as cell_module
+
+    spec = CellSpec.of(**(LONG | {"rounds": 4}))
+    out = tmp_path / "c.parquet"
+    saved = []
+    real_save = cell_module._save_resume
+    cell_module._save_resume = lambda path, state: (saved.append(state), real_save(path, state))
+    try:
+        full = write_cells([spec], [out], "cpu", progress=False, checkpoint_every=2)[0]
+    finally:
+        cell_module._save_resume = real_save
+    out.unlink()
+    state = next(s for s in saved if not s["finished"] and s["round"] == 2)
+    real_save(resume_path(out), state)
+    raw = torch.load(resume_path(out), weights_only=True)
+    assert isinstance(raw["rows"], str)                      # the rows as one JSON string
+    damage(resume_path(out), raw)
+    with caplog.at_level("INFO", logger="benchmark.cell"):
+        again = write_cells([spec], [out], "cpu", progress=False, checkpoint_every=2)[0]
+    if warning is None:
+        assert "resuming 1 cell(s) after round 2" in caplog.text and "ignoring" not in caplog.text
+    else:
+        assert warning in caplog.text and "resuming" not in caplog.text
+    assert _same_rows(again, full) == 0.0
