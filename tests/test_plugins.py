@@ -59,8 +59,14 @@ def python(code: str, *paths) -> subprocess.CompletedProcess:
                           env=_env(*paths), timeout=600)
 
 
-def test_list_shows_the_plugin_method_and_objective(plugin_site):
-    proc = bench(plugin_site, "list")
+@pytest.fixture(scope="module")
+def listed(plugin_site) -> tuple[subprocess.CompletedProcess, subprocess.CompletedProcess]:
+    """`list` and `list --json` with the plug-in installed (run once for the tests that read them)."""
+    return bench(plugin_site, "list"), bench(plugin_site, "list", "--json")
+
+
+def test_list_shows_the_plugin_method_and_objective(listed):
+    proc = listed[0]
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     line = next(ln for ln in out.splitlines() if ln.strip().startswith("demo_tweedie"))
@@ -75,7 +81,7 @@ def test_list_shows_the_plugin_method_and_objective(plugin_site):
     for name in ("dps", "tfg", "smc", "oracle"):                          # the built-ins still there
         assert f"  {name}" in out
 
-    catalog = json.loads(bench(plugin_site, "list", "--json").stdout)
+    catalog = json.loads(listed[1].stdout)
     demo = next(m for m in catalog["methods"] if m["name"] == "demo_tweedie")
     assert demo["class"] == "guidebench_demo.methods:TweedieGradient"
     assert demo["params"] == [{"name": "strength", "type": "float", "default": 0.0},
@@ -205,13 +211,13 @@ def test_a_config_refuses_an_import_path_as_method_name():
         check_config(config)
 
 
-def test_list_shows_the_plugin_task_with_its_objectives(plugin_site):
-    proc = bench(plugin_site, "list")
+def test_list_shows_the_plugin_task_with_its_objectives(listed):
+    proc = listed[0]
     assert proc.returncode == 0, proc.stderr
     ring = next(ln for ln in proc.stdout.splitlines() if ln.strip().startswith("demo_ring"))
     assert "plug-in (guidebench.tasks: demo_ring = guidebench_demo.tasks:RingTask)" in ring
     assert "]: linear" in ring and "oracle" not in ring                   # its objective; no exact denoiser
-    catalog = json.loads(bench(plugin_site, "list", "--json").stdout)
+    catalog = json.loads(listed[1].stdout)
     task = next(t for t in catalog["tasks"] if t["name"] == "demo_ring")
     assert (task["class"], task["objectives"], task["plugin_objectives"], task["oracle"]) == \
         ("guidebench_demo.tasks:RingTask", ["linear"], [], False)
