@@ -914,17 +914,13 @@ def job_priorities(jobs: dict[str, list[str]], cells: dict[str, SweepCell], firs
     from benchmark.batch import work
 
     loads = {j: sum(work(cells[c].spec) for c in ids) for j, ids in jobs.items()}
-    domains: dict[tuple, list[str]] = {}
+    domains: dict[tuple, list[str]] = {}       # a job's cells share their domain (stage_jobs; one setting)
     for j, ids in jobs.items():
         domains.setdefault(_job_domain(cells[ids[0]].spec, first, models_dir), []).append(j)
-    rank = {}
-    for members in domains.values():
-        for r, j in enumerate(sorted(members, key=lambda k: loads[k]), 1):
-            rank[j] = 0.5 * r / (len(members) + 1)
     out = {}
-    for j, ids in jobs.items():
-        files = {f for c in ids for f in cell_networks(cells[c].spec, models_dir)}
-        out[j] = (2.0 if files & first else 0.0) + rank[j]
+    for (_, late), members in domains.items():
+        for r, j in enumerate(sorted(members, key=lambda k: loads[k]), 1):
+            out[j] = (2.0 if late else 0.0) + 0.5 * r / (len(members) + 1)
     return out
 
 
