@@ -257,6 +257,17 @@ MUTATIONS = [
       'r["round"] == 1 and r["status"] == "ok"', 'r["round"] == 0 and r["status"] == "ok"', "test_tune"),
     m("cell-score-ignores-direction", "tune", "benchmark/tune.py",
       "return values[0] if maximise else -values[0]", "return values[0]", "test_tune"),
+    # --- the verdict (benchmark/report/verdict.py) ------------------------------------------------
+    m("best-variant-by-held-out-reward", "report", "benchmark/report/verdict.py",
+      'if r["method"] not in best or r["tuning_reward"] > best[r["method"]]["tuning_reward"]:',
+      'if r["method"] not in best or r["reward"] > best[r["method"]]["reward"]:', "test_verdict"),
+    m("failed-cell-admissible-when-finite", "report", "benchmark/report/verdict.py",
+      'bad = setting[setting["status"] != "ok"]', 'bad = setting[setting["status"] == "no such status"]',
+      "test_verdict"),
+    m("gate-failure-leaves-the-summary", "report", "benchmark/report/verdict.py",
+      'failed = sorted(set(panel.get("ran", evaluated)) - set(evaluated))', "failed = []", "test_verdict"),
+    m("incapable-panel-counts-as-a-loss", "report", "benchmark/report/verdict.py",
+      "shares = [(w + t / 2) / (w + t + l) for", "shares = [(w + t / 2) / max(used, 1) for", "test_verdict"),
 ]
 
 

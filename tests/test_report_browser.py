@@ -1,5 +1,6 @@
 """The report page in a real browser (headless Chromium): no console errors or failed resources, every
-figure drawn at a non-zero size, and the sortable tables sort when a header is clicked.
+figure drawn at a non-zero size, the sortable tables sort when a header is clicked, and the page
+never scrolls sideways (every table scrolls in its own box).
 
 Chromium is driven without extra Python packages: the test loads a copy of the page into which a
 script is injected as the first element of <head>. It records every error from the very start (script
@@ -75,6 +76,17 @@ PROBE = """<script>
       document.querySelectorAll(linked).forEach(function (el) {
         var url = el.getAttribute("src") || el.getAttribute("href") || el.getAttribute("data") || "";
         if (!/^data:/.test(url)) { out.resources.push(el.tagName.toLowerCase() + " " + url.slice(0, 200)); }
+      });
+      var doc = document.documentElement;
+      out.layout = {pageWidth: doc.scrollWidth, viewportWidth: doc.clientWidth, tables: []};
+      document.querySelectorAll("table").forEach(function (table, i) {
+        var box = table.parentElement, boxed = false;
+        for (; box && box !== document.body; box = box.parentElement) {
+          var ox = getComputedStyle(box).overflowX;
+          if (ox === "auto" || ox === "scroll") { boxed = true; break; }
+        }
+        out.layout.tables.push({index: i, width: table.getBoundingClientRect().width, boxed: boxed,
+                                head: (table.rows[0] ? table.rows[0].textContent : "").trim().slice(0, 40)});
       });
       document.querySelectorAll("table.sortable").forEach(function (table) {
         var heads = Array.prototype.slice.call(table.querySelectorAll("thead th"));
@@ -208,6 +220,18 @@ def figure_problems(result: dict) -> list[str]:
     return problems
 
 
+def layout_problems(result: dict) -> list[str]:
+    """(d) The page never scrolls sideways, and every table sits in a box of its own that does (CSS
+    overflow-x auto or scroll), so a table wider than the page scrolls inside it."""
+    lay = result["layout"]
+    problems = []
+    if lay["pageWidth"] > lay["viewportWidth"]:
+        problems.append(f"the page scrolls sideways: {lay['pageWidth']} px wide in a {lay['viewportWidth']} px window")
+    problems += [f"table {t['index']} ({t['head']!r}, {t['width']:.0f} px) is not in a box that scrolls sideways"
+                 for t in lay["tables"] if not t["boxed"]]
+    return problems
+
+
 _NUMBER = re.compile(r"\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)")
 
 
@@ -294,6 +318,7 @@ def test_sortable_tables_sort_by_the_clicked_column(seen):
 
 # Each breakage of a copy of the page, and which checks must then fail (the others must still pass).
 SORT_LINE = 'return dir === "ascending" ? c : -c;'
+WIDE_TABLE = '<table style="width: 3000px"><tr><td>wider than any window</td></tr></table>'
 BREAKAGES = {
     "script error": (("</body>", "<script>window.noSuchFunction();</script>\n</body>"), {"console"}),
     "console.error": (("</body>", "<script>console.error('broken on purpose');</script>\n</body>"), {"console"}),
@@ -303,7 +328,16 @@ BREAKAGES = {
     "collapsed image": (("</style>", "figure img { height: 0; }\n</style>"), {"figures"}),
     "sort reversed": ((SORT_LINE, 'return dir === "ascending" ? -c : c;'), {"sort"}),
     "sort keeps the order": (("rows.forEach(function (r) { body.appendChild(r); });", ""), {"sort"}),
+    "table boxes that do not scroll": ((".scroll { overflow-x: auto; max-width: 100%; }", ""), {"layout"}),
+    "a wide table loose on the page": (("</body>", f"{WIDE_TABLE}\n</body>"), {"layout"}),
+    "a wide table in its box": (("</body>", f'<div class="scroll">{WIDE_TABLE}</div>\n</body>'), set()),
 }
+
+
+def test_the_page_never_scrolls_sideways_and_tables_scroll_in_their_own_box(seen):
+    result, _ = seen
+    assert len(result["layout"]["tables"]) >= 4
+    assert layout_problems(result) == []
 
 
 @pytest.mark.parametrize("breakage", list(BREAKAGES))
@@ -312,5 +346,5 @@ def test_each_check_catches_its_breakage(breakage, chromium, report_html, tmp_pa
     assert old in report_html, f"the page no longer has {old!r} to break"
     result, stderr = probe(chromium, report_html.replace(old, new, 1), tmp_path)
     found = {"console": console_problems(result, stderr), "figures": figure_problems(result),
-             "sort": sort_problems(result)[0]}
+             "sort": sort_problems(result)[0], "layout": layout_problems(result)}
     assert {k for k, v in found.items() if v} == failing, found

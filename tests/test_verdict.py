@@ -223,3 +223,162 @@ def test_the_report_is_the_same_drawn_by_several_processes(tmp_path):
     with pytest.raises(SystemExit) as exc:
         main(["report", "--results", str(tmp_path / "all.parquet"), "--out", str(tmp_path / "x.html"), "--workers", "0"])
     assert exc.value.code == 2
+
+
+# ---------------------------------------------------------------------------------------------
+# across panels (issue 27): a gate failure is a loss, an incapable panel is no comparison
+
+def _spec_cells(spec: dict) -> list[list[dict]]:
+    """Cells from {objective: {method: (reward, norm_error)}}: one setting per method, the tuning and
+    evaluation seeds alike; a norm error above the gate (unguided 0.01 + 0.05) fails it."""
+    return [_cell(m, 1.0 if m != "none" else 0.0, s, reward, err, objective=obj)
+            for obj, methods in spec.items() for m, (reward, err) in methods.items() for s in TUNE + EVAL]
+
+
+def _panels(spec: dict) -> list[dict]:
+    """Verdict panels of _spec_cells(spec)."""
+    df = _frame(_spec_cells(spec))
+    tune = df[df["seed"].isin(TUNE)]
+    return vd.verdict(df, HEADER, vd.select(tune, _groups(tune), HEADER))
+
+
+def _by_method(s: dict) -> dict:
+    return {r["method"]: r for r in s["ranks"]}
+
+
+def test_failing_the_gate_ranks_last_and_never_improves_a_method():
+    """The default run's shape: 'tfg' is admissible and best on one easy panel and fails the gate on
+    three; 'freedom' is admissible everywhere. Averaging over evaluated panels only would put tfg
+    first (mean rank 1); ranked last where it failed, it comes after both others."""
+    ok, bad = 0.01, 10.0
+    spec = {"linear": {"none": (0.0, ok), "tfg": (1.0, ok), "freedom": (0.5, ok)}}
+    spec |= {f"quad{i}": {"none": (0.0, ok), "tfg": (5.0, bad), "freedom": (0.5, ok)} for i in range(3)}
+    panels = _panels(spec)
+    assert [p["ran"] for p in panels] == [["freedom", "none", "tfg"]] * 4
+    s = vd.summary(panels, 0.95, 200)
+    assert s["order"] == ["freedom", "none", "tfg"]
+    r = _by_method(s)
+    assert r["tfg"]["panels"] == 4 and r["tfg"]["failed"] == 3 and r["freedom"]["failed"] == 0
+    assert r["tfg"]["mean_rank"] == pytest.approx((1 + 3 * 3) / 4)       # last (3rd of 3) on the three it failed
+    assert r["tfg"]["tie_rank"] == pytest.approx((1 + 3 * 3) / 4)
+    assert r["freedom"]["win_share"] == pytest.approx((3 / 4 + 1) / 2)
+    assert r["none"]["win_share"] == pytest.approx((0 + 3 / 4) / 2)
+    assert r["tfg"]["win_share"] == pytest.approx((1 / 4 + 1 / 4) / 2)
+    matrix = {row["method"]: dict(zip(s["order"], row["cells"])) for row in s["matrix"]}
+    assert matrix["tfg"]["freedom"] == {"win": 1, "tie": 0, "loss": 3}
+    assert not any(x["caveat"] for x in s["ranks"])
+
+
+def test_a_panel_a_method_cannot_run_is_no_comparison_and_carries_a_caveat():
+    """'cg' runs on one panel of three (capability: no group elsewhere) and wins it: its comparisons use
+    that panel alone, it heads the table with a caveat, and nobody counts its absence as a failure."""
+    ok = 0.01
+    spec = {"linear": {"none": (0.0, ok), "cg": (2.0, ok), "a": (1.0, ok)},
+            "quad0": {"none": (0.0, ok), "a": (1.0, ok)}, "quad1": {"none": (0.0, ok), "a": (1.0, ok)}}
+    s = vd.summary(_panels(spec), 0.95, 200)
+    r = _by_method(s)
+    assert s["order"] == ["cg", "a", "none"]
+    assert r["cg"]["panels"] == 1 and r["cg"]["failed"] == 0 and r["cg"]["mean_rank"] == 1
+    assert r["cg"]["caveat"] == "ran on 1 of the 3 panels the most-run method ran"
+    assert r["a"]["caveat"] is None and r["a"]["panels"] == 3 and r["a"]["failed"] == 0
+    assert r["a"]["win_share"] == pytest.approx((0 + 1) / 2)
+    matrix = {row["method"]: dict(zip(s["order"], row["cells"])) for row in s["matrix"]}
+    assert matrix["a"]["cg"] == {"win": 0, "tie": 0, "loss": 1}        # one shared panel, not three
+    assert matrix["none"]["a"] == {"win": 0, "tie": 0, "loss": 3}
+
+
+def test_failures_tie_for_last_and_ties_inside_the_ci_share_a_place():
+    """Two methods with no admissible setting tie for last (mean of the last places) and with each other;
+    two admissible methods whose paired CI holds 0 tie, and the order between them falls to the mean
+    rank, then the name."""
+    ok, bad = 0.01, 10.0
+    s = vd.summary(_panels({"linear": {"none": (0.0, ok), "c": (1.0, ok), "x": (9.0, bad), "y": (8.0, bad)}}),
+                   0.95, 200)
+    r = _by_method(s)
+    assert s["order"] == ["c", "none", "x", "y"]
+    assert r["x"]["mean_rank"] == r["y"]["mean_rank"] == 3.5 and r["x"]["tie_rank"] == r["y"]["tie_rank"] == 3
+    assert r["x"]["win_share"] == r["y"]["win_share"] == pytest.approx(0.5 / 3)
+    matrix = {row["method"]: dict(zip(s["order"], row["cells"])) for row in s["matrix"]}
+    assert matrix["x"]["y"] == {"win": 0, "tie": 1, "loss": 0} and matrix["c"]["x"] == {"win": 1, "tie": 0, "loss": 0}
+    # admissible ties: b's chains flip around a's, so the paired CI of b - a holds 0
+    flip = np.where(np.arange(SAMPLES) % 2, 0.5, -0.5)
+    cells = [_cell("none", 0.0, s_, 0.0, ok) for s_ in TUNE + EVAL]
+    cells += [_cell("b", 1.0, s_, 0, ok, chains=1.0 + flip) for s_ in TUNE + EVAL]
+    cells += [_cell("a", 1.0, s_, 0, ok, chains=np.full(SAMPLES, 1.0)) for s_ in TUNE + EVAL]
+    df = _frame(cells)
+    tune = df[df["seed"].isin(TUNE)]
+    s = vd.summary(vd.verdict(df, HEADER, vd.select(tune, _groups(tune), HEADER)), 0.95, 200)
+    r = _by_method(s)
+    assert r["a"]["win_share"] == r["b"]["win_share"] == 0.75 and s["order"] == ["a", "b", "none"]
+
+
+# ---------------------------------------------------------------------------------------------
+# rules pinned by issue 28
+
+def test_a_methods_best_variant_is_chosen_by_its_tuning_reward_not_its_held_out_one():
+    """Method 'm' has two admissible variants (10 and 20 steps, two selection groups): the 10-step one is
+    better on the tuning seed, the 20-step one on the evaluation seeds. The verdict row and the
+    at-equal-compute table both take the 10-step variant: choosing by held-out reward would leak the
+    selection into the headline."""
+    cells = [_cell("none", 0.0, s, 0.0, 0.01) for s in TUNE + EVAL]
+    cells += [_cell("m", 1.0, s, 1.0 if s in TUNE else 0.5, 0.01, steps=10) for s in TUNE + EVAL]
+    cells += [_cell("m", 1.0, s, 0.8 if s in TUNE else 0.9, 0.01, steps=20) for s in TUNE + EVAL]
+    df = _frame(cells)
+    tune = df[df["seed"].isin(TUNE)]
+    panels = vd.select(tune, _groups(tune), HEADER)
+    assert len([g for g in panels[0]["groups"] if g["method"] == "m"]) == 2
+    (v,) = vd.verdict(df, HEADER, panels)
+    (row,) = [r for r in v["methods"] if r["method"] == "m"]
+    assert row["job"].endswith("_n10") and row["reward"] == pytest.approx(0.535)
+    assert row["tuning_reward"] == pytest.approx(1.035)
+    (m,) = [e for e in v["equal_compute"] if e["method"] == "m"]
+    assert m["budgets"][1]["compute"] == 10.0 and m["budgets"][1]["reward"] == pytest.approx(0.535)   # both fit 1000
+
+
+def test_a_failed_cell_is_inadmissible_because_it_failed_even_with_finite_values():
+    """A cell whose status is not ok is rejected for its status, not for a NaN reward: here its reward
+    and metrics are finite and within the gate, and the reason names the status and the seed."""
+    rules = [{"metric": "norm_error", "tolerance": 0.05, "relative": False, "higher_is_better": False}]
+    refs = {10: {"norm_error": 0.01, "reward": 0.0}, None: {"norm_error": 0.01, "reward": 0.0}}
+    setting = pd.DataFrame({"status": ["ok", "diverged"], "seed": [1, 2], "reward": [0.5, 0.6],
+                            "norm_error": [0.02, 0.02], "steps": [10, 10]})
+    assert vd.admissibility(setting, rules, refs) == (False, "diverged on seed 2")
+    assert vd.admissibility(setting.assign(status="ok"), rules, refs) == (True, "")
+    # through the selection: a failed tuning cell that reports finite values is excluded as failed
+    df = _frame([_cell("none", 0.0, 0, 0.0, 0.01), _cell("m", 1.0, 0, 0.5, 0.02, status="failed")])
+    (panel,) = vd.select(df, _groups(df), HEADER)
+    (m,) = [g for g in panel["groups"] if g["method"] == "m"]
+    assert m["chosen"] is None and m["candidates"][0]["reason"] == "failed on seed 0"
+
+
+def test_the_first_screen_states_the_rule_shows_the_caveat_and_links_the_full_rules(tmp_path):
+    """The report's verdict opens with a three-line summary linking to the full rules; the across-panels
+    table states its rule in one sentence, shows each method's panels and failures, and a method that
+    heads it from fewer panels carries a visible caveat."""
+    import re
+
+    import pyarrow as pa
+
+    from benchmark.report import build_report
+    from benchmark.results import to_table, write_atomic
+
+    ok, bad = 0.01, 10.0
+    spec = {"linear": {"none": (0.0, ok), "cg": (2.0, ok), "a": (1.0, ok), "tfg": (1.5, ok)},
+            "quad0": {"none": (0.0, ok), "a": (1.0, ok), "tfg": (5.0, bad)}}
+    cells = _spec_cells(spec)
+    rows = [r for c in cells for r in c]
+    write_atomic(to_table(rows).append_column("cell", pa.array([r["cell"] for r in rows], pa.string())),
+                 tmp_path / "all.parquet")
+    tune = _frame(cells)[lambda d: d["seed"].isin(TUNE)]
+    vd.write_selection(vd.select(tune, _groups(tune), HEADER), HEADER, HEADER["seeds"], tmp_path / "selected")
+    page = build_report(tmp_path / "all.parquet", tmp_path / "index.html",
+                        selected=tmp_path / "selected").read_text(encoding="utf-8")
+    opening = re.search(r'<p class="note" id="verdict-summary">(.*?)</p>', page, re.S).group(1)
+    assert opening.count("<br>") == 2 and 'href="#how-verdict"' in opening and len(opening.split()) < 80
+    assert 'id="how-verdict"' in page and "Which method, at which setting" in page
+    assert vd.SUMMARY_RULE in page
+    table = re.search(r'<table class="sortable" id="across-panels">(.*?)</table>', page, re.S).group(1)
+    names = re.findall(r'<tr><td class="text">([^<]*)</td><td>([^<]*)</td><td>(\d+)</td><td>(\d+)</td>', table)
+    assert [(n.strip(), panels, failed) for n, _, panels, failed in names] == [
+        ("cg †", "1", "0"), ("a", "2", "0"), ("tfg", "2", "1"), ("none", "2", "0")]
+    assert "<b>Caveat:</b> cg heads the table but ran on 1 of the 2 panels" in page
