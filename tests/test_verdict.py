@@ -382,3 +382,31 @@ def test_the_first_screen_states_the_rule_shows_the_caveat_and_links_the_full_ru
     assert [(n.strip(), panels, failed) for n, _, panels, failed in names] == [
         ("cg †", "1", "0"), ("a", "2", "0"), ("tfg", "2", "1"), ("none", "2", "0")]
     assert "<b>Caveat:</b> cg heads the table but ran on 1 of the 2 panels" in page
+
+
+def test_the_default_runs_summary_ranks_gate_failures_last():
+    """The default run's figures (tests/fixtures/default_run_verdict.json: each panel's methods and the
+    evaluated ones' per-chain held-out rewards). The mean-rank order of evaluated panels only put cg
+    (1 panel) first and tfg (2 of its 4 panels evaluated) third, above freedom (6); now tfg's two gate
+    failures rank it last on those panels, and cg heads only with its caveat."""
+    import json
+
+    data = json.loads((Path(__file__).parent / "fixtures" / "default_run_verdict.json").read_text())
+    panels = []
+    for p in data["panels"]:
+        settings, methods = [], []
+        for m, seeds in p["chains"].items():
+            cells = pd.DataFrame({"seed": [int(s) for s in seeds], "chains": list(seeds.values()),
+                                  "reward": [float(np.mean(c)) for c in seeds.values()]})
+            settings.append({"job": m, "cells": cells})
+            methods.append({"method": m, "job": m})
+        panels.append({"ran": p["ran"], "methods": methods, "settings": settings})
+    s = vd.summary(panels, 0.95, 500)
+    r = _by_method(s)
+    assert s["panels"] == 6 and s["most_panels"] == 6
+    assert (r["tfg"]["panels"], r["tfg"]["failed"]) == (4, 2) and (r["freedom"]["panels"], r["freedom"]["failed"]) == (6, 0)
+    assert s["order"].index("freedom") < s["order"].index("tfg")
+    assert r["tfg"]["mean_rank"] > r["freedom"]["mean_rank"]
+    assert s["order"][0] == "cg" and r["cg"]["caveat"] == "ran on 1 of the 6 panels the most-run method ran"
+    assert s["order"] == ["cg", "shen", "freedom", "lgd", "dps", "tfg", "gloss", "smc", "naive", "mpgd", "bon",
+                          "ugd", "none"]
