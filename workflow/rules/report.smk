@@ -24,7 +24,7 @@ checkpoint select:
         groups={job_key(c): a.group for c, a in CELLS.items()},  # the cell table: job -> method variant
     # A script, not the CLI: thousands of paths overflow one `bash -c` argument, and it needs the cell table.
     script:
-        "../scripts/select.py"
+        "../scripts/select_settings.py"
 
 
 rule aggregate:

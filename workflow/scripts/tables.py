@@ -7,7 +7,7 @@
         per (method, strength) of OBJECTIVE: each metric's final-round mean ± 95 % t-interval over seeds
     python workflow/scripts/tables.py verdict RESULTS.parquet SELECTED_DIR
         the report's verdict per panel (evaluation seeds, gated, paired Δ to the best with its bootstrap
-        CI, compute per sample, optimism) and the mean ranks across panels
+        CI, compute per sample, optimism) and the across-panels summary (verdict.SUMMARY_RULE)
 """
 
 import sys
@@ -67,10 +67,11 @@ def verdict(path: str, selected: str) -> None:
                 cells = [f"{c['reward']:.4g} ({c['compute']:.0f})" if c else "-" for c in e["budgets"]]
                 print("  " + f"{e['method']:8}" + "".join(f"{c:>28}" for c in cells))
     s = vd.summary(panels_, float(header.get("level", 0.95)), int(header.get("bootstrap", 2000)))
-    print("\nacross panels: rank with ties by CI; mean rank [95% bootstrap CI]")
+    print(f"\nacross panels. {s['rule']}")
+    print("  method   win share; rank with ties by CI; mean rank [95% bootstrap CI]; panels ran (no admissible setting)")
     for r in s["ranks"]:
-        print(f"  {r['method']:8} {r['tie_rank']:5.2f}; {r['mean_rank']:5.2f} [{r['lo']:.2f}, {r['hi']:.2f}] "
-              f"over {r['panels']} panels")
+        print(f"  {r['method']:8} {r['win_share']:5.3f}; {r['tie_rank']:5.2f}; {r['mean_rank']:5.2f} "
+              f"[{r['lo']:.2f}, {r['hi']:.2f}]; {r['panels']} ({r['failed']}){' †' if r['caveat'] else ''}")
 
 
 if __name__ == "__main__":
