@@ -1,6 +1,7 @@
 """The README's section "Bring your own method / objective / model / task", checked against the real thing.
 
-- Python blocks: each names its file on its first line (`# guidebench_demo/methods.py`) and is an excerpt of
+- Python blocks: each names its file on its first line (`# guidebench_demo/methods.py`), runs as written
+  (test_python_blocks_run_as_written: the method passes check-method), and is an excerpt of
   that file of the demo plug-in (tests/fixtures/guidebench_demo_plugin): dedented, every run of lines between
   two `# ...` marks (what the README leaves out) appears verbatim in the file, in the block's order.
 - TOML blocks: valid TOML, contained verbatim in the plug-in's pyproject.toml; each entry point names a class
@@ -92,6 +93,45 @@ def test_python_blocks_are_excerpts_of_the_plugin(path, code):
         found = lines.find("\n" + seg + "\n", at)                     # whole lines, after the previous excerpt
         assert found >= 0, f"README excerpt not in {path} (in this order, verbatim):\n{seg}"
         at = found + len(seg) + 1
+
+
+def test_python_blocks_run_as_written(tmp_path):
+    """Each Python block, copied as written into a fresh package `readme_demo` (no plug-in installed), runs:
+    the method passes every check of `check-method`, the objective scores the subspace task's data per
+    sample, and the task samples data, builds its objective and scores its metrics per sample."""
+    package = tmp_path / "readme_demo"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    for path, code in python_blocks():
+        assert not ELISION.search(code) and not re.search(r"^\s*# \.\.\.", code, re.M), f"{path}: an elided block"
+        (package / Path(path).name).write_text(code, encoding="utf-8")
+    env = _env(tmp_path, ROOT)
+    proc = subprocess.run([sys.executable, "-m", "benchmark", "check-method", "readme_demo.methods:TweedieGradient"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "FAIL" not in proc.stdout + proc.stderr
+    script = textwrap.dedent("""
+        import torch
+        from benchmark.tasks import make_task
+        from readme_demo.objectives import LatentTarget
+        from readme_demo.tasks import RingTask
+
+        task = make_task("subspace")
+        x = task.sample_data(16, torch.Generator().manual_seed(0))
+        r = LatentTarget(task, target=1.5)(x)
+        assert r.shape == (16,) and torch.isfinite(r).all() and (r <= 2.0).all(), r
+        ring = RingTask(task_seed=0)
+        x = ring.sample_data(16, torch.Generator().manual_seed(0))
+        assert x.shape == (16, 2) and torch.allclose(x.norm(dim=-1), torch.ones(16))
+        r = ring.objective("linear")(x)
+        assert r.shape == (16,) and (r <= 1 + 1e-6).all()
+        m = ring.sample_metrics(x)["radius_error"]
+        assert m.shape == (16,) and (m < 1e-6).all()
+        print("ran")
+    """)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env,
+                          timeout=300)
+    assert proc.returncode == 0 and proc.stdout.strip() == "ran", proc.stderr
 
 
 def entry_points() -> dict[str, tuple[str, str]]:
