@@ -124,8 +124,11 @@ class Cell:
             self._check_noisy_classifier(schedule)
         self.costs = Costs()
         self.sampler = Sampler(CountingDenoiser(loaded.model.to(self.device), self.costs), schedule,
-                               steps=spec.sampling.steps, eta=spec.sampling.eta)
+                               steps=spec.sampling.steps, eta=spec.sampling.eta,
+                               clip_x0=self.task.data_range if spec.sampling.clip_x0 else None)
         self.schedule = schedule
+        if hasattr(self.objective, "bind_sampler"):  # calibration also against the sampler's own unguided law
+            self.objective.bind_sampler(self.sampler)
 
     def checkpoint_sha256(self) -> str | None:
         """sha256 of the one network file the cell loads, or of the lines `<kind> <sha256>` of several

@@ -7,9 +7,18 @@ guided sample z_{k,i} is drawn with the method's guidance towards (g, y). `linea
 "batch_mean"` uses one linearisation for the whole batch, at the batch mean z_bar (one gradient
 per round): g = grad r(z_bar), y = g^T z_bar + delta.
 
-Algorithm 2. As Algorithm 1, and from round `finetune_start` on, `finetune_steps` Adam steps
-(lr `finetune_lr`, betas (0.9, 0.99), as in their code) of the pre-training loss on the
-latest batch, so the prior itself moves towards the optimum.
+Algorithm 2 (Guo et al. 2024, Algorithm 2; their code `simulations/main.py`, `optimize`). As Algorithm 1,
+and the score network that draws round k+1 is first fine-tuned on round k's batch z_k, for
+k = `finetune_start`, ..., K-1: `finetune_steps` Adam steps (lr `finetune_lr`, betas (0.9, 0.99)) of the
+pre-training loss, so the prior itself moves towards the optimum. The default `finetune_start` = 0 is the
+paper's box and their code's default (`--sm_ft_start_round 0`): fine-tuning starts on the unguided batch
+z_0, before round 1. Their README's runs start later (`--sm_ft_start_round` 40 for G, 60 for G_loss): the
+setting `finetune_start` = 40 or 60. No step follows round K's batch (nothing samples after it), and the
+spec refuses `finetune_start` >= K (fine-tuning no sample would see). The steps that serve round k+1 are
+done and counted in round k+1, so the costs through round k are what its samples needed.
+Differences from the paper: one step on the latest batch (their code), not the paper's weighted mixture
+of all generated batches; with `finetune_steps` > 1 every step uses the whole batch (their code splits it
+into `finetune_steps` parts).
 
 Methods that do not use a linear target (unguided, training-free) draw each round afresh,
 guided by r itself; their rounds are independent repeats.
@@ -44,7 +53,7 @@ RoundsConfig = Rounds
 class Round:
     index: int
     z: torch.Tensor          # [n B, *shape] samples of this round, the pass's live cells, cell-major
-    costs: Costs             # spent in this round (sampling + linearisation), all its chains
+    costs: Costs             # spent in this round (linearisation, Algorithm 2's fine-tuning, sampling), all chains
     wall_seconds: float
     cells: list[int]         # which of the pass's cells z holds (B rows each, in this order)
     target: LinearTarget | None = None   # the linear target this round was guided towards (Algorithm 1)
@@ -102,6 +111,26 @@ def _round_zero(sampler, seeds: list[int], B: int, cache: dict | None, key, task
             reused += seconds
             parts.append(z)
     return torch.cat(parts), reused
+
+
+def _finetune(trainable, optimizer, z: torch.Tensor, schedule, steps: int, gen: torch.Generator, costs: Costs,
+              device) -> None:
+    """Algorithm 2's update of the score network: `steps` optimiser steps of the pre-training loss on the batch
+    z ([B, *shape]), times and noise drawn from `gen`; counted as B fine-tuning samples a step. A non-finite
+    batch trains nothing."""
+    if not torch.isfinite(z).all():
+        return
+    B = z.shape[0]
+    trainable.train().requires_grad_(True)
+    for _ in range(steps):
+        t = torch.randint(1, schedule.T + 1, (B,), generator=gen).to(device)
+        eps = torch.randn(z.shape, generator=gen).to(device)
+        loss = v_loss(trainable, z, schedule, t, eps)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        costs.finetune_samples += B
+    trainable.eval().requires_grad_(False)
 
 
 def chain_seeds(task_name: str, denoiser_name: str, seed: int, k: int, B: int) -> list[int]:
@@ -188,19 +217,10 @@ def run_rounds(*, task, objective, method, sampler: Sampler, costs: Costs, confi
             x_T = noise.draw()
             target = (linearise(objective, z, guided.strength, config.linearise, cells=len(cells))
                       if method.uses_linear_target else None)
+            if optimizer is not None and k - 1 >= config.finetune_start:   # Algorithm 2: on z_{k-1}, for round k
+                _finetune(trainable, optimizer, z, sampler.schedule, config.finetune_steps, ft_gen, costs, device)
             z = sample(sampler, guided, x_T, noise, Guide(objective, target, augment=task.augment,
                                                             noisy_log_prob=getattr(objective, "noisy_log_prob", None)))
-            if optimizer is not None and k >= config.finetune_start and torch.isfinite(z).all():
-                trainable.train().requires_grad_(True)
-                for _ in range(config.finetune_steps):
-                    t = torch.randint(1, sampler.schedule.T + 1, (B,), generator=ft_gen).to(device)
-                    eps = torch.randn(z.shape, generator=ft_gen).to(device)
-                    loss = v_loss(trainable, z, sampler.schedule, t, eps)
-                    optimizer.zero_grad(set_to_none=True)
-                    loss.backward()
-                    optimizer.step()
-                    costs.finetune_samples += B
-                trainable.eval().requires_grad_(False)
         if z.is_cuda:
             torch.cuda.synchronize()  # kernels are asynchronous: time the work, not its launch
         state = {"round": k, "cells": list(cells), "z": z}

@@ -5,7 +5,7 @@
     ├── objective, objective_params           which reward
     ├── method, strength, params              which guidance, with its own hyper-parameters
     ├── denoiser: Denoiser                    which eps-model: name, loader, source
-    ├── sampling: Sampling                    schedule, T (oracle), steps, eta
+    ├── sampling: Sampling                    schedule, T (oracle), steps, eta, clip_x0
     ├── rounds: Rounds                        Algorithm 1/2: rounds, samples, fine-tuning
     ├── seed                                  the cell's noise streams
     └── models_dir                            where the task's pre-trained networks lie
@@ -87,8 +87,13 @@ class Sampling:
     T: int = field(default=200, metadata=_doc("diffusion length of the oracle"))
     steps: int | None = field(default=None, metadata=_doc("sampling steps (default: every step of the schedule)"))
     eta: float = field(default=1.0, metadata=_doc("DDIM stochasticity (1: ancestral, 0: deterministic)"))
+    clip_x0: bool = field(default=False, metadata=_doc(
+        "clip the Tweedie estimate x0h to the task's data range in every DDIM update, e recomputed from it "
+        "(TFG's code's default for images; only tasks that declare a data range: digits, images)"))
 
     def __post_init__(self):
+        if not isinstance(self.clip_x0, bool):
+            raise ValueError(f"clip_x0 must be true or false, got {self.clip_x0!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; allowed: {list(SCHEDULES)}")
         if self.T < 1:
@@ -102,8 +107,11 @@ class Sampling:
 @dataclass(frozen=True)
 class Rounds:
     """Guo et al.'s outer loop: Algorithm 1 (`rounds` guided rounds after the unguided round 0, each
-    of `samples` chains) or Algorithm 2 (the same, fine-tuning the score network from round
-    `finetune_start` with `finetune_steps` Adam steps at `finetune_lr`)."""
+    of `samples` chains) or Algorithm 2 (the same, and before round k+1 the score network takes
+    `finetune_steps` Adam steps at `finetune_lr` on round k's batch, for k = `finetune_start`, ...,
+    `rounds` - 1; default 0: from the unguided batch on, the paper's Algorithm 2 and their code's default;
+    their README's runs use 40 or 60). Algorithm 2 needs `finetune_start` < `rounds`: else no sample
+    would see the fine-tuning."""
 
     rounds: int = field(default=50, metadata=_doc("rounds of Algorithm 1/2 after the unguided round 0"))
     samples: int = field(default=32, metadata=_doc("chains per round"))
@@ -111,7 +119,9 @@ class Rounds:
         "alg1 (rounds) | alg2 (rounds + fine-tuning of the score network)"))
     linearise: Literal["per_sample", "batch_mean"] = field(default="per_sample", metadata=_doc(
         "Algorithm 1's linearisation: per chain, or once at the batch mean"))
-    finetune_start: int = field(default=50, metadata=_doc("Algorithm 2: first fine-tuned round"))
+    finetune_start: int = field(default=0, metadata=_doc(
+        "Algorithm 2: the first round whose batch the score network is fine-tuned on, for the next round "
+        "(0: the unguided batch, before round 1; below rounds)"))
     finetune_lr: float = field(default=1e-6, metadata=_doc("Algorithm 2: Adam learning rate"))
     finetune_steps: int = field(default=1, metadata=_doc("Algorithm 2: Adam steps per round"))
 
@@ -124,8 +134,18 @@ class Rounds:
             raise ValueError(f"unknown algorithm {self.algorithm!r}; allowed: {list(ALGORITHMS)}")
         if self.linearise not in LINEARISATIONS:
             raise ValueError(f"unknown linearise {self.linearise!r}; allowed: {list(LINEARISATIONS)}")
-        if self.finetune_lr <= 0 or self.finetune_steps < 1 or self.finetune_start < 1:
-            raise ValueError("finetune_lr must be > 0, finetune_steps >= 1 and finetune_start >= 1")
+        if not self.finetune_lr > 0:
+            raise ValueError(f"finetune_lr must be > 0, got {self.finetune_lr}")
+        if self.finetune_steps < 1:
+            raise ValueError(f"finetune_steps must be >= 1, got {self.finetune_steps}")
+        if self.finetune_start < 0:
+            raise ValueError(f"finetune_start must be >= 0, got {self.finetune_start}")
+        if self.algorithm == "alg2" and self.finetune_start >= self.rounds:
+            start, rounds = self.finetune_start, self.rounds
+            raise ValueError(f"algorithm 'alg2' with finetune_start = {start} and rounds = {rounds}: no round is "
+                             "sampled after the fine-tuning, which would be charged and never used; allowed: "
+                             + (f"finetune_start in 0..{rounds - 1} (0: from the unguided batch, Guo et al.'s "
+                                "default), or " if rounds else "") + f"rounds > {start}")
 
 
 @dataclass(frozen=True)
@@ -161,6 +181,10 @@ class CellSpec:
         check_task_params(self.task, self.task_params)
         make_method(self.method, self.strength, **self.params)  # names, types, ranges, choices
         task.check_objective(self.objective, self.objective_params, self.task_seed)
+        if self.sampling.clip_x0 and getattr(task, "data_range", None) is None:
+            with_range = sorted(n for n in TASKS if getattr(TASKS[n], "data_range", None) is not None)
+            raise ValueError(f"sampling.clip_x0: task {self.task!r} declares no data range to clip x0h to "
+                             f"(Task.data_range); allowed: false, or true for a task with one: {with_range}")
         if self.denoiser.loader == "oracle" and not task.has_oracle:
             raise ValueError(f"task {self.task!r} has no exact (oracle) denoiser; use denoiser 'trained' or a "
                              "pre-trained model")
@@ -393,6 +417,16 @@ def _parse_value(value: str):
         return value
 
 
+def _parse_bool(text: str) -> bool:
+    """'true' / 'false' (also 1 / 0, yes / no) -> bool, for a boolean field's CLI flag."""
+    import argparse
+
+    value = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}.get(text.strip().lower())
+    if value is None:
+        raise argparse.ArgumentTypeError(f"expects true or false, got {text!r}")
+    return value
+
+
 def _pair(text: str) -> tuple[str, object]:
     import argparse
 
@@ -426,7 +460,7 @@ def add_spec_arguments(parser) -> None:
             if typing.get_origin(kind) is Literal:
                 kw["choices"] = list(typing.get_args(kind))
                 kind = type(kw["choices"][0])
-            kw |= {"type": kind, "default": default}
+            kw |= {"type": _parse_bool if kind is bool else kind, "default": default}
             if "choices" not in kw:
                 kw["metavar"] = path[-1].upper()
             if required:

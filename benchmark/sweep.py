@@ -10,7 +10,7 @@ for it: two experiments that ask for the same cell get one cell (computed once, 
 id is a relative path
 `<task>/<denoiser>/<objective>/<method>/<algorithm>/v<hash>/s<strength>[_<param>=<value>..]_n<steps>_seed<seed>`
 whose every component matches SAFE_NAME, so no value can escape the results folder. `v<hash>`
-hashes the settings that are fixed for the cell's selection group (rounds, samples, eta, the
+hashes the settings that are fixed for the cell's selection group (rounds, samples, eta, clip_x0, the
 method's fixed parameters, the objective's parameters, the pre-training settings of its
 checkpoint...), so a different checkpoint configuration is a different cell. Task and denoiser lead
 the path so the workflow's rules can name the checkpoint a cell needs by pattern.
@@ -415,6 +415,13 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"{where}.denoiser: task {task!r} has no oracle denoiser; allowed: ['trained']")
         if exp["denoiser"] == "trained" and task not in config.get("pretrain", {}):
             raise ConfigError(f"{where}.denoiser: 'trained' needs a pretrain.{task} section")
+        clip_x0 = exp.get("clip_x0", False)
+        if not isinstance(clip_x0, bool):
+            raise ConfigError(f"{where}.clip_x0: {clip_x0!r} is not a boolean; allowed: true, false")
+        if clip_x0 and getattr(t, "data_range", None) is None:
+            with_range = sorted(n for n in TASKS if getattr(TASKS[n], "data_range", None) is not None)
+            raise ConfigError(f"{where}.clip_x0: task {task!r} declares no data range to clip x0h to; allowed: "
+                              f"false, or true for a task with one: {with_range}")
         if not exp.get("objectives"):
             raise ConfigError(f"{where}.objectives: empty; allowed: {list(t.objectives)}")
         for obj in exp["objectives"]:
@@ -441,6 +448,13 @@ def check_config(config: dict) -> None:
                 raise ConfigError(f"{where}.algorithm: unknown {alg!r}; allowed: {list(ALGORITHMS)}")
             if alg == "alg2" and exp["denoiser"] == "oracle":
                 raise ConfigError(f"{where}.algorithm: 'alg2' fine-tunes the network; needs denoiser 'trained'")
+            start, rounds = exp.get("finetune_start", 0), exp.get("rounds")   # rounds: the schema fills its default
+            if alg == "alg2" and rounds is not None and start >= rounds:   # Rounds refuses it too; here the keys
+                raise ConfigError(
+                    f"{where}.finetune_start: {start} with {where}.rounds: {rounds} and algorithm 'alg2': no round is "
+                    "sampled after the fine-tuning, which would be charged and never used; allowed: "
+                    + (f"finetune_start in 0..{rounds - 1} (0: from the unguided batch, Guo et al.'s default), or "
+                       if rounds else "") + f"rounds > {start}")
         if exp.get("linearise", "per_sample") not in LINEARISATIONS:
             raise ConfigError(f"{where}.linearise: unknown {exp['linearise']!r}; allowed: {list(LINEARISATIONS)}")
         if not exp.get("methods"):
@@ -575,8 +589,10 @@ def _variant_hash(config: dict, exp: dict, mcfg: dict, alg: str, tuned: set[str]
         "params": {k: v for k, v in (mcfg.get("params") or {}).items() if k not in tuned},
         "objective_params": exp.get("objective_params") or {},
     }
+    if exp.get("clip_x0", False):  # only when on: the ids of the cells sampled without clipping stay as they were
+        fixed["clip_x0"] = True
     if alg == "alg2":
-        fixed |= {"finetune_start": exp.get("finetune_start", 50), "finetune_lr": float(exp.get("finetune_lr", 1e-6)),
+        fixed |= {"finetune_start": exp.get("finetune_start", 0), "finetune_lr": float(exp.get("finetune_lr", 1e-6)),
                   "finetune_steps": exp.get("finetune_steps", 1)}
     if is_trained(exp["denoiser"]):  # another checkpoint configuration is another cell
         fixed["pretrain"] = member_block(config, exp["task"], exp["denoiser"].partition(".")[2])
@@ -680,10 +696,10 @@ def _add_cells(cells: dict, own: set, config: dict, name: str, exp: dict, obj: s
                 task_seed=config.get("task_seed", 0), task_params=dict(exp.get("task_params") or {}),
                 objective_params=dict(objective_params), params=fixed | dict(values),
                 denoiser=denoiser_spec(config, exp), models_dir=models_dir,
-                sampling=Sampling(steps=steps, eta=float(exp.get("eta", 1.0))),
+                sampling=Sampling(steps=steps, eta=float(exp.get("eta", 1.0)), clip_x0=exp.get("clip_x0", False)),
                 rounds=Rounds(rounds=exp["rounds"], samples=exp["samples"], algorithm=alg,
                               linearise=exp.get("linearise", "per_sample"),
-                              finetune_start=exp.get("finetune_start", 50),
+                              finetune_start=exp.get("finetune_start", 0),
                               finetune_lr=float(exp.get("finetune_lr", 1e-6)),
                               finetune_steps=exp.get("finetune_steps", 1)))
         except ValueError as exc:

@@ -154,13 +154,15 @@ def test_resampling_happens_when_the_weights_degenerate(subspace, monkeypatch):
     assert calls == []
 
 
-def test_without_resampling_every_potential_gives_the_same_samples(small):
-    """With no resampling the factors multiply to exp(lam r(x_0)) whatever the potential: the final
-    correction makes difference, max and sum the same importance sampler."""
+def test_without_resampling_the_ratio_potentials_give_the_same_samples(small):
+    """With no resampling the factors of difference, max_ratio and rt multiply to exp(lam r(x_0)): the final
+    correction makes them the same importance sampler. FK's max and sum weigh by another tilt (the max or sum
+    of the reward history: tests/test_smc_potentials.py), so they pick other particles."""
     sampler, objective = _sampler(small), small.objective("quadratic_on")
     outs = [_draw(small, sampler, make_method("smc", 1.0, particles=8, potential=p, ess_threshold=0.01),
-                  objective, 16) for p in ("difference", "max", "sum")]
+                  objective, 16) for p in ("difference", "max_ratio", "rt", "max", "sum")]
     assert torch.equal(outs[0], outs[1]) and torch.equal(outs[0], outs[2])
+    assert not torch.equal(outs[0], outs[3]) and not torch.equal(outs[0], outs[4])
 
 
 # ---- one particle is the proposal ---------------------------------------------------------------------
@@ -198,7 +200,7 @@ def test_smc_with_one_particle_is_its_proposal(subspace):
     sampler = _sampler(subspace)
     objective = subspace.objective("quadratic_off")
     none = _draw(subspace, sampler, make_method("none"), objective, 3)
-    for potential in ("difference", "max", "sum"):
+    for potential in ("difference", "max", "sum", "max_ratio", "rt"):
         smc = _draw(subspace, sampler, make_method("smc", 2.0, particles=1, potential=potential), objective, 3)
         assert torch.equal(smc, none)
     smc = _draw(subspace, sampler, make_method("smc", 2.0, particles=1, proposal="dps", proposal_strength=0.3),
@@ -271,6 +273,7 @@ def test_guided_proposal_needs_noise_and_a_single_gaussian_transition(subspace):
     ("smc", 1.0, {"ess_threshold": 0.0}, r"ess_threshold .* must be in \(0, 1\]"),
     ("smc", 1.0, {"resample_every": 0}, "resample_every must be >= 1"),
     ("smc", 1.0, {"potential": "min"}, "potential must be one of"),
+    ("smc", 1.0, {"reward_min": 1.0}, "reward_min .* by the potential 'max' only, not 'difference'"),
     ("smc", 1.0, {"proposal": "smc"}, "owns the whole trajectory"),
     ("smc", 1.0, {"proposal": "gloss"}, "linear target"),
     ("smc", 1.0, {"proposal": "none", "proposal_strength": 0.5}, "'none' has no guidance strength"),
@@ -314,7 +317,7 @@ def test_smc_approaches_the_tilted_target_as_k_grows(small):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("potential", ["difference", "max"])
+@pytest.mark.parametrize("potential", ["difference", "max_ratio"])
 def test_smc_tilted_target_high_precision(small, potential):
     err, se = _tilted_mean_error(small, 0.5, 256, 4000, potential=potential)
     assert abs(err) < 4 * se

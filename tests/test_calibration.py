@@ -5,6 +5,10 @@ is the posterior N(mu, Sigma). With the oracle denoiser every step of the unguid
 DPS with normalise="none" (x_{t-1} = DDIM(x_t) + zeta grad_{x_t} r(x0h), x0h = alpha P x_t) is an
 affine map plus Gaussian noise, so the sampler's output law N(m, C) is known exactly too
 (`_chain_output`): the samples' calibration metrics are checked against it.
+
+Two references: the data posterior (prior N(0, A A^T)) and the posterior under the unguided sampler's own
+output law N(0, c A A^T) (c = 0.914 at 50 of 200 steps, eta = 1), the target of a method exact for its
+sampler; the `*_sampler` metrics score against the latter.
 """
 
 import copy
@@ -17,9 +21,11 @@ from benchmark.cell import CellSpec, run_cell
 from benchmark.diffusion import (Costs, CountingDenoiser, CountingObjective, PerSampleNoise, Sampler, make_schedule,
                                  sample)
 from benchmark.methods import Guide, make_method
-from benchmark.objectives.gaussian_inverse import gaussian_w2, mean_and_cov
+from benchmark.objectives.gaussian_inverse import gaussian_w2, mean_and_cov, oracle_sampler_variances
 
 CALIBRATION = ("w2", "mean_error", "var_ratio", "w2_exact_n", "mean_error_exact_n")
+SAMPLER_CALIBRATION = ("w2_sampler", "mean_error_sampler", "var_ratio_sampler", "w2_sampler_exact_n",
+                       "mean_error_sampler_exact_n")
 
 
 @pytest.fixture(scope="module")
@@ -225,3 +231,146 @@ def test_cells_report_calibration(device):
     assert out["none"]["w2_exact_n"] == out["dps"]["w2_exact_n"]
     assert out["none"]["var_ratio"] > 1.2
     assert out["dps"]["w2"] < out["none"]["w2"] and out["dps"]["mean_error"] < out["none"]["mean_error"]
+
+
+# ---------------------------------------------------------------------------------------------
+# the sampler's own unguided law, and the posterior under it
+
+def _oracle_sampler(task, steps, eta, device="cpu"):
+    sched = make_schedule("cosine", 200)
+    return Sampler(CountingDenoiser(task.oracle(sched).to(device), Costs()), sched, steps=steps, eta=eta)
+
+
+class _Noise:
+    """One generator for the whole batch: enough for the unguided chain, and fast for many chains."""
+
+    def __init__(self, n, seed, device):
+        self.n, self.device = n, device
+        self.g = torch.Generator(device=device).manual_seed(seed)
+
+    def draw(self):
+        return torch.randn(self.n, 64, generator=self.g, device=self.device)
+
+
+@pytest.mark.parametrize("steps,eta,expected,n", [(50, 1.0, 0.914, 5000), (20, 0.0, None, 5000),
+                                                  (200, 1.0, 0.976, 0)])
+def test_oracle_sampler_law_is_closed_form(subspace, problem, steps, eta, expected, n, device):
+    """The unguided oracle chain's output law is N(0, c A A^T): c from the scalar recursion equals the
+    matrix propagation of the covariance (`_chain_output`) and the empirical covariance S of n chains
+    (c_hat's 4 sd: 2.3 % at n = 5000, against c = 0.914 at 50 steps, 0.976 at all 200, 1 for the data).
+    Sampling error of S (unbiased, Gaussian): Var(S_ij) = (C_ij^2 + C_ii C_jj) / (n - 1), so
+    E||S - C||_F^2 = (||C||_F^2 + (tr C)^2) / (n - 1) = c^2 (d + d^2) / (n - 1), and c_hat = tr S / d has
+    sd c sqrt(2 / (d (n - 1)))."""
+    sampler = _oracle_sampler(subspace, steps, eta, device)
+    v_par, v_perp = oracle_sampler_variances(sampler.steps)
+    assert v_perp == 0.0
+    if expected is not None:
+        assert abs(v_par - expected) < 1e-3
+    _, C = _chain_output(sampler, problem)
+    P = problem.prior_cov
+    assert torch.allclose(C, v_par * P, atol=1e-6)   # P = A A^T from the float32 A: a projector to ~1e-7
+    if not n:
+        return
+    d = subspace.d
+    noise = _Noise(n, 11, device)
+    x = sample(sampler, make_method("none"), noise.draw(), noise).cpu().double()
+    S = mean_and_cov(x)[1]
+    assert float(torch.linalg.matrix_norm(S - v_par * P)) < 3 * v_par * math.sqrt((d + d * d) / (n - 1))
+    c_hat = float(S.trace()) / d
+    assert abs(c_hat - v_par) < 4 * v_par * math.sqrt(2 / (d * (n - 1)))
+
+
+@pytest.fixture(scope="module")
+def bound(subspace):
+    """The default problem bound to the calibration preset's sampler (oracle, 50 of 200 steps, eta = 1)."""
+    obj = copy.deepcopy(subspace.objective("gaussian_inverse"))
+    obj.bind_sampler(_oracle_sampler(subspace, 50, 1.0))
+    return obj
+
+
+def test_sampler_posterior_is_gaussian_conditioning_under_the_samplers_law(bound):
+    """Posterior under the prior N(0, c A A^T), by conditioning the joint (x, y) in R^D (no u-space):
+    mu_c = S H^T K^{-1} y, Sigma_c = S - S H^T K^{-1} H S, K = H S H^T + s^2 I, S = c A A^T. Against the
+    data posterior it reads as over-confident: var_ratio 0.925, W2 0.133 as n -> infinity."""
+    c = bound.sampler_scale
+    assert abs(c - 0.9142) < 1e-4
+    A, H, y = bound.A64, bound.H.double(), bound.y.double()
+    S = c * A @ A.T
+    K = H @ S @ H.T + bound.sigma_y ** 2 * torch.eye(H.shape[0], dtype=torch.float64)
+    gain = S @ H.T @ torch.linalg.inv(K)
+    assert torch.allclose(bound.sampler_posterior_mean, gain @ y, atol=1e-10)
+    assert torch.allclose(bound.sampler_posterior_cov, S - gain @ H @ S, atol=1e-10)
+    ratio = float(bound.sampler_posterior_cov.trace() / bound.posterior_cov.trace())
+    w2 = float(gaussian_w2(bound.sampler_posterior_mean, bound.sampler_posterior_cov, bound.posterior_mean,
+                           bound.posterior_cov))
+    assert abs(ratio - 0.925) < 1e-3 and abs(w2 - 0.133) < 1e-3
+
+
+def test_exact_sampler_posterior_draws_score_at_the_floor(bound):
+    """Exact draws of the sampler posterior: calibrated by the *_sampler metrics (var_ratio_sampler ~ 1, w2
+    at its floor), over-confident by the data posterior's (var_ratio ~ tr Sigma_c / tr Sigma = 0.925)."""
+    n = 10_000
+    x = bound.sample_sampler_posterior(n, torch.Generator().manual_seed(12))
+    cal = bound.calibration(x.float())
+    Sc, Sigma = bound.sampler_posterior_cov, bound.posterior_cov
+    tr_c, tr = float(Sc.trace()), float(Sigma.trace())
+    sd = math.sqrt(2 * float((Sc ** 2).sum()) / (n - 1))   # sd of tr S for n draws of N(., Sc)
+    assert abs(cal["var_ratio_sampler"] - 1) < 4 * sd / tr_c
+    assert cal["w2_sampler"] < 1.5 * cal["w2_sampler_exact_n"] and cal["w2_sampler_exact_n"] < 0.1
+    assert cal["mean_error_sampler"] < 3 * math.sqrt(tr_c / n)
+    assert abs(cal["var_ratio"] - tr_c / tr) < 4 * sd / tr and cal["var_ratio"] < 0.95
+    assert cal["w2"] > 1.5 * cal["w2_exact_n"]         # the data posterior's metric sees the sampler's gap (0.133)
+    data = bound.calibration(bound.sample_posterior(n, torch.Generator().manual_seed(13)).float())
+    assert data["var_ratio_sampler"] > 1.05 and data["w2_sampler"] > 1.5 * data["w2_sampler_exact_n"]
+
+
+def test_sampler_reference_is_the_floor_of_exact_sampler_posterior_batches(bound):
+    """The floor of w2_sampler at n = 32 against 256 batches of 32 exact sampler-posterior draws in R^D."""
+    ref = bound.sampler_reference(32)
+    assert ref is bound.sampler_reference(32) and ref["var_ratio"] == 1.0
+    tr_c = float(bound.sampler_posterior_cov.trace())
+    assert 0.8 * tr_c / 32 < ref["mean_error"] ** 2 < tr_c / 32
+    x = bound.sample_sampler_posterior(256 * 32, torch.Generator().manual_seed(14)).reshape(256, 32, -1)
+    w2 = gaussian_w2(*mean_and_cov(x), bound.sampler_posterior_mean, bound.sampler_posterior_cov)   # in R^D
+    assert abs(float(w2.mean()) - ref["w2"]) < 4 * float(w2.std()) / 16 + 4 * float(w2.std()) / 16
+
+
+def test_no_sampler_law_without_the_oracle(subspace, problem):
+    """A denoiser that is not this data's exact one (a network, or the oracle of another basis), or x0h clipped
+    to a range, has no known unguided law: nothing is bound and only the data posterior's metrics are reported."""
+    sched = make_schedule("cosine", 200)
+    obj = copy.deepcopy(problem)
+    obj.bind_sampler(_oracle_sampler(subspace, 50, 1.0))
+    assert obj.sampler_scale is not None
+    net = torch.nn.Linear(64, 64)
+    obj.bind_sampler(Sampler(CountingDenoiser(lambda x, t: net(x), Costs()), sched, steps=50))
+    assert obj.sampler_scale is None
+    x = problem.sample_posterior(64, torch.Generator().manual_seed(15)).float()
+    assert set(obj.calibration(x)) == set(CALIBRATION)
+    other = torch.linalg.qr(torch.randn(64, 16, generator=torch.Generator().manual_seed(16)))[0]
+    from benchmark.denoisers.oracle import SubspaceOracle
+
+    obj.bind_sampler(Sampler(CountingDenoiser(SubspaceOracle(other, sched), Costs()), sched, steps=50))
+    assert obj.sampler_scale is None
+    clipped = _oracle_sampler(subspace, 50, 1.0)
+    clipped.clip_x0 = (-1.0, 1.0)
+    obj.bind_sampler(clipped)
+    assert obj.sampler_scale is None
+    with pytest.raises(ValueError, match="no sampler bound"):
+        obj.sampler_reference(32)
+
+
+def test_cells_report_both_posteriors(device):
+    """A whole oracle cell (50 of 200 steps) records the sampler posterior's metrics beside the data
+    posterior's; for the same batch var_ratio / var_ratio_sampler = tr Sigma_c / tr Sigma exactly."""
+    from benchmark.tasks import make_task
+
+    rows = run_cell(CellSpec.of(task="subspace", objective="gaussian_inverse", method="none", rounds=1, samples=64,
+                                steps=50), device, progress=False)
+    out = {r["metric"]: r["value"] for r in rows if r["round"] == 1}
+    assert all(math.isfinite(out[k]) for k in (*CALIBRATION, *SAMPLER_CALIBRATION))
+    obj = copy.deepcopy(make_task("subspace").objective("gaussian_inverse"))
+    obj.bind_sampler(_oracle_sampler(make_task("subspace"), 50, 1.0))
+    tr_ratio = float(obj.sampler_posterior_cov.trace() / obj.posterior_cov.trace())
+    assert math.isclose(out["var_ratio"] / out["var_ratio_sampler"], tr_ratio, rel_tol=1e-9)
+    assert out["w2_sampler_exact_n"] == obj.sampler_reference(64)["w2"]

@@ -65,7 +65,7 @@ def test_methods_share_initial_noise(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     (("--method", "gradient"), "unknown method 'gradient'; allowed:"),
-    (("--task", "cube"), "unknown task 'cube'; allowed: \\['digits', 'images', 'sphere', 'subspace'\\]"),
+    (("--task", "cube"), "unknown task 'cube'; allowed: \\['digits', 'images', 'mixture', 'sphere', 'subspace'\\]"),
     (("--objective", "quadratic"), "has no objective 'quadratic'; allowed:"),
     (("--strength", "-0.5"), "strength must be >= 0"),
     (("--denoiser", "exact"), "denoiser 'exact' \\(loader 'checkpoint'\\) needs a source: --checkpoint FILE"),

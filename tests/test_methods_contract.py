@@ -19,17 +19,18 @@ from benchmark.optimize import linearise
 # in (denoiser forwards, denoiser VJPs, objective evals, objective grads) per sample, DESIGN.md §3,
 # or for a method whose cost is not per step, a function of the number of steps S giving the total per sample).
 # Every method appears with its defaults; options that change the cost appear once more each.
-# Polyak's step runs at 0.01: at 0.3 with 20 steps it overshoots (a chaotic regime, where a batch
-# and single chains differ at float rounding and the difference grows; see test_shen.py).
+# Polyak's step (Shen et al.'s published rule, the default) runs at 0.003: at 0.03 with 20 steps it overshoots
+# (a chaotic regime, where a batch and single chains differ at float rounding and the difference grows;
+# see test_shen.py).
 SETTINGS = [
     ("none", 0.0, {}, (1, 0, 0, 0)),
     ("naive", 0.3, {}, (1, 0, 0, 0)),
     ("gloss", 0.3, {}, (1, 1, 0, 0)),
     ("dps", 0.3, {}, (1, 1, 1, 1)),
     ("dps", 0.3, {"augment": 3}, (1, 1, 3, 3)),                         # |T| = 3
-    ("dps", 0.01, {"polyak": True, "recurrence": 2}, (2, 2, 2, 2)),       # time travel s = 2
+    ("dps", 0.003, {"polyak": True, "recurrence": 2}, (2, 2, 2, 2)),      # time travel s = 2
     ("freedom", 0.3, {}, (1, 1, 1, 1)),
-    ("freedom", 0.01, {"augment": 2, "recurrence": 3, "polyak": True}, (3, 3, 6, 6)),
+    ("freedom", 0.003, {"augment": 2, "recurrence": 3, "polyak": True}, (3, 3, 6, 6)),
     ("mpgd", 0.3, {}, (1, 0, 1, 1)),
     ("ugd", 0.3, {}, (1, 1, 2, 2)),                                      # m = 1: (1 + m) G
     ("ugd", 0.3, {"backward_steps": 0, "recurrence": 2}, (2, 2, 2, 2)),  # k = 2, m = 0
@@ -40,7 +41,7 @@ SETTINGS = [
     ("tfg", 0.3, {"gamma": 0.5, "n_s": 3, "n_iter": 2, "n_recur": 2}, (2, 2, 18, 18)),  # 2 (1 + 3 + 2 * 3)
     ("tfg", 0.0, {"mu": 0.25}, (1, 0, 1, 1)),                            # rho = 0: no VJP (MPGD-like)
     ("tfg", 0.3, {"mu": 0.0}, (1, 1, 1, 1)),                             # mu = 0: no iterations (DPS-like)
-    ("shen", 0.01, {}, (2, 2, 20, 20)),                                  # |T| = 10, s = 2
+    ("shen", 0.003, {}, (2, 2, 20, 20)),                                 # |T| = 10, s = 2
     ("cg", 0.3, {}, (1, 0, 1, 1)),                                       # noise-conditional log p: 1 G, no VJP
     # Inference-compute references: cost per output sample over the S steps of the grid (a function of S).
     ("bon", 0.0, {}, lambda S: (4 * S, 0, 4, 0)),                         # n = 4 chains + 4 rewards to select

@@ -50,8 +50,11 @@ def test_reward_statistics_are_declared_once_in_benchmark_metrics():
 
 def test_subspace_and_sphere_directions():
     sub = agg.declared_directions("subspace")
-    assert list(sub) == ["r_off", "w2", "w2_exact_n", "mean_error", "mean_error_exact_n", "var_ratio"]
-    assert sub["var_ratio"] == 1.0 and {sub[m] for m in list(sub)[:-1]} == {"lower"}
+    assert list(sub) == ["r_off", "w2", "w2_exact_n", "mean_error", "mean_error_exact_n", "var_ratio",
+                         "w2_sampler", "w2_sampler_exact_n", "mean_error_sampler", "mean_error_sampler_exact_n",
+                         "var_ratio_sampler"]
+    assert sub["var_ratio"] == sub["var_ratio_sampler"] == 1.0
+    assert {d for m, d in sub.items() if not m.startswith("var_ratio")} == {"lower"}
     assert agg.declared_directions("sphere") == {"norm_error": "lower"}
     assert agg.direction_arrow(sub["var_ratio"]) == "→1" and agg.direction_text(sub["var_ratio"]) == "best near 1"
 
@@ -66,6 +69,7 @@ def test_subspace_cells_record_only_declared_metrics(objective):
     metrics = {r["metric"] for r in rows}
     assert {r["status"] for r in rows} == {"ok"} and "r_off" in metrics
     assert ({"w2", "var_ratio"} <= metrics) == (objective == "gaussian_inverse")
+    assert ({"w2_sampler", "var_ratio_sampler"} <= metrics) == (objective == "gaussian_inverse")   # the oracle's law
     assert _undeclared(metrics, "subspace") == set()
 
 
@@ -278,3 +282,47 @@ def test_derived_error_of_a_similarity_is_lower_is_better():
     cands = agg.fidelity_candidates("digits")
     assert cands.index("fd") < cands.index("1-ssim") < cands.index("meas_error")
     assert math.isclose(agg.DERIVED_METRICS["1-ssim"][1](np.float64(0.25)), 0.75)
+
+
+def test_the_page_says_which_posterior_each_calibration_metric_is_against(tmp_path):
+    """subspace's metric notes: the data posterior's metrics and the sampler posterior's, each named once in
+    the leaderboard's caption and under the verdict table."""
+    from benchmark.report.build import _metric_notes
+
+    notes = _metric_notes("subspace", ["w2", "var_ratio", "w2_sampler", "var_ratio_sampler", "r_off"])
+    assert notes == ["w2, var_ratio: " + TASKS["subspace"].metric_notes["w2"],
+                     "w2_sampler, var_ratio_sampler: " + TASKS["subspace"].metric_notes["w2_sampler"]]
+    assert "data posterior" in notes[0] and "sampler's own output law" in notes[1]
+    assert _metric_notes("sphere", ["norm_error"]) == [] and _metric_notes("md_unknown", ["w2"]) == []
+    final = {"none": (-40.0, 0.0, 2.2, 1.42, 2.1, 1.55), "smc": (-8.0, 0.0, 0.44, 0.94, 0.41, 1.02)}
+    rows = []
+    for method, values in final.items():
+        for seed in SEEDS:
+            base = {c: None for c in COLUMNS} | {
+                "run_id": f"{method}-{seed}", "task": "subspace", "objective": "gaussian_inverse", "denoiser": "oracle",
+                "method": method, "strength": 0.0 if method == "none" else 1.0, "seed": seed, "algorithm": "alg1",
+                "linearise": "per_sample", "samples": 4, "steps": 50, "eta": 1.0, "schedule": "cosine",
+                "params_json": "{}", "settings_json": "{}", "cost_denoiser_forwards": 200, "cost_denoiser_vjps": 0,
+                "cost_objective_evals": 0, "cost_objective_grads": 0, "cost_finetune_samples": 0,
+                "wall_seconds": 1.0, "peak_memory_mb": 1.0, "status": "ok", "error": None,
+                "cell": f"subspace/oracle/gaussian_inverse/{method}/alg1/n50_seed{seed}"}
+            for rnd in (0, 1):
+                vals = final["none"] if rnd == 0 else values
+                for metric, value in zip(("reward_mean", "r_off", "w2", "var_ratio", "w2_sampler",
+                                          "var_ratio_sampler"), vals):
+                    rows.append(base | {"round": rnd, "metric": metric, "value": value + 0.001 * seed})
+    import pyarrow as pa
+
+    results = tmp_path / "all.parquet"
+    write_atomic(to_table(rows).append_column("cell", pa.array([r["cell"] for r in rows], pa.string())), results)
+    header = {"selection": "gated_max_reward", "seeds": {"tuning": [0], "evaluation": [1, 2]}, "budget": 1,
+              "level": 0.95, "bootstrap": 200, "compute_budgets": [], "gate": {}}
+    tune = agg.label_results(pd.DataFrame(rows))[lambda d: d["seed"] == 0]
+    groups = {job: job for job in tune["cell"].map(vd.job_of)}
+    vd.write_selection(vd.select(tune, groups, header), header, header["seeds"], tmp_path / "selected")
+    html = build_report(results, tmp_path / "index.html", selected=tmp_path / "selected").read_text()
+    assert "<th>w2_sampler ↓</th>" in html and "<th>var_ratio →1</th>" in html
+    from markupsafe import escape
+
+    for note in notes:   # the leaderboard's caption and the verdict table's
+        assert html.count(str(escape(note)) + ".") == 2, note

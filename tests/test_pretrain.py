@@ -76,10 +76,48 @@ def test_algorithm2_fine_tunes_the_network_and_algorithm1_does_not(trained):
         before = {k: v.clone() for k, v in cell.trainable.state_dict().items()}
         rounds = list(cell.rounds())
         assert len(rounds) == 4
-        # Algorithm 2 trains on every round's batch from finetune_start = 2 on, and it is counted.
-        assert [r.costs.finetune_samples for r in rounds] == ([0, 0, 4, 4] if changes else [0] * 4)
+        # Algorithm 2 trains on round 2's batch for round 3 (the last: nothing after it), counted in round 3.
+        assert [r.costs.finetune_samples for r in rounds] == ([0, 0, 0, 4] if changes else [0] * 4)
         moved = any(not torch.equal(before[k], v) for k, v in cell.trainable.state_dict().items())
         assert moved == changes, algorithm
+
+
+def _alg_rounds(path, algorithm, **kw):
+    from benchmark.cell import Cell
+    spec = CellSpec.of(task="subspace", objective="quadratic_off", method="gloss", strength=0.2, denoiser="trained",
+                       checkpoint=str(path), samples=4, steps=10, algorithm=algorithm, **kw)
+    return list(Cell(spec).rounds())
+
+
+@pytest.mark.parametrize("settings, first", [
+    ({}, 1),                                             # the defaults: finetune_start 0, lr 1e-6 (Guo et al.)
+    ({"finetune_start": 1, "finetune_lr": 1e-3}, 2),     # their README's later start, scaled down
+])
+def test_algorithm2_leaves_algorithm1_from_the_first_round_after_fine_tuning(trained, settings, first):
+    """Same noise streams: Algorithm 2's samples equal Algorithm 1's bit for bit up to round finetune_start and
+    differ from round finetune_start + 1 on (the first round drawn by a fine-tuned network); by default that is
+    round 1, drawn after a step on round 0's unguided batch."""
+    *_, path = trained
+    alg1, alg2 = (_alg_rounds(path, a, rounds=3, **settings) for a in ("alg1", "alg2"))
+    assert [r.index for r in alg2] == [0, 1, 2, 3]
+    for k, (a, b) in enumerate(zip(alg1, alg2)):
+        if k < first:
+            assert torch.equal(a.z, b.z), k
+        else:
+            assert (a.z - b.z).abs().max() > 0, k
+
+
+@pytest.mark.parametrize("start", [0, 1, 2])
+def test_algorithm2_charges_the_fine_tuning_it_does(trained, start):
+    """rounds 3, 2 Adam steps a round, 4 chains: steps on the batches of rounds start..2, each counted in the round
+    it serves (start+1..3), none after round 3; the count equals the optimiser's own step counter times 4."""
+    *_, path = trained
+    rounds = _alg_rounds(path, "alg2", rounds=3, finetune_start=start, finetune_steps=2)
+    charged = {0: [0, 8, 8, 8], 1: [0, 0, 8, 8], 2: [0, 0, 0, 8]}[start]
+    assert [r.costs.finetune_samples for r in rounds] == charged
+    adam = rounds[-1].state["optimizer"]["state"]
+    assert {int(s["step"]) for s in adam.values()} == {2 * (3 - start)}
+    assert sum(charged) == 4 * 2 * (3 - start)
 
 
 @pytest.mark.slow

@@ -21,7 +21,7 @@ def test_json_round_trip_and_one_serialised_form():
     spec = CellSpec.of(**TINY, params={"schedule": "sqrt_ab_prev"}, seed=3, eta=0.5)
     text = spec.to_json()
     assert CellSpec.from_json(text) == spec and CellSpec.from_json(text).to_json() == text
-    assert json.loads(text)["sampling"] == {"schedule": "cosine", "T": 200, "steps": 5, "eta": 0.5}
+    assert json.loads(text)["sampling"] == {"schedule": "cosine", "T": 200, "steps": 5, "eta": 0.5, "clip_x0": False}
     assert spec.replace(seed=4).seed == 4 and spec.replace(rounds=0).rounds == Rounds(rounds=0, samples=4)
 
 
@@ -74,7 +74,7 @@ def test_the_cli_runs_a_compact_group_as_its_cells(tmp_path):
     (lambda d: d | {"stepz": 3}, r"cell spec: Additional properties are not allowed \('stepz' was unexpected\)"),
     (lambda d: d | {"sampling": d["sampling"] | {"steps": "ten"}}, r"cell spec\.sampling\.steps: 'ten' is not valid"),
     (lambda d: d | {"rounds": d["rounds"] | {"algorithm": "alg3"}}, r"cell spec\.rounds\.algorithm: 'alg3' is not one of"),
-    (lambda d: d | {"params": {"schedule": 3}}, r"cell spec\.params\.schedule: 3 is not one of \['constant', 'sqrt_ab_prev'\]"),
+    (lambda d: d | {"params": {"schedule": 3}}, r"cell spec\.params\.schedule: 3 is not one of \['rms', 'constant', 'sqrt_ab_prev'\]"),
     (lambda d: d | {"params": {"sigma": 0.1}}, r"cell spec\.params: Additional properties are not allowed \('sigma'"),
     (lambda d: {k: v for k, v in d.items() if k != "method"}, r"cell spec: 'method' is a required property"),
 ])
@@ -90,6 +90,16 @@ def test_structure_layer_names_the_field(change, message):
     ({"eta": 2.0}, r"eta must be in \[0, 1\]"),
     ({"objective": "cube"}, "task 'subspace' has no objective 'cube'"),
     ({"algorithm": "alg2"}, "algorithm 'alg2' fine-tunes the score network; denoiser 'oracle'"),
+    # Algorithm 2 fine-tunes on round k's batch for round k + 1, k = finetune_start .. rounds - 1 (TINY: rounds 1)
+    ({"algorithm": "alg2", "finetune_start": 1},
+     r"^algorithm 'alg2' with finetune_start = 1 and rounds = 1: no round is sampled after the fine-tuning, which "
+     r"would be charged and never used; allowed: finetune_start in 0\.\.0 \(0: from the unguided batch, Guo et al.'s "
+     r"default\), or rounds > 1$"),
+    ({"algorithm": "alg2", "rounds": 0},
+     r"^algorithm 'alg2' with finetune_start = 0 and rounds = 0: .*; allowed: rounds > 0$"),
+    ({"finetune_start": -1}, r"^finetune_start must be >= 0, got -1$"),
+    ({"finetune_steps": 0}, r"^finetune_steps must be >= 1, got 0$"),
+    ({"finetune_lr": 0.0}, r"^finetune_lr must be > 0, got 0.0$"),
     ({"denoiser": "trained"}, r"denoiser 'trained' \(loader 'checkpoint'\) needs a source"),
     ({"task": "digits", "objective": "label"}, r"task 'digits' has no exact \(oracle\) denoiser"),
     ({"task_params": {"folder": "x"}}, r"task 'subspace' has no parameter\(s\) \['folder'\]"),
@@ -101,7 +111,7 @@ def test_meaning_layer_refuses_impossible_cells(flat, message):
 
 def test_method_schema_is_generated_from_the_dataclass():
     schema = method_schema("mpgd")
-    assert schema["properties"]["schedule"] == {"enum": ["constant", "sqrt_ab_prev"]}
+    assert schema["properties"]["schedule"] == {"enum": ["rms", "constant", "sqrt_ab_prev"]}
     assert "strength" not in schema["properties"] and schema["additionalProperties"] is False
     assert set(json_schema()["properties"]) == {f.name for f in dataclasses.fields(CellSpec)}
     assert set(json_schema()["properties"]["sampling"]["properties"]) == {f.name for f in dataclasses.fields(Sampling)}

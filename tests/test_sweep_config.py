@@ -180,7 +180,7 @@ BAD = [
     (_mutate(["experiments", "subspace_oracle", "objectives"], ["quadratic"]), ConfigError,
      r"experiments.subspace_oracle.objectives: task 'subspace' has no objective 'quadratic'; allowed:"),
     (_mutate(["experiments", "subspace_oracle", "task"], "cube"), ConfigError,
-     r"experiments.subspace_oracle.task: unknown task 'cube'; allowed: \['digits', 'images', 'sphere', 'subspace'\]"),
+     r"experiments.subspace_oracle.task: unknown task 'cube'; allowed: \['digits', 'images', 'mixture', 'sphere', 'subspace'\]"),
     (_mutate(["experiments", "sphere", "denoiser"], "oracle"), ConfigError,
      r"experiments.sphere.denoiser: task 'sphere' has no oracle denoiser"),
     (_mutate(["experiments", "subspace_oracle", "algorithm"], "alg2"), ConfigError,
@@ -202,6 +202,7 @@ BAD = [
                                        "methods": {"none": {"strengths": [0]}}}), Exception, r"does not match"),
     (_mutate(["experiments", "subspace_oracle", "denoiser"], _DELETE), Exception, r"'denoiser' is a required property"),
     (_mutate(["experiments", "subspace_trained", "rounds"], "many"), Exception, r"'many' is not of type 'integer'"),
+    (_mutate(["experiments", "subspace_trained", "finetune_start"], -1), Exception, r"-1 is less than the minimum of 0"),
     # digits: per-network pre-training, objective parameters, methods restricted to some objectives
     (_mutate(["experiments", "digits", "objective_params"], {"traget": 3}), ConfigError,
      r"experiments.digits.objective_params: objective 'label' of task 'digits' has no parameter 'traget'; "
@@ -408,6 +409,14 @@ REFUSED_BEFORE_ANY_JOB = [
      r"experiments.digits_inpaint.objective_params.sigma_y: nan is not a finite number"),
     (["experiments", "oracle", "eta"], NAN, r"experiments.oracle.eta: nan is not a finite number"),
     (["experiments", "trained", "finetune_lr"], INF, r"experiments.trained.finetune_lr: inf is not a finite number"),
+    # Algorithm 2 whose fine-tuning no round would sample after (smoke's trained experiment: rounds 2, alg1 + alg2)
+    (["experiments", "trained", "finetune_start"], 2,
+     r"experiments.trained.finetune_start: 2 with experiments.trained.rounds: 2 and algorithm 'alg2': no round is "
+     r"sampled after the fine-tuning, which would be charged and never used; allowed: finetune_start in 0\.\.1 "
+     r"\(0: from the unguided batch, Guo et al.'s default\), or rounds > 2$"),
+    (["experiments", "trained", "rounds"], 0,
+     r"experiments.trained.finetune_start: 0 with experiments.trained.rounds: 0 and algorithm 'alg2': .*"
+     r"allowed: rounds > 0$"),
     (["experiments", "oracle", "methods", "naive", "strengths"], [0.9, INF],
      r"experiments.oracle.methods.naive.strengths\[1\]: inf is not a finite number"),
     (["pretrain", "subspace", "lr"], INF, r"pretrain.subspace.lr: inf is not a finite number"),

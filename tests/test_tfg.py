@@ -54,8 +54,9 @@ def _ddim_e_coefficient(step):
 @pytest.mark.parametrize("eta", [1.0, 0.0])
 def test_tfg_as_dps(subspace, eta):
     """DPS = (rho > 0, mu = 0, gamma = 0, N_recur = 1, N_iter = 0), DPS's constant step zeta:
-    TFG adds rho_t g_t / sqrt(a_t), so rho_t = zeta sqrt(a_t). (dps's default normalise="abs_reward"
-    divides zeta by |r(x0h)|, a normalisation outside TFG's design space.)"""
+    TFG adds rho_t g_t / sqrt(a_t), so rho_t = zeta sqrt(a_t). The normalisation is named: "none" is
+    dps's default on this general reward, but "abs_reward" (its default on log-probabilities) divides
+    zeta by |r(x0h)|, a normalisation outside TFG's design space."""
     tfg = MatchedTFG(rho_fn=lambda s: Z * math.sqrt(s.a_t), strength=Z, mu=0.0, gamma=0.0, n_recur=1, n_iter=0)
     dps = make_method("dps", Z, normalise="none")
     _close(_sample(subspace, tfg, eta=eta), _sample(subspace, dps, eta=eta))
@@ -80,7 +81,9 @@ def test_tfg_as_freedom(subspace, recur):
 
 @pytest.mark.parametrize("schedule", ["constant", "sqrt_ab_prev"])
 def test_tfg_as_mpgd(subspace, schedule):
-    """MPGD = (rho = 0, mu > 0, gamma = 0, N_recur = 1, N_iter = 1), mu_t = MPGD's c_t."""
+    """MPGD = (rho = 0, mu > 0, gamma = 0, N_recur = 1, N_iter = 1), mu_t = MPGD's c_t, for MPGD's
+    schedules named explicitly: its default "rms" (He et al.'s code) divides by each sample's gradient
+    RMS, a per-sample step outside TFG's design space (mu_t is one number per grid step)."""
     c = (lambda s: Z) if schedule == "constant" else (lambda s: Z * math.sqrt(s.ab_prev))
     tfg = MatchedTFG(mu_fn=c, strength=0.0, mu=Z, n_recur=1, n_iter=1)
     mpgd = make_method("mpgd", Z, schedule=schedule)

@@ -68,7 +68,7 @@ def test_through_denoiser_gradients_stay_on_the_subspace_clean_space_steps_leave
 
 @pytest.mark.parametrize("name,params", [("dps", {}), ("dps", {"normalise": "none"}), ("freedom", {}),
                                          ("freedom", {"stop_t": 50}), ("mpgd", {}),
-                                         ("mpgd", {"schedule": "sqrt_ab_prev"})])
+                                         ("mpgd", {"schedule": "constant"}), ("mpgd", {"schedule": "sqrt_ab_prev"})])
 def test_strength_zero_is_unguided_sampling(subspace, name, params):
     unguided, _, _ = _run(subspace, "none")
     guided, _, _ = _run(subspace, name, 0.0, **params)
@@ -104,6 +104,7 @@ def test_one_step_matches_the_closed_form(subspace):
     expected = {
         ("dps", "abs_reward"): unguided + (0.3 / r.abs()).unsqueeze(-1) * g_t,
         ("dps", "none"): unguided + 0.3 * g_t,
+        ("dps", "auto"): unguided + 0.3 * g_t,        # quadratic_off declares no kind: a general reward
         ("freedom", None): unguided + 0.3 * step.alpha * g_t,
         ("mpgd", "constant"): ddim_update(x0h + 0.3 * grad_r, e, step, z),
         ("mpgd", "sqrt_ab_prev"): ddim_update(x0h + 0.3 * math.sqrt(step.ab_prev) * grad_r, e, step, z),
@@ -121,8 +122,8 @@ def test_one_step_matches_the_closed_form(subspace):
     ("freedom", {"recurrence": 0}, "recurrence must be >= 1"),
     ("freedom", {"stop_t": -5}, "stop_t must be >= 0"),
     ("freedom", {"travel_start": 50, "travel_end": 80}, "travel_end must be <= travel_start"),
-    ("dps", {"normalise": "l2"}, "normalise must be one of \\['abs_reward', 'none'\\], got 'l2'"),
-    ("mpgd", {"schedule": "cosine"}, "schedule must be one of \\['constant', 'sqrt_ab_prev'\\], got 'cosine'"),
+    ("dps", {"normalise": "l2"}, "normalise must be one of \\['auto', 'residual', 'abs_reward', 'none'\\], got 'l2'"),
+    ("mpgd", {"schedule": "cosine"}, "schedule must be one of \\['rms', 'constant', 'sqrt_ab_prev'\\], got 'cosine'"),
 ])
 def test_bad_hyperparameters_raise_naming_the_parameter(name, params, message):
     with pytest.raises(ValueError, match=message):

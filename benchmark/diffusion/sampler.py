@@ -6,6 +6,17 @@ DDIM step (Song et al. 2021, eq. 12), eta = 1 is DDPM-like ancestral sampling:
     s_t     = eta * sqrt((1 - ab_{t-1}) / (1 - ab_t)) * sqrt(1 - a_t),   a_t = ab_t / ab_{t-1}
 Re-noising ("time travel"): x_t = sqrt(a_t) x_{t-1} + sqrt(1 - a_t) z.
 
+x0 clipping (option `clip_x0 = (low, high)`, default off; on for images in TFG's code, `clip_x0`
+with `clip_sample_range` 1, and in guided-diffusion's, `clip_denoised`): every DDIM update first
+clips the x0h it is given to the data range and recomputes e from it,
+    x0c = clamp(x0h, low, high)
+    e'  = (x_t - sqrt(ab_t) x0c) / sqrt(1 - ab_t) = e + sqrt(ab_t / (1 - ab_t)) (x0h - x0c)
+with x_t = sqrt(ab_t) x0h + sqrt(1 - ab_t) e (the x_t the pair (x0h, e) came from), then
+x_{t-1} = DDIM(x0c, e'): TFG's `_predict_x0` + `_predict_x_prev_from_zero`, guided-diffusion's
+`p_mean_variance(clip_denoised=True)` + `_predict_eps_from_xstart`, diffusers' DDIMScheduler.step
+with clip_sample=True and use_clipped_model_output=True (its default, False, keeps e). It lives here,
+not in the methods, so every method is clipped alike.
+
 A guidance method never copies this loop nor the update: it receives the pieces (`Sampler.eps`,
 `Sampler.eps_with_graph`, `ddim_update`, `renoise`) and returns x_{t-1}.
 """
@@ -65,18 +76,36 @@ def ddim_update(x0h: torch.Tensor, e: torch.Tensor, step: Step, z: torch.Tensor)
     return x_prev + s * z if s > 0 else x_prev
 
 
+def clip_tweedie(x0h: torch.Tensor, e: torch.Tensor, ab_t: float, low: float,
+                 high: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(x0c, e'): x0h clipped to [low, high] and e recomputed from it for the same x_t (module docstring);
+    an unclipped entry keeps its e exactly."""
+    x0c = x0h.clamp(low, high)
+    return x0c, e + math.sqrt(ab_t / (1 - ab_t)) * (x0h - x0c)
+
+
 def renoise(x_prev: torch.Tensor, step: Step, z: torch.Tensor) -> torch.Tensor:
     """Forward transition x_{t-1} -> x_t (time travel / recurrence)."""
     return math.sqrt(step.a_t) * x_prev + math.sqrt(1 - step.a_t) * z
 
 
 class Sampler:
-    """Owns the counted denoiser, the schedule and the grid; hands methods the pieces of a step."""
+    """Owns the counted denoiser, the schedule and the grid; hands methods the pieces of a step.
+
+    clip_x0: None (default), or the data range (low, high) every DDIM update clips x0h to (module docstring).
+    """
 
     def __init__(self, denoiser: CountingDenoiser, schedule: VPSchedule, steps: int | None = None,
-                 eta: float = 1.0):
+                 eta: float = 1.0, clip_x0: tuple[float, float] | None = None):
         if eta < 0:
             raise ValueError(f"eta must be >= 0, got {eta}")
+        if clip_x0 is not None:
+            low, high = (float(v) for v in clip_x0)
+            if not (math.isfinite(low) and math.isfinite(high) and low < high):
+                raise ValueError(f"clip_x0 must be a data range (low, high) with finite low < high, or None; "
+                                 f"got {clip_x0!r}")
+            clip_x0 = (low, high)
+        self.clip_x0 = clip_x0
         self.denoiser = denoiser
         self.schedule = schedule
         self.eta = float(eta)
@@ -99,9 +128,15 @@ class Sampler:
         e = self.denoiser(x, step.t)
         return x, e, tweedie(x, e, step.ab_t)
 
+    def clipped(self, x0h: torch.Tensor, e: torch.Tensor, step: Step) -> tuple[torch.Tensor, torch.Tensor]:
+        """The (x0h, e) the DDIM update uses: as given, or clipped to `clip_x0` (`clip_tweedie`)."""
+        if self.clip_x0 is None:
+            return x0h, e
+        return clip_tweedie(x0h, e, step.ab_t, *self.clip_x0)
+
     def ddim(self, x0h: torch.Tensor, e: torch.Tensor, step: Step, noise: PerSampleNoise) -> torch.Tensor:
         # Always draw, even when eta = 0, so every setting consumes the streams identically.
-        return ddim_update(x0h, e, step, noise.draw())
+        return ddim_update(*self.clipped(x0h, e, step), step, noise.draw())
 
     def renoise(self, x_prev: torch.Tensor, step: Step, noise: PerSampleNoise) -> torch.Tensor:
         return renoise(x_prev, step, noise.draw())

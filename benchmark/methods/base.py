@@ -201,11 +201,18 @@ class LossGuidance(GuidanceMethod):
         augmentations of x0h, r_T(x0h) = (1/|T|) sum_j r(T_j(x0h)), so
         g_t = (1/|T|) sum_j grad_{x_t} r(T_j(x0h)); still one VJP through the denoiser, |T|
         objective evaluations and gradients. The family T is the task's (`Guide.augment`).
-    polyak: Polyak step size (their Alg. 2), the method's step size replaced per sample by
-        zeta = strength ||e|| / (||g_t||^2 + polyak_eps), e = eps_theta(x_t, t). The guard
-        polyak_eps (in units of ||g_t||^2) makes a vanishing gradient give a vanishing step and
-        bounds the displacement ||zeta g_t|| by strength ||e|| / (2 sqrt(polyak_eps)); without it
-        the displacement strength ||e|| / ||g_t|| diverges at high noise, where g_t ~ sqrt(ab_t) -> 0.
+    polyak: Polyak step size (their Alg. 2), the method's step size replaced per sample by a step
+        built from e = eps_theta(x_t, t) and g_t, by `polyak_rule`:
+        "published" (default): zeta = strength ||e|| / ||g_t||^2, and zeta = 0 for a sample with
+            ||g_t|| < POLYAK_CUTOFF = 1e-6 (their only guard). strength is the paper's eta, the
+            scale of the Polyak step (strength = 1: the bare step). The displacement
+            ||zeta g_t|| = strength ||e|| / ||g_t|| grows at high noise, where g_t ~ sqrt(ab_t) -> 0.
+        "guarded": zeta = strength ||e|| / (||g_t||^2 + polyak_eps) (ours, not the paper's): the
+            guard polyak_eps (in units of ||g_t||^2, used only by this rule) bounds the displacement
+            by strength ||e|| / (2 sqrt(polyak_eps)); at high noise, where ||g_t||^2 << polyak_eps,
+            its step is a small fraction of the published one.
+        The rule is the same for every method that takes `polyak` (dps, freedom, ugd, lgd, shen): the
+        option is Shen et al.'s step, so it runs their rule unless "guarded" is named.
     recurrence = s > 1: time travel (their Alg. 3, FreeDoM's and UGD's recurrence), the step made s
         times, each repeat re-noising x_{t-1} back to t first (x_t = sqrt(a_t) x_{t-1} + sqrt(1 - a_t) z),
         at every step with travel_end <= t <= travel_start (travel_start = 0: no upper limit).
@@ -216,6 +223,7 @@ class LossGuidance(GuidanceMethod):
 
     augment: int = 0
     polyak: bool = False
+    polyak_rule: Literal["published", "guarded"] = "published"
     polyak_eps: float = 1e-2
     recurrence: int = 1
     travel_start: int = 0
@@ -291,12 +299,20 @@ class LossGuidance(GuidanceMethod):
         return e.detach(), x0h.detach(), r.detach(), g_t
 
     def step_size(self, default: torch.Tensor | float, e: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-        """The per-sample step [B]: the method's own (`default`), or Polyak's when `polyak`."""
+        """The per-sample step [B]: the method's own (`default`), or Polyak's by `polyak_rule` when `polyak`."""
         if self.polyak:
-            return chain_scalar(self.strength, e.dtype) * norm(e) / (norm(g) ** 2 + self.polyak_eps)
+            g_norm = norm(g)
+            if self.polyak_rule == "guarded":
+                return chain_scalar(self.strength, e.dtype) * norm(e) / (g_norm ** 2 + self.polyak_eps)
+            zeta = chain_scalar(self.strength, e.dtype) * norm(e) / g_norm ** 2
+            return torch.where(g_norm < POLYAK_CUTOFF, torch.zeros_like(zeta), zeta)   # not inf or 0/0
         if isinstance(default, torch.Tensor):
             return default.to(e.dtype)
         return torch.full((e.shape[0],), float(default), dtype=e.dtype, device=e.device)
+
+
+#: Shen et al.'s Polyak step is 0 for a sample whose gradient norm ||g_t|| is below this ("published" rule).
+POLYAK_CUTOFF = 1e-6
 
 
 def norm(x: torch.Tensor) -> torch.Tensor:

@@ -14,6 +14,22 @@ with `polyak` the step rho_t is replaced by strength ||e|| / ||g_t||^2.
 Cost per step with r repeats: r (1U + 1U_b + |T| objective evaluations + |T| objective gradients)
 while guiding (|T| = max(augment, 1)), r U after stop_t.
 
+Strength conventions (tests/test_conventions.py checks each on one oracle step):
+- FreeDoM's code (vvictoryuki/FreeDoM, Face-GD/functions/denoising.py, e.g. parse_ddim_diffusion):
+  `rho = at.sqrt() * rho_scale; if not i <= stop: xt_next -= rho * norm_grad`, norm_grad = grad_{x_t} E(x0h)
+  with the energy E = ||residual|| unsquared. So strength = rho_scale, stop_t = stop, r = -E. Their E is
+  the norm of the whole batch tensor, ours per sample (equal for a batch of one). Their ImageNet CLIP
+  guidance time-travels with repeat = 10 for 800 >= t >= 500 (recurrence = 10, travel_start = 800,
+  travel_end = 500 on T = 1000) but scales its step by the gradient's RMS instead (not implemented).
+  Their noise is s_t = 0.5 sqrt(1 - ab_{t-1}) (`eta = 0.5`, c1 and c2 in their code), DDIM with a
+  different sigma_t than any fixed DDIM eta gives; here the sampler's DDIM(eta) is used.
+- TFG's FreeDoM baseline (YWolfeee/Training-Free-Guidance methods/freedom.py, read in the copies in
+  myjju08/KAIRI_Research and sony/titan-guide; the original is not in our reference store) uses TFG's
+  normalised schedule instead: x_{t-1} = DDIM(x_t, e) + rho_t g_t, rho_t = s_TFG a_t / mean_grid(a).
+  That equals ours at step t for s_TFG = strength sqrt(ab_t) mean_grid(a) / a_t; our tfg.py (which adds
+  Delta_t / sqrt(a_t)) equals it for rho = strength sqrt(ab_t) mean_grid(a) / sqrt(a_t). No one s_TFG or
+  rho matches every step: sqrt(ab_t) falls towards 0 at high noise where a_t stays near 1.
+
 Reference: J. Yu, Y. Wang, C. Zhao, B. Ghanem, J. Zhang. FreeDoM: Training-Free Energy-Guided
 Conditional Diffusion Model. ICCV 2023.
 """

@@ -15,6 +15,20 @@ The eps_i are drawn from each chain's own stream (per sample); Shen et al.'s opt
 
 Cost per step: 1U + 1U_b + n objective evaluations + n objective gradients (x |T| with augment).
 
+Strength conventions (tests/test_conventions.py checks them on one oracle step):
+- Song et al.'s own code: we found none published; the rule above is their Alg. 1 as the paper states
+  it (not re-checked against the paper's text for this note).
+- TFG's LGD-MC baseline (YWolfeee/Training-Free-Guidance methods/lgd.py, read in the copies in
+  sony/titan-guide and myjju08/KAIRI_Research; the original is not in our reference store):
+      guidance = grad_{x_t} logsumexp_i r(x0h + sqrt(1 - ab_t) eps_i) / n,   x_{t-1} = DDIM(x_t, e) + s guidance
+  The gradient of the logsumexp is already the softmax-weighted mean of the n gradients; the / n averages
+  a second time, so their guidance_strength s is n times ours: strength = s / n reproduces it (their
+  "lgd_10": strength = s / 10). Their `rescale_grad` (clip_scale 100) is not applied. A third copy
+  (christianbelardi/adam-guidance) adds s guidance / sqrt(a_t) and steps from a clipped x0h instead;
+  which one the original holds we could not verify.
+- TFG's unified method at gamma = 1 (their tfg.py: logsumexp - log n, no / n) has no factor n: it is
+  this rule with rho_t = strength sqrt(a_t) (tests/test_tfg.py).
+
 Reference: J. Song, Q. Zhang, H. Yin, M. Mardani, M.-Y. Liu, J. Kautz, Y. Chen, A. Vahdat.
 Loss-Guided Diffusion Models for Plug-and-Play Controllable Generation. ICML 2023.
 """

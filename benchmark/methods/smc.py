@@ -1,4 +1,4 @@
-"""Feynman-Kac steering / twisted SMC: K particles per output sample targeting p(x_0) exp(lam r(x_0)),
+"""Feynman-Kac steering / twisted SMC: K particles per output sample, steering towards p(x_0) exp(lam r(x_0)),
 lam = `strength`, p the sampler's own distribution.
 
 Per step t -> t' of the grid, for all particles at once ([K B] rows, particle-major):
@@ -6,19 +6,45 @@ Per step t -> t' of the grid, for all particles at once ([K B] rows, particle-ma
     log w += log p(x_{t'} | x_t) - log q(x_{t'} | x_t) = (|z|^2 - |(x_{t'} - m_p) / s_t|^2) / 2
                                          (guided proposal only: x_{t'} = m_q + s_t z, and m_p the
                                           unguided DDIM mean from the same forward's e = eps_theta(x_t, t))
-Every `resample_every`-th step (the last excepted), with r_t = r(x0h_t) on this step's Tweedie estimate:
-    log w += log Phi_t - log Phi_prev,    Phi_t the tilt of the intermediate target, by `potential`:
-        difference: Phi_t = exp(lam r_t)                    ratio exp(lam (r_t - r_prev)), Singhal's G_t
-        max:        Phi_t = exp(lam max_{s >= t} r_s)       ratio exp(lam (M_t - M_prev)) >= 1
-        sum:        Phi_t = exp(lam sum_{s >= t} r_s)       ratio exp(lam r_t)
-    (Phi = 1 before the first), and each chain whose ESS = 1 / sum_k wbar_k^2 < ess_threshold K
-    resamples its own K particles systematically (weights reset; never across output samples).
-    ess_threshold = 1 resamples at every potential step (FK steering's fixed interval), 0.5 adaptively.
-    max and sum tilt the intermediate targets harder than lam r (sum by about lam times the number of
-    potential steps): high rewards sooner, but more particles to correct back to the target.
-After the last step: log w += lam r(x_0) - log Phi_last, so the factors multiply to exp(lam r(x_0))
-for every potential and the weighted particles target p(x_0) exp(lam r(x_0)); one particle per
-chain is returned, drawn by its final weight (inverse CDF at one uniform).
+Every `resample_every`-th step (the last excepted), with r_t = r(x0h_t) on this step's Tweedie estimate,
+the weights multiply by a potential G_t of the reward history, by `potential`. Singhal et al.'s three, as
+their code computes them (github.com/zacharyhorvitz/Fk-Diffusion-Steering, discrete_diffusion/fkd_class.py
+at 2fca4c5, `FKD.resample`; their names there: diff, max, add), with M, S the running max and sum of the
+history:
+    difference: G_t = exp(lam (r_t - r_prev))              (r_prev = 0 before the first)
+    max:        G_t = exp(lam M_t),  M_t = max(M_prev, r_t)  (M = reward_min before the first: their
+                                     reward_min_value, 0.0 there and here, so rewards below 0 do not count)
+    sum:        G_t = exp(lam S_t),  S_t = S_prev + r_t      (S = 0 before the first; their code starts it
+                                     at reward_min_value too, a constant factor that cancels)
+and two of ours (called max and sum here before), ratios Phi_t / Phi_prev of intermediate tilts (Phi = 1
+before the first):
+    max_ratio:  G_t = exp(lam (M_t - M_prev)),  Phi_t = exp(lam max_s r_s)   (M from the first r, no floor)
+    rt:         G_t = exp(lam r_t),             Phi_t = exp(lam sum_s r_s)   (= their code's `rt` potential)
+After the last step one final factor, their code's terminal weight exp(lam R) / prod_t G_t (the product over
+the particle's ancestors), R = M_0 = max(M_last, r(x_0)) for max, S_0 = S_last + r(x_0) for sum, r(x_0)
+otherwise; difference's product telescopes to exp(lam r_last), so its factor is their exp(lam (r_0 - r_last)).
+So the factors along a trajectory multiply to exp(lam R), and the weighted particles target
+    difference, max_ratio, rt: p(x_0) exp(lam r(x_0))                        (exactly as K -> infinity)
+    max: p(x_{0:T}) exp(lam max(reward_min, r_{t_1}, ..., r_{t_D}, r(x_0)))    the best reward on the way
+    sum: p(x_{0:T}) exp(lam (r_{t_1} + ... + r_{t_D} + r(x_0)))                 D + 1 rewards added up
+(t_1..t_D the potential steps): FK's max and sum tilt the trajectory, not x_0 alone, and miss the tilted
+target at any K. Default `difference`: FK's diff, their own default (discrete_diffusion/configs/
+fk_steering_config.yaml: potential_type 'diff'), and one of the three that target p exp(lam r). Its
+intermediate targets p(x_{T:t}) exp(lam r(x0h_t)) are the usual approximation of the tilted marginals
+(the twist of Wu et al.), so the final factor has little to correct; rt's tilt all the rewards so far
+added up, far harder, and needs many more particles. chi2/dof of theta^T x against the exact target,
+oracle subspace task, lam = 0.5, 20 steps, K = 256, B = 4000 (tests/test_smc_potentials.py,
+`tilted_chi2_per_dof`): difference 1.6, max_ratio 1.8, rt 404 (consistent but far from converged), max 97, sum 3153.
+Weights accumulate (log w += log G_t) and each chain whose ESS = 1 / sum_k wbar_k^2 < ess_threshold K
+resamples its own K particles systematically (weights reset; never across output samples).
+ess_threshold = 1 resamples at every potential step (FK's fixed interval, where their code's weights are
+G_t alone), 0.5 adaptively (their adaptive branch drops the weights of a step without resampling; here
+they are kept, as SMC needs).
+One particle per chain is returned, drawn by its final weight (inverse CDF at one uniform).
+
+Known differences from their code: weights in log space (no clamp of w at 1e10, which ties the particles
+whose log G exceeds ln 1e10 = 23), systematic rather than multinomial resampling, one weighted draw returned
+rather than the K resampled particles (or the argmax of their statistic, in their discrete code).
 
 Particle j of chain i runs on its own stream (particle 0 is the chain itself, particle j > 0 starts
 from the first draw of the stream seeded derive_seed(seed_i, "particle", j)); the resampling uniforms
@@ -55,6 +81,11 @@ import torch
 
 from benchmark.diffusion.sampler import ddim_update, tweedie
 from benchmark.methods.base import GuidanceMethod, add_costs, declared_costs, make_proposal, scale_costs
+
+
+#: Singhal et al.'s potentials G_t = exp(lam stat_t) on the running max / sum of the reward history: each
+#: step's whole tilt, not a ratio.
+FK_TILTS = ("max", "sum")
 
 
 def systematic(w: torch.Tensor, u: torch.Tensor, n: int) -> torch.Tensor:
@@ -128,7 +159,7 @@ class _Transition:
             raise ValueError(f"method 'smc': the proposal made {len(self.z)} DDIM updates"
                              f"{' and re-noised' if self.renoised else ''} in one step (time travel?): its "
                              "transition is not one Gaussian and cannot be importance-corrected")
-        m_p = ddim_update(self.x0h(step), self.e, step, torch.zeros_like(x_prev))
+        m_p = ddim_update(*self._sampler.clipped(self.x0h(step), self.e, step), step, torch.zeros_like(x_prev))
         z = self.z[0].double().flatten(1)
         d = ((x_prev - m_p).double() / step.sigma).flatten(1)
         return 0.5 * (z.square().sum(1) - d.square().sum(1))
@@ -152,7 +183,8 @@ class SMC(GuidanceMethod):
     batches_strengths = True   # strength a float or per chain (GuidanceMethod.batches_strengths)
 
     particles: int = 4
-    potential: Literal["difference", "max", "sum"] = "difference"
+    potential: Literal["difference", "max", "sum", "max_ratio", "rt"] = "difference"
+    reward_min: float = 0.0
     resample_every: int = 1
     ess_threshold: float = 0.5
     proposal: str = "none"
@@ -165,6 +197,9 @@ class SMC(GuidanceMethod):
             raise ValueError(f"method 'smc': particles (K per output sample) must be >= 1, got {self.particles}")
         if self.resample_every < 1:
             raise ValueError(f"method 'smc': resample_every must be >= 1, got {self.resample_every}")
+        if self.reward_min != 0 and self.potential != "max":
+            raise ValueError(f"method 'smc': reward_min (where the running max of the reward history starts) is used "
+                             f"by the potential 'max' only, not {self.potential!r}; leave it at 0")
         if not 0 < self.ess_threshold <= 1:
             raise ValueError(f"method 'smc': ess_threshold (a fraction of K) must be in (0, 1], "
                              f"got {self.ess_threshold}")
@@ -198,7 +233,8 @@ class SMC(GuidanceMethod):
         chains = torch.arange(B, device=x_T.device)
         x = particles.start(x_T)                                             # [K B, ...]
         log_w = torch.zeros(K * B, dtype=torch.float64, device=x.device)
-        stat, log_phi = None, torch.zeros_like(log_w)
+        stat = torch.full_like(log_w, self.reward_min) if self.potential in FK_TILTS else None
+        log_phi = torch.zeros_like(log_w)                                    # log prod_t G_t along the ancestry
         last = len(sampler.steps) - 1
         for step in sampler.steps:
             move = self._proposal if guided and step.sigma > 0 else self._prior
@@ -210,7 +246,10 @@ class SMC(GuidanceMethod):
                 with torch.no_grad():
                     r = pguide.objective(transition.x0h(step)).double()     # r(x0h_t): K evaluations
                 stat = self._statistic(stat, r)
-                log_w, log_phi = log_w + lam * stat - log_phi, lam * stat
+                if self.potential in FK_TILTS:                               # G_t = exp(lam M_t) or exp(lam S_t)
+                    log_w, log_phi = log_w + lam * stat, log_phi + lam * stat
+                else:                                                        # G_t = Phi_t / Phi_prev
+                    log_w, log_phi = log_w + lam * stat - log_phi, lam * stat
                 u = torch.special.ndtr(uniforms.draw().double())             # drawn every time: per chain
                 w = normalised(log_w.view(K, B))
                 resample = ess(w) < self.ess_threshold * K                   # [B], per chain
@@ -221,7 +260,9 @@ class SMC(GuidanceMethod):
                     log_w = torch.where(resample, 0.0, log_w.view(K, B)).flatten()
             x = x_prev.detach()
         with torch.no_grad():
-            log_w = log_w + lam * pguide.objective(x).double() - log_phi       # final correction: K evaluations
+            r = pguide.objective(x).double()                                 # r(x_0): K evaluations
+        R = self._statistic(stat, r) if self.potential in FK_TILTS else r    # M_0, S_0 or r(x_0)
+        log_w = log_w + lam * R - log_phi                                    # final factor exp(lam R) / prod_t G_t
         u = torch.special.ndtr(uniforms.draw().double())
         pick = systematic(normalised(log_w.view(K, B)), u, 1)[0]
         return x[pick * B + chains]
@@ -240,7 +281,8 @@ class SMC(GuidanceMethod):
         return add_costs(scale_costs(self.particles, path), (0, 0, self.particles * potentials, 0))
 
     def _statistic(self, stat, r):
-        """The potential's running statistic: r_t, max_{s >= t} r_s or sum_{s >= t} r_s."""
+        """The reward history's statistic after r_t: r_t (difference), the running max M_t (max,
+        max_ratio) or the running sum S_t (sum, rt); t counts down, so 'so far'."""
         if stat is None or self.potential == "difference":
             return r
-        return torch.maximum(stat, r) if self.potential == "max" else stat + r
+        return torch.maximum(stat, r) if self.potential in ("max", "max_ratio") else stat + r

@@ -19,8 +19,10 @@ mu = 0 skips the iterations. TFG's gradient clipping (their `clip_scale`) is not
 Special cases (tests/test_tfg.py checks them step for step against the dedicated files, with the
 dedicated method's step size substituted for rho_t / mu_t, since each paper schedules its step
 differently from TFG's normalised a_t-schedule):
-    DPS     = (rho > 0, mu = 0, gamma = 0, N_recur = 1, N_iter = 0)  dps with normalise="none";
-              dps's default "abs_reward" divides by |r(x0h)|, which TFG's design space lacks.
+    DPS     = (rho > 0, mu = 0, gamma = 0, N_recur = 1, N_iter = 0)  dps with normalise="none" (its
+              default on a general reward); its "abs_reward" (default on log-probabilities) divides
+              by |r(x0h)| and "residual" (on inverse problems) differentiates ||y - A x0h||, steps
+              that TFG's design space lacks.
     LGD-MC  = (rho > 0, mu = 0, gamma = 1, N_recur = 1, N_iter = 0, N_s = n)
     FreeDoM = (rho > 0, mu = 0, gamma = 0, N_recur >= 1, N_iter = 0)  (recurrence at every step)
     MPGD    = (rho = 0, mu > 0, gamma = 0, N_recur = 1, N_iter = 1)
@@ -29,6 +31,19 @@ differently from TFG's normalised a_t-schedule):
 
 Cost per step: N_recur (1U + [rho > 0] (1U_b + N_s G) + [mu > 0] N_iter N_s G), with N_s read as
 1 when gamma = 0 (G = one objective evaluation + gradient).
+
+Mapping to TFG's code (YWolfeee/Training-Free-Guidance methods/tfg.py and utils/configs.py, read in the
+copies in yeonwoo378/Training-Free-Guidance and MaydaY-Tsinghua/Training-Free-Guidance; the original is
+not in our reference store), by their Arguments' fields: strength = rho, mu = mu, gamma = sigma (with
+their sigma_schedule "decrease": std = sigma sqrt(1 - ab_t)), n_s = eps_bsz (4), n_recur = recur_steps,
+n_iter = iter_steps, rho_schedule / mu_schedule = theirs (get_rho: rho s[t] len(s) / sum(s) over the
+sampling grid, the normalisation above). Their baselines' strengths map to the dedicated methods as freedom.py,
+lgd.py (a factor n) and ugd.py state. Not reproduced: rescale_grad (clip_scale, default 100), and x0
+clipping as their code does it: clip_x0 (default True, range 1) clamps x0h in `_predict_x0`, which
+feeds the reward whose gradient is Delta_t (through the clamp), the start of variance guidance, and the
+DDIM step (eps recomputed, `_predict_x_prev_from_zero`), Delta_0 added after the clamp. The sampling
+option clip_x0 (benchmark.diffusion.sampler) clips the x0h of the DDIM update only, for every method
+alike: here x0h + Delta_0, and the reward sees the unclipped x0h.
 
 Reference: H. Ye, H. Lin, J. Han, M. Xu, S. Liu, Y. Liang, J. Ma, J. Zou, S. Ermon. TFG: Unified
 Training-Free Guidance for Diffusion Models. NeurIPS 2024.

@@ -23,6 +23,25 @@ guidance: D* enters through e^, which moves x_{t-1} by (sqrt(ab_{t-1}) - c_t sqr
 instead of TFG's sqrt(ab_{t-1}) Delta_0, and its clean-space gradients are taken at x0h(e^), after
 forward guidance, where TFG takes them at x0h(e).
 
+Conventions (tests/test_conventions.py checks them on one oracle step):
+- Bansal et al.'s code (arpitbansal297/Universal-Guided-Diffusion, Guided_Diffusion_Imagenet/
+  guided_diffusion/gaussian_diffusion.py, ddim_sample_operation): forward guidance
+  `eps = eps - (1 - alpha_bar).sqrt() * grad * optim_guidance_3_wt` (w = optim_guidance_3_wt); backward
+  guidance starts from the forward-guided x0^ = x0h(e^) (`x0 = out["pred_xstart"]`, set from the
+  guided eps), as here; e is re-derived from the optimised x0 (`_predict_eps_from_xstart`), which is
+  e^ - sqrt(ab_t / (1 - ab_t)) D* above; self-recurrence k = `num_steps`. Differences kept: their
+  m = `max_iters` steps are Adam's (lr `operation.lr`) with x0 clamped to [-1, 1] at every iteration
+  and after, and a per-sample loss cutoff; here plain gradient steps of `backward_lr`, no clamp (the
+  sampler's clip_x0 clamps the x0h the DDIM update uses), no cutoff.
+- TFG's UGD baseline (YWolfeee/Training-Free-Guidance methods/ugd.py, read in the copy in
+  sony/titan-guide; the original is not in our reference store) starts backward guidance from the
+  unguided x0h(e) (clipped by their `_predict_x0`), with lr = its guidance strength and
+  m = iter_steps - 1: backward_lr = strength and backward_steps = iter_steps - 1 match it only when
+  grad r is constant (a linear reward) or w = 0. Otherwise D* differs by the change of grad r between
+  x0h(e) and x0h(e^) = x0h(e) + w (1 - ab_t) / sqrt(ab_t) g_t: for r = c - (theta^T x - b)^2 and m = 1,
+  D*_here - D*_TFG = -2 lr w (1 - ab_t) / sqrt(ab_t) theta theta^T g_t, which moves x_{t-1} by
+  (sqrt(ab_{t-1}) - c_t sqrt(ab_t / (1 - ab_t))) times that.
+
 Reference: A. Bansal, H.-M. Chu, A. Schwarzschild, S. Sengupta, M. Goldblum, J. Geiping,
 T. Goldstein. Universal Guidance for Diffusion Models. ICLR 2024 (arXiv 2302.07121).
 """

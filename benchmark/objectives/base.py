@@ -1,9 +1,28 @@
-"""What every objective offers: a per-sample reward to MAXIMISE and its known optima."""
+"""What every objective offers: a per-sample reward to MAXIMISE, its known optima and its kind."""
 
 from __future__ import annotations
 
 import torch
 from torch import nn
+
+#: What an objective's reward is, which decides the published step rule of a method such as DPS:
+#: "inverse": a measurement misfit, with `residual_norm(x) -> [B]` = ||y - A x||_2 per sample;
+#: "log_prob": a log-probability log p(c | x) <= 0 (a classifier's label objective);
+#: "reward": anything else (the default; also for an objective that declares no kind).
+KINDS = ("inverse", "log_prob", "reward")
+
+
+def objective_kind(objective) -> str:
+    """The objective's declared `kind` ("reward" when it declares none); ValueError naming the allowed kinds
+    for anything else, and for an "inverse" objective without `residual_norm`."""
+    kind = getattr(objective, "kind", "reward")
+    name = getattr(objective, "name", "") or type(objective).__name__
+    if kind not in KINDS:
+        raise ValueError(f"objective {name!r}: kind must be one of {list(KINDS)}, got {kind!r}")
+    if kind == "inverse" and not callable(getattr(objective, "residual_norm", None)):
+        raise ValueError(f"objective {name!r} declares kind 'inverse' but has no residual_norm(x) -> [B] "
+                         "(||y - A x||_2 per sample)")
+    return kind
 
 
 class Objective(nn.Module):
@@ -18,6 +37,8 @@ class Objective(nn.Module):
     """
 
     name: str = ""
+    #: One of KINDS; an "inverse" objective also defines residual_norm(x) -> [B].
+    kind: str = "reward"
     optimum: float | None = None
     optimum_on_support: float | None = None
     #: Methods besides forward that cost an objective evaluation (and a gradient when differentiated);

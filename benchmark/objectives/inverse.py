@@ -1,8 +1,9 @@
 """Noisy linear inverse problems: y = A x* + sigma_y n, n ~ N(0, I); reward r(x) = -||y - A x||_2.
 
 The residual norm is per sample and unsquared, as in DPS's update (Chung et al. 2023, Alg. 1:
-x_{t-1} -= zeta' grad_{x_t} ||y - A x0h||), so `dps` with normalise="none" and strength zeta' is
-the original DPS rule on these objectives. r <= 0; it reaches 0 only where A x = y exactly,
+x_{t-1} -= zeta' grad_{x_t} ||y - A x0h||). These objectives declare kind "inverse" with
+`residual_norm`, so `dps`'s default step is that rule (normalise="residual", strength zeta'); on this
+r = -||y - A x|| it is the same step as normalise="none". r <= 0; it reaches 0 only where A x = y exactly,
 which with sigma_y > 0 the ground truth x* itself does not (E ||y - A x*|| ~ sigma_y sqrt(m)).
 
 Each chain restores its own held-out image: with `image` = "all" chain i restores image i mod L of
@@ -23,7 +24,9 @@ class InverseProblem(Objective):
     """x_star: [L, C, H, W] ground truths; noise: [L, *m] standard normal draws in measurement space;
     y = A x_star + sigma_y noise: [L, *m]. `buffers` (e.g. a mask) are registered before A is applied."""
 
+    kind = "inverse"
     optimum = 0.0
+    counted_methods = ("residual_norm",)   # DPS's default step differentiates it in place of forward
 
     def __init__(self, x_star: torch.Tensor, noise: torch.Tensor, sigma_y: float, image: int | str,
                  **buffers: torch.Tensor):

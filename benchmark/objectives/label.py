@@ -22,6 +22,7 @@ from benchmark.objectives.base import Objective
 
 class Label(Objective):
     name = "label"
+    kind = "log_prob"      # r = log p_phi(c | x): dps's default step is TFG's |log p| rule
     optimum = 0.0
     counted_methods = ("noisy_log_prob",)
 

@@ -88,7 +88,7 @@ def _panel(index: int, key: tuple, rows: pd.DataFrame, palette: dict, fidelity_m
         "fidelity": fidelity,
         "extra_metrics": [{"name": m, "direction": directions[m], "arrow": agg.direction_arrow(directions[m])}
                           for m in extra],
-        "direction_legend": _legend(directions[m] for m in extra),
+        "direction_legend": _legend(directions[m] for m in extra), "metric_notes": _metric_notes(task, extra),
         "leaderboard": _records(board), "figures": figures, "galleries": panel_galleries(rows, galleries),
         "pareto": _records(tradeoff[tradeoff["pareto"]]) if tradeoff is not None else [],
         "costs": _records(costs), "has_unguided": bool(agg.is_unguided(costs["method"]).any()),
@@ -104,6 +104,19 @@ def _legend(directions) -> str:
     if any(d is None for d in directions):
         parts.append("no arrow: no declared direction")
     return ", ".join(parts)
+
+
+def _metric_notes(task: str, metrics) -> list[str]:
+    """What the task says its metrics are measured against (its `metric_notes`, e.g. subspace's calibration
+    metrics: the data posterior, or the sampler's): one line per note, naming the shown metrics it covers."""
+    from benchmark.tasks import TASKS
+
+    notes = getattr(TASKS.get(task), "metric_notes", None) or {}
+    grouped: dict[str, list[str]] = {}
+    for m in metrics:
+        if m in notes:
+            grouped.setdefault(notes[m], []).append(m)
+    return [f"{', '.join(ms)}: {note}" for note, ms in grouped.items()]
 
 
 def _panel_rows(df: pd.DataFrame, key: tuple) -> pd.DataFrame:
@@ -127,12 +140,13 @@ def _verdict_context(df: pd.DataFrame, header: dict, selections: list[dict], pal
         hv = _hypervolumes(tuning, key, p, selections)
         for m in p["methods"]:
             m["hypervolume"] = hv.get(m["label"], hv.get(m["method"]))
+        metrics = [m for m in [*agg.panel_metrics(_panel_rows(df, key)), "cost_per_success"]
+                   if any(m in r for r in p["methods"])]
         out.append({
             "title": title, "anchor": panel_ids.get(key), "gate": p["gate"], "methods": p["methods"],
             "settings": sorted(settings, key=lambda r: (r["method"], r[vd.COMPUTE])),
             "excluded": p["excluded"], "budgets": p["budgets"], "equal_compute": p["equal_compute"],
-            "metrics": [m for m in [*agg.panel_metrics(_panel_rows(df, key)), "cost_per_success"]
-                        if any(m in r for r in p["methods"])],
+            "metrics": metrics, "metric_notes": _metric_notes(key[0], metrics),
             "unguided_reward": next((r["reward"] for r in p["methods"] if r["method"] == vd.UNGUIDED), None),
             "figure": figs.compute_figure(settings, palette, title=title, save_to=png),
         })

@@ -8,12 +8,13 @@ from benchmark.registry import Registry
 from benchmark.tasks.base import Task
 from benchmark.tasks.digits import DigitsTask
 from benchmark.tasks.images import ImagesTask
+from benchmark.tasks.mixture import MixtureTask
 from benchmark.tasks.sphere import SphereTask
 from benchmark.tasks.subspace import SubspaceTask
 
 TASKS: Registry[type[Task]] = Registry("task", "guidebench.tasks",
                                        {"subspace": SubspaceTask, "sphere": SphereTask, "digits": DigitsTask,
-                                        "images": ImagesTask})
+                                        "images": ImagesTask, "mixture": MixtureTask})
 
 
 def task_class(name: str) -> type[Task]:

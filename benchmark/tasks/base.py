@@ -20,6 +20,9 @@ class Task:
     objective_params: dict[str, dict] = {}
     #: Image tasks get a sample gallery (PNG) next to each cell's results.
     is_image: bool = False
+    #: The range (low, high) every coordinate of the data lies in, or None (unbounded): what the sampling
+    #: option `clip_x0` clips the Tweedie estimate x0h to (benchmark.diffusion.sampler); tasks without one refuse it.
+    data_range: tuple[float, float] | None = None
     #: Tasks that load pre-trained networks (classifiers, evaluators) from a cell's models folder.
     uses_models: bool = False
     #: Objectives with a noise-conditional log-probability `noisy_log_prob(x_t, t)` (a classifier

@@ -122,6 +122,7 @@ class DigitsTask(Task):
     objective_params = OBJECTIVE_PARAMS
     metric_directions = METRIC_DIRECTIONS
     is_image = True
+    data_range = (-1.0, 1.0)
     uses_models = True
     networks = NETWORKS
     noisy_log_prob_objectives = ("label",)

@@ -120,6 +120,7 @@ class ImagesTask(Task):
     objective_params = OBJECTIVE_PARAMS
     metric_directions = METRIC_DIRECTIONS
     is_image = True
+    data_range = (-1.0, 1.0)
     networks = {}  # nothing to pre-train: the model is declared under `denoisers` (e.g. a diffusers UNet2DModel)
 
     def __init__(self, task_seed: int = 0, folder: str | Path | None = None,
