@@ -14,13 +14,10 @@ A cell is identified by its specification and the content of the network files i
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import json
 import logging
 import math
-import os
-import re
 import resource
 import sys
 import traceback
@@ -28,7 +25,8 @@ from pathlib import Path
 
 import torch
 
-from benchmark.denoisers import DENOISERS, network_metadata
+from benchmark.checkpoints import network_record
+from benchmark.denoisers import DENOISERS
 from benchmark.diffusion import Costs, CountingDenoiser, CountingObjective, Sampler
 from benchmark.images.gallery import gallery_path, save_gallery
 from benchmark.methods import make_method
@@ -37,57 +35,8 @@ from benchmark.optimize import run_rounds
 from benchmark.results import provenance, to_table, write_atomic
 from benchmark.spec import CellSpec
 from benchmark.tasks import make_task
-from benchmark.tasks.networks import jacobian_summary
 
 log = logging.getLogger(__name__)
-
-
-def network_record(path: str | Path, kind: str) -> dict:
-    """A network file the cell loads: its path, sha256 and training figures (the scalar entries of the
-    report embedded in the checkpoint: epochs, held-out / validation / test loss, parameters...; not
-    where, when and how fast it trained, which differ between bit-identical trainings)."""
-    report = network_metadata(path, kind)["report"]
-    figures = {k: v for k, v in report.items() if (v is None or isinstance(v, (bool, int, float, str)))
-               and not _RUN_FACT.search(k)}
-    return {"file": str(path), "sha256": file_sha256(path)} | figures | jacobian_summary(report)
-
-
-
-
-#: Report entries about the training run rather than the network (timings, memory, host, device).
-_RUN_FACT = re.compile(r"seconds|memory|hostname|started|device|threads")
-
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 (hex) of a file's bytes, cached while its size and modification time stay the same."""
-    st = os.stat(path)
-    return _file_sha256(str(path), st.st_size, st.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=64)
-def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
-    """For a safetensors file: sha256 of what determines the network (its tensors, their header and
-    the metadata) less the training report, whose wall times differ between two bit-identical
-    trainings; for anything else (or a file whose header does not parse) of all its bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        head = f.read(8)
-        n = int.from_bytes(head, "little") if len(head) == 8 else -1
-        header = None
-        if 0 < n <= min(size - 8, 100 << 20):
-            try:
-                header = json.loads(f.read(n))
-            except (UnicodeDecodeError, json.JSONDecodeError):
-                header = None
-        if isinstance(header, dict):
-            meta = dict(header.pop("__metadata__", None) or {})
-            meta.pop("report", None)
-            h.update(json.dumps([header, meta], sort_keys=True).encode())
-        else:
-            f.seek(0)
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def resolve_device(device: str) -> str:

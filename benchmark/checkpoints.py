@@ -7,16 +7,23 @@ half-written file under the final name); `load_network` rebuilds the architectur
 from the caller's table and loads the tensors. A missing file raises FileNotFoundError, a damaged one
 CheckpointError; both name the file and the command that rebuilds it. Denoisers
 (benchmark.denoisers.pretrain) and classifiers (benchmark.classifiers.pretrain) wrap these two.
+`network_record` is what a cell records of a network file it loads (path, content hash, training figures).
+Where the workflow puts each checkpoint: benchmark.paths.checkpoint_file.
 """
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import json
+import os
+import re
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, safe_open, save_file
 
+from benchmark.paths import task_of_checkpoint
 from benchmark.results import atomic_path
 
 
@@ -39,8 +46,7 @@ def invalid_checkpoint(path: str | Path, exc: BaseException | str, network: str 
 
 def _task_of(path: Path, network: str) -> str:
     """The task in the workflow's file name `<task>_<network>.safetensors` (TASK when it does not follow it)."""
-    suffix = f"_{network}.safetensors"
-    return path.name[:-len(suffix)] if path.name.endswith(suffix) and len(path.name) > len(suffix) else "TASK"
+    return task_of_checkpoint(path.name, network) or "TASK"
 
 
 def network_metadata(path: str | Path, network: str = "denoiser") -> dict:
@@ -98,3 +104,62 @@ def load_network(path: str | Path, network: str, architectures: dict[str, type],
         raise invalid_checkpoint(path, exc, network) from None
     load_weights(model, path, network)
     return model.to(device).eval(), meta
+
+
+def network_record(path: str | Path, kind: str) -> dict:
+    """A network file the cell loads: its path, sha256 and training figures (the scalar entries of the
+    report embedded in the checkpoint: epochs, held-out / validation / test loss, parameters...; not
+    where, when and how fast it trained, which differ between bit-identical trainings)."""
+    report = network_metadata(path, kind)["report"]
+    figures = {k: v for k, v in report.items() if (v is None or isinstance(v, (bool, int, float, str)))
+               and not _RUN_FACT.search(k)}
+    return {"file": str(path), "sha256": file_sha256(path)} | figures | jacobian_summary(report)
+
+
+#: Report entries about the training run rather than the network (timings, memory, host, device).
+_RUN_FACT = re.compile(r"seconds|memory|hostname|started|device|threads")
+
+
+def file_sha256(path: str | Path) -> str:
+    """sha256 (hex) of a file's bytes, cached while its size and modification time stay the same."""
+    st = os.stat(path)
+    return _file_sha256(str(path), st.st_size, st.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _file_sha256(path: str, size: int, mtime_ns: int) -> str:
+    """For a safetensors file: sha256 of what determines the network (its tensors, their header and
+    the metadata) less the training report, whose wall times differ between two bit-identical
+    trainings; for anything else (or a file whose header does not parse) of all its bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        head = f.read(8)
+        n = int.from_bytes(head, "little") if len(head) == 8 else -1
+        header = None
+        if 0 < n <= min(size - 8, 100 << 20):
+            try:
+                header = json.loads(f.read(n))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                header = None
+        if isinstance(header, dict):
+            meta = dict(header.pop("__metadata__", None) or {})
+            meta.pop("report", None)
+            h.update(json.dumps([header, meta], sort_keys=True).encode())
+        else:
+            f.seek(0)
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def jacobian_summary(report: dict) -> dict:
+    """The Jacobian diagnostics of a checkpoint's report (benchmark.diagnostics), averaged over noise
+    levels, as flat entries `jacobian.<objective>.<measure>` (share in span(A), cosine and norm ratio of
+    J^T g against the oracle's)."""
+    out = {}
+    for objective, levels in (report.get("jacobian") or {}).items():
+        mean = levels.get("mean") if isinstance(levels, dict) else None
+        for measure, value in (mean or {}).items():
+            if isinstance(value, (int, float)):
+                out[f"jacobian.{objective}.{measure}"] = float(value)
+    return out

@@ -57,6 +57,8 @@ def _add_run(sub, full: bool = True):
 
 
 def _add_pretrain(sub):
+    from benchmark.tasks.networks import flag
+
     p = sub.add_parser("pretrain", help="pre-train one network a task declares (its denoiser, an image task's "
                                         "classifiers)",
                        description="Pre-train one network of a task (benchmark.tasks.networks: `python -m benchmark "
@@ -69,8 +71,8 @@ def _add_pretrain(sub):
     p.add_argument("--need", type=_pair, action="append", default=[], metavar="NAME=FILE",
                    help="the checkpoint of a network this one needs (digits' denoiser: evaluator=FILE, whose "
                         "scores of unguided samples go into its report)")
-    for key, kind, text in _PRETRAIN_SETTINGS:
-        p.add_argument("--" + key.replace("_", "-"), dest=key, type=kind, default=None, help=text)
+    for key, kind, text in _pretrain_settings():
+        p.add_argument(flag(key), dest=key, type=kind, default=None, help=text)
     p.add_argument("--set", type=_pair, action="append", default=[], metavar="KEY=VALUE",
                    help="another setting the network declares (a plug-in network's)")
     p.add_argument("--task-seed", type=int, default=0, help="the task's problem instance (default: 0)")
@@ -79,21 +81,15 @@ def _add_pretrain(sub):
                    help="progress bar (default: when stderr is a terminal)")
 
 
-#: (setting, type, help) of the pre-training flags; which a network takes is its declaration.
-_PRETRAIN_SETTINGS = [
-    ("schedule", str, "noise schedule: cosine | linear (default: cosine)"),
-    ("T", int, "diffusion length (default: 200)"),
-    ("seed", int, "training seed (default: 0)"),
-    ("hidden", int, "ScoreMLP width (vector tasks; default 256)"),
-    ("depth", int, "ScoreMLP depth (vector tasks; default 3)"),
-    ("width", int, "base channels of an image task's networks (default: the network's)"),
-    ("epochs", int, "training epochs (default: the network's own)"),
-    ("batch_size", int, "mini-batch size (default: the network's own)"),
-    ("lr", float, "peak learning rate (default: the network's own)"),
-    ("n_train", int, "training samples drawn (vector tasks; default 65536)"),
-    ("quality_samples", int, "image denoiser: unguided samples scored by the evaluator (default: the test set)"),
-    ("quality_steps", int, "image denoiser: sampling steps of that check (default: 50)"),
-]
+def _pretrain_settings() -> list[tuple[str, type, str]]:
+    """(setting, type, help) of the pre-training flags, one per setting benchmark.tasks.networks.SETTINGS
+    declares; which a network takes is its declaration."""
+    from benchmark.tasks.networks import SETTINGS
+
+    types = {"string": str, "integer": int, "number": float}
+    return [(key, types[schema["type"]],
+             schema["description"] + (f"; one of: {', '.join(schema['enum'])}" if "enum" in schema else ""))
+            for key, schema in SETTINGS.items()]
 
 
 def run_specs(args) -> list:
@@ -173,7 +169,7 @@ def cmd_pretrain(args) -> int:
     if args.network not in networks:
         raise ValueError(f"task {args.task!r} has no {args.network!r} to pre-train; allowed: {list(networks)}")
     net = networks[args.network]
-    settings = {key: getattr(args, key) for key, _, _ in _PRETRAIN_SETTINGS if getattr(args, key) is not None}
+    settings = {key: getattr(args, key) for key, _, _ in _pretrain_settings() if getattr(args, key) is not None}
     settings |= dict(args.set)
     refused = sorted(set(settings) - set(net.takes()))
     if refused:

@@ -36,6 +36,7 @@ from pathlib import Path
 import torch
 
 from benchmark.cell import Cell, CellSpec
+from benchmark.paths import checkpoint_name
 
 #: The strength each method is timed at (a mid-grid value of config/config.yaml).
 DEFAULT_STRENGTHS = {"none": 0.0, "naive": 0.9, "gloss": 0.2, "dps": 1.0, "freedom": 0.3, "mpgd": 0.1,
@@ -184,8 +185,8 @@ THROUGHPUT_COLUMNS = ("setting", "task", "objective", "denoiser", "method", "str
                       "fwd", "vjp", "G")
 #: --device values of the throughput mode.
 THROUGHPUT_DEVICES = ("auto", "cpu", "cuda", "cuda:N", "all")
-SUBSPACE_CHECKPOINT = "subspace_denoiser.safetensors"
-DIGITS_CHECKPOINT = "digits_denoiser.safetensors"
+SUBSPACE_CHECKPOINT = checkpoint_name("subspace", "denoiser")
+DIGITS_CHECKPOINT = checkpoint_name("digits", "denoiser")
 
 
 @dataclass(frozen=True)

@@ -39,7 +39,7 @@ TIMEOUT_S = 900
 @dataclass(frozen=True)
 class Mutation:
     name: str
-    area: str                 # methods, objectives, sampler, report, tune, tasks
+    area: str                 # methods, objectives, sampler, report, tune, tasks, workflow
     file: str
     original: str
     replacement: str
@@ -226,7 +226,7 @@ MUTATIONS = [
       "finetune_start: int = field(default=0,", "finetune_start: int = field(default=50,", "test_pretrain"),
     m("alg2-refusal-removed", "sampler", "benchmark/spec.py",
       'if self.algorithm == "alg2" and self.finetune_start >= self.rounds:', "if False:", "test_spec"),
-    m("alg2-config-refusal-removed", "sampler", "benchmark/sweep.py",
+    m("alg2-config-refusal-removed", "sampler", "benchmark/config_checks.py",
       'if alg == "alg2" and rounds is not None and start >= rounds:', "if False:", "test_sweep_config"),
     m("clip-x0-keeps-e", "sampler", "benchmark/diffusion/sampler.py",
       "return x0c, e + math.sqrt(ab_t / (1 - ab_t)) * (x0h - x0c)", "return x0c, e", "test_clip_x0"),
@@ -281,10 +281,36 @@ MUTATIONS = [
     m("mixture-coverage-unweighted", "tasks", "benchmark/tasks/mixture/metrics.py", "return (visited.double() * self.target.weights).sum(-1)", "return visited.double().mean(-1)", "test_mixture_task"),
     m("mixture-ci-one-tail", "tasks", "benchmark/tasks/mixture/metrics.py", "tail = (1 - level) / 2", "tail = 1 - level", "test_mixture_task"),
     m("mixture-reference-draws-the-data", "tasks", "benchmark/tasks/mixture/metrics.py", "x, _ = self.target.sample(n, g, shape=(reps,))", "x, _ = self.data.sample(n, g, shape=(reps,))", "test_mixture_task"),
-    m("mixture-inverse-H-sees-the-pair", "tasks", "benchmark/tasks/mixture/__init__.py", "Q, _ = torch.linalg.qr(G - torch.outer(d, d @ G))", "Q, _ = torch.linalg.qr(G)", "test_mixture_task"),
+    m("mixture-inverse-H-sees-the-pair", "tasks", "benchmark/tasks/mixture/objectives.py", "Q, _ = torch.linalg.qr(G - torch.outer(d, d @ G))", "Q, _ = torch.linalg.qr(G)", "test_mixture_task"),
     m("mixture-inverse-reward-scale", "tasks", "benchmark/tasks/mixture/objectives.py", "return -self.residual_norm(x) ** 2 / (2 * self.sigma_y ** 2)", "return -self.residual_norm(x) ** 2 / self.sigma_y ** 2", "test_mixture_task"),
     m("mixture-tilt-reward-without-lam", "tasks", "benchmark/tasks/mixture/objectives.py", "return self.lam * (x @ self.theta)", "return x @ self.theta", "test_mixture_task"),
     m("mixture-between-target-scale-squared", "tasks", "benchmark/tasks/mixture/objectives.py", "target = data.condition(eye, b32.double(), scale)", "target = data.condition(eye, b32.double(), scale ** 2)", "test_mixture_task"),
+    # --- objectives as components (issue 23) --------------------------------------------------------
+    m("task-noisy-objectives-inverted", "objectives", "benchmark/tasks/base.py",
+      'if callable(getattr(cls, "noisy_log_prob", None)))', 'if not callable(getattr(cls, "noisy_log_prob", None)))',
+      "test_objective_registry"),
+    m("objective-param-names-unchecked", "objectives", "benchmark/objectives/__init__.py",
+      "unknown = [] if names is None else sorted(set(params) - set(names))", "unknown = []", "test_objective_registry"),
+    m("objective-param-values-unchecked", "objectives", "benchmark/objectives/__init__.py",
+      "if check is not None:", "if check is None:", "test_objective_registry"),
+    m("builtin-objective-duplicates-allowed", "objectives", "benchmark/objectives/__init__.py",
+      "if (task, cls.name) in seen:", "if False:", "test_objective_registry"),
+    m("builtin-objectives-for-every-task", "objectives", "benchmark/objectives/__init__.py",
+      "return {cls.name: cls for cls in builtin_classes() if task_name in cls.tasks}",
+      "return {cls.name: cls for cls in builtin_classes()}", "test_objective_registry"),
+    m("digits-network-files-ignore-objective", "tasks", "benchmark/tasks/digits.py",
+      'kinds = tuple(getattr(objective_class, "needs_networks", ())) + ("evaluator",)', 'kinds = ("evaluator",)',
+      "test_objective_registry"),
+    m("digits-label-needs-no-noisy-classifier", "objectives", "benchmark/objectives/digits.py",
+      'needs_networks = ("classifier", "noisy_classifier")', 'needs_networks = ("classifier",)',
+      "test_objective_registry"),
+    # --- the workflow plan (benchmark/plan.py, pretraining.py) ----------------------------------------
+    m("plan-gallery-of-every-task", "workflow", "benchmark/plan.py",
+      '        return [cell_file(self.results, c, "png") for c, cell in self._chosen(selected).items()\n                if cell.spec.task in self.image_tasks]',
+      '        return [cell_file(self.results, c, "png") for c, cell in self._chosen(selected).items()]', "test_plan"),
+    m("pretrain-chain-misses-the-needed", "workflow", "benchmark/pretraining.py",
+      "if network_needs(t, n) or any(split_member(n)[0] in network_needs(t, m) for u, m in targets if u == t)]",
+      "if network_needs(t, n)]", "test_plan"),
     # --- the sampler -------------------------------------------------------------------------------
     m("renoise-variance-not-std", "sampler", "benchmark/diffusion/sampler.py",
       "return math.sqrt(step.a_t) * x_prev + math.sqrt(1 - step.a_t) * z",

@@ -226,7 +226,8 @@ def test_config_key_reaches_the_cells_and_only_their_ids_change():
 
 
 def test_config_refuses_clip_x0_for_a_vector_task():
-    from benchmark.sweep import ConfigError, cells_from_config
+    from benchmark.config import ConfigError
+    from benchmark.sweep import cells_from_config
 
     config, _ = _config()
     config["experiments"]["subspace_oracle"]["clip_x0"] = True

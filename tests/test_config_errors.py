@@ -1,4 +1,4 @@
-"""A misspelt config key stops the workflow with one clear line (benchmark.sweep.validate_config): the key,
+"""A misspelt config key stops the workflow with one clear line (benchmark.config.validate_config): the key,
 where it is and the closest allowed names, not jsonschema's message followed by the whole schema; through
 `python -m benchmark check-config` (with file:line) and through Snakemake (`snakemake -n`)."""
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from benchmark.sweep import ConfigError, validate_config
+from benchmark.config import ConfigError, validate_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "config/smoke.yaml"

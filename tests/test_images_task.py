@@ -13,7 +13,7 @@ from benchmark.images.gallery import grid_image, save_gallery
 from benchmark.images.metrics import PSNR_CAP
 from benchmark.objectives import Inpaint, SuperRes
 from benchmark.objectives.deblur import Deblur
-from benchmark.tasks.images import METRIC_DIRECTIONS, OBJECTIVE_PARAMS, ImagesTask
+from benchmark.tasks.images import METRIC_DIRECTIONS, ImagesTask
 from images_fixture import digit_pixels, write_digit_folder
 
 N = 6
@@ -191,7 +191,14 @@ def test_shape_dependent_values_are_refused_when_built(task, name, params, match
 
 
 def test_defaults_are_documented():
-    assert set(OBJECTIVE_PARAMS) == set(ImagesTask.objectives) == {"inpaint", "superres", "deblur", "reward"}
+    """The objectives and their parameters' defaults (as the module docstring states), read off the registered
+    classes' constructors."""
+    assert ImagesTask.objectives == ("inpaint", "superres", "deblur", "reward")
+    assert ImagesTask.objective_params == {
+        "inpaint": {"image": "all", "sigma_y": 0.05, "mask": "centre", "size": 0.5},
+        "superres": {"image": "all", "sigma_y": 0.05, "factor": 4},
+        "deblur": {"image": "all", "sigma_y": 0.05, "blur_sigma": 3.0, "kernel_size": None},
+        "reward": {"fn": None}}
 
 
 # --- ground truths ---------------------------------------------------------------------------------

@@ -13,7 +13,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from benchmark.cell import Cell, CellSpec, file_sha256, run_cell, write_cell
+from benchmark.cell import Cell, CellSpec, run_cell, write_cell
+from benchmark.checkpoints import file_sha256
 from benchmark.cli import main
 from benchmark.results import (BadResultsError, DiskError, ResultsFileError, aggregate, aggregate_or_retract,
                                read_cell, to_table, write_atomic)

@@ -200,7 +200,8 @@ def test_contract_tests_run_over_the_plugin(plugin_site):
 
 def test_a_config_refuses_an_import_path_as_method_name():
     """A method name is a component of every cell id (a file path): an import path needs an entry point."""
-    from benchmark.sweep import ConfigError, check_config
+    from benchmark.config import ConfigError
+    from benchmark.config_checks import check_config
 
     config = {"seeds": {"tuning": [0], "evaluation": [1]},
               "experiments": {"e": {"task": "subspace", "denoiser": "oracle", "objectives": ["quadratic_off"],

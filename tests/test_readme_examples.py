@@ -187,7 +187,8 @@ def test_yaml_blocks_pass_check_config(plugin_site, tmp_path):  # noqa: F811
 def test_yaml_blocks_naming_plugins_are_refused_without_them(tmp_path):
     """This process does not see the plug-in (test_plugins installs it for subprocesses only): the configs
     naming its components are refused, so passing check-config above is the plug-in's doing."""
-    from benchmark.sweep import ConfigError, check_config_file
+    from benchmark.config import ConfigError
+    from benchmark.sweep import check_config_file
 
     plugin_names = {name for name in entry_points()}
     refused = 0

@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-from benchmark.tasks.networks import jacobian_summary
+from benchmark.checkpoints import jacobian_summary
 from benchmark.report.figures import method_palette
 from benchmark.report.score_axis import denoiser_quality, score_axes
 

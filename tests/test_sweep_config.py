@@ -11,7 +11,10 @@ import yaml
 from snakemake.utils import validate
 
 from benchmark.spec import CellSpec
-from benchmark.sweep import CELL_ID_PATTERN, ConfigError, cells_from_config, job_key, jobs_from_cells
+from benchmark.config import ConfigError
+from benchmark.jobs import jobs_from_cells
+from benchmark.paths import CELL_ID_PATTERN, job_key
+from benchmark.sweep import cells_from_config
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA = str(ROOT / "workflow/schemas/config.schema.yaml")
@@ -35,7 +38,7 @@ def as_list(v):
 
 
 def _settings(m: dict) -> int:
-    from benchmark.sweep import method_grid, method_variants
+    from benchmark.config import method_grid, method_variants
 
     return len(method_grid(m)) * len(method_variants(m))
 
@@ -266,11 +269,11 @@ def test_cell_wildcard_constraint(path, ok):
 
 
 def test_unsafe_objective_names_cannot_escape_results(tmp_path):
-    from benchmark.sweep import _safe
+    from benchmark.config import safe_name
 
     for bad in ("../x", "/etc", "..", ".hidden", "a/b", "-rf"):
         with pytest.raises(ConfigError, match="cannot be part of a file name"):
-            _safe("key", bad)
+            safe_name("key", bad)
 
 
 def test_snakemake_stops_before_any_job(tmp_path):
@@ -325,10 +328,10 @@ def test_methods_run_on_their_objectives_only():
 
 def test_config_values_reach_the_cli_as_it_parses_them():
     from benchmark.spec import _parse_value
-    from benchmark.sweep import _cli_value
+    from benchmark.paths import cli_value
 
     for value in (True, False, 3, 0.05, 1e-06, "all", "centre"):
-        assert _parse_value(_cli_value(value)) == value
+        assert _parse_value(cli_value(value)) == value
     config = load("smoke.yaml")
     config["experiments"]["oracle"]["methods"]["gloss"]["params"] = {"sigma": 0.1}
     config["experiments"]["digits_label"]["objective_params"] = {"target": "all"}
@@ -340,7 +343,7 @@ def test_config_values_reach_the_cli_as_it_parses_them():
 
 
 def test_pretrain_cli_per_network():
-    from benchmark.sweep import pretrain_cli, task_networks
+    from benchmark.pretraining import pretrain_cli, task_networks
 
     config = load("smoke.yaml")
     config["task_seed"] = 2
@@ -371,7 +374,7 @@ def test_network_files_are_the_tasks_contract():
     """The rules name `<models_dir>/<task>_<network>.safetensors`; the task loads the same files, and
     every task that loads networks is an image task (its cells' rule declares the galleries; the images
     task is an image task that loads none: its model is declared under `denoisers`)."""
-    from benchmark.sweep import pretrain_targets, task_networks
+    from benchmark.pretraining import pretrain_targets, task_networks
     from benchmark.tasks import TASKS
     from benchmark.tasks.digits import MODEL_FILES
 
@@ -452,7 +455,7 @@ def test_declared_capabilities_match_the_objectives():
                                   "score_axis.yaml", "ddpm_cifar10.yaml"])
 def test_size_guard_counts_what_the_sweep_makes(name):
     """count_cells is an upper bound of the cells made (exact but for cells two experiments share)."""
-    from benchmark.sweep import count_cells
+    from benchmark.config_checks import count_cells
 
     config = load(name)
     cells = cells_from_config(config)
@@ -468,10 +471,10 @@ def test_size_guard_counts_what_the_sweep_makes(name):
 
 
 def test_size_guard_counts_before_making_cells(monkeypatch):
-    from benchmark import sweep
+    from benchmark import config_checks, sweep
 
     config = load("smoke.yaml")
-    tuning, evaluation = sweep.count_cells(config)
+    tuning, evaluation = config_checks.count_cells(config)
     assert tuning == len(cells_from_config(config))
     assert evaluation == len(cells_from_config(config)) * len(config["seeds"]["evaluation"])  # one setting each
     config["experiments"]["oracle"]["methods"]["gloss"]["strengths"] = [i / 1e6 for i in range(1, 200_001)]
@@ -484,11 +487,11 @@ def test_size_guard_counts_before_making_cells(monkeypatch):
     assert not made
     config["max_cells"] = 10
     with pytest.raises(ConfigError, match="more than max_cells = 10;"):
-        sweep.check_config(load("smoke.yaml") | {"max_cells": 10})
+        config_checks.check_config(load("smoke.yaml") | {"max_cells": 10})
 
 
 def test_numbers_as_yaml_1_2_writes_them_are_numbers():
-    from benchmark.sweep import coerce_numbers
+    from benchmark.config import coerce_numbers
 
     text = (ROOT / "config/smoke.yaml").read_text()
     text = (text.replace("lr: 0.002", "lr: 2e-3")
@@ -562,7 +565,7 @@ def test_pretrain_keys_come_from_the_tasks_network_declarations():
     """`pretrain.<task>` is checked against the schema its task's networks generate: flat for one network,
     shared settings plus one block per network for several; defaults filled; a misspelt key named with
     what is allowed there."""
-    from benchmark.sweep import check_pretrain, pretrain_schema
+    from benchmark.pretraining import check_pretrain, pretrain_schema
 
     assert set(pretrain_schema("subspace")["properties"]) == {"schedule", "T", "seed", "hidden", "depth", "epochs",
                                                               "batch_size", "lr", "n_train"}
@@ -588,7 +591,7 @@ def test_pretrain_keys_come_from_the_tasks_network_declarations():
 def test_a_list_of_pretraining_values_is_a_checkpoint_family():
     """`pretrain.subspace.epochs: [10, 50]`: one checkpoint per value, each its own denoiser of the sweep
     (`trained.epochs=10`, ...), pre-trained with its own value; no list: the names stay `trained`."""
-    from benchmark.sweep import checkpoint_family, pretrain_cli, pretrain_targets
+    from benchmark.pretraining import checkpoint_family, pretrain_cli, pretrain_targets
 
     config = load("smoke.yaml")
     assert checkpoint_family(config, "subspace") == [("", config["pretrain"]["subspace"])]

@@ -175,7 +175,8 @@ def test_a_checked_in_selection_is_reused_on_other_seeds(tmp_path):
     seeds; evaluating on a seed the choice was made on is refused, and so is a folder that is not one."""
     import yaml
 
-    from benchmark.sweep import ConfigError, check_protocol
+    from benchmark.config import ConfigError
+    from benchmark.config_checks import check_protocol
 
     df = _frame(_hacked_panel(TUNE))
     earlier = tmp_path / "earlier"

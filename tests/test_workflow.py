@@ -17,8 +17,10 @@ import yaml
 from snakemake.utils import validate
 
 from benchmark.report.verdict import chosen_jobs
-from benchmark.sweep import (cells_from_config, evaluation_cells, job_key, job_priorities, jobs_from_cells, stage_jobs,
-                             task_networks)
+from benchmark.jobs import job_priorities, jobs_from_cells, stage_jobs
+from benchmark.paths import job_key
+from benchmark.pretraining import task_networks
+from benchmark.sweep import cells_from_config, evaluation_cells
 from report_page import first_words, panels
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -123,7 +125,8 @@ def test_killed_sweep_resumes_to_the_same_aggregate(full_run, tmp_path):
 def test_a_cell_job_whose_command_line_passes_the_system_limit_is_refused_naming_group_size(tmp_path):
     """Linux refuses one argument over 128 KiB, and a job's shell command is one (`bash -c`): the DAG is
     refused before anything runs, naming group_size, instead of every job failing with E2BIG."""
-    from benchmark.sweep import MAX_JOB_COMMAND, ConfigError, check_job_commands
+    from benchmark.config import ConfigError
+    from benchmark.jobs import MAX_JOB_COMMAND, check_job_commands
 
     check_job_commands({"tune a": "x" * MAX_JOB_COMMAND})
     with pytest.raises(ConfigError, match=r"group_size: 1 cell job\(s\) have a command line over 120000 bytes .* "

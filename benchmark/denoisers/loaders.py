@@ -68,7 +68,7 @@ class CheckpointLoader(DenoiserLoader):
 
     @classmethod
     def load(cls, spec, task, device):
-        from benchmark.cell import network_record
+        from benchmark.checkpoints import network_record
         from benchmark.denoisers.pretrain import load_checkpoint
 
         path = spec.denoiser.source

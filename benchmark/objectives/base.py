@@ -1,6 +1,9 @@
-"""What every objective offers: a per-sample reward to MAXIMISE, its known optima and its kind."""
+"""What every objective offers: a per-sample reward to MAXIMISE, its known optima and its kind, and how it is
+built: `cls(task, **params)`, its constructor's keywords after `task` being its parameters."""
 
 from __future__ import annotations
+
+import inspect
 
 import torch
 from torch import nn
@@ -25,6 +28,19 @@ def objective_kind(objective) -> str:
     return kind
 
 
+def constructor_params(cls) -> dict | None:
+    """{keyword: default} of the objective class `cls` as it is built, `cls(task, **params)`: its constructor's
+    keywords after `task` (inspect.Parameter.empty for one without a default); None when it takes **kwargs or
+    its signature cannot be read (any keyword then passes)."""
+    try:
+        sig = list(inspect.signature(cls).parameters.values())[1:]          # after `task`
+    except (TypeError, ValueError):
+        return None
+    if any(p.kind is p.VAR_KEYWORD for p in sig):
+        return None
+    return {p.name: p.default for p in sig if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
 class Objective(nn.Module):
     """r(x) -> Tensor[B]; one sample's reward never depends on another's.
 
@@ -34,9 +50,20 @@ class Objective(nn.Module):
     Objectives with per-chain parameters (a target class or a ground-truth image per chain) read
     row j of a batch as chain j; after `for_chains(n)`, a batch of k n rows is read as k stacked
     copies of the n chains (row j is chain j mod n, as `torch.cat([x] * k)` stacks them).
+
+    A registered objective (benchmark.objectives: a built-in or a plug-in) is built from its task as
+    `cls(task, **params)`: its constructor's keywords after `task` are its parameters, their defaults its
+    defaults (`param_defaults`); `check_params` refuses bad values before anything is built; fixed randomness
+    comes from `task.generator(...)`, so every cell sees the same problem. The classes below whose
+    constructors take arrays (Quadratic, Inpaint, ...) are the rewards those are built from.
     """
 
+    #: What a config calls the objective (a built-in's class attribute; a plug-in may set it when built).
     name: str = ""
+    #: The tasks (benchmark.tasks.TASKS names) the objective applies to; empty: any task (plug-ins only).
+    tasks: tuple[str, ...] = ()
+    #: The task's pre-trained networks (Task.networks names) building the objective loads, besides the denoiser.
+    needs_networks: tuple[str, ...] = ()
     #: One of KINDS; an "inverse" objective also defines residual_norm(x) -> [B].
     kind: str = "reward"
     optimum: float | None = None
@@ -57,6 +84,18 @@ class Objective(nn.Module):
     def params(self) -> dict:
         """The objective's parameters as resolved (defaults filled in), recorded with the results."""
         return {}
+
+    @classmethod
+    def param_defaults(cls) -> dict:
+        """The parameters `cls(task, **params)` takes and their defaults, from its constructor's signature."""
+        return constructor_params(cls) or {}
+
+    @classmethod
+    def check_params(cls, params: dict, task: type, task_seed: int = 0) -> None:
+        """Raise ValueError for parameter values the objective would refuse, without building it (no data, no
+        networks): what a cell spec and the sweep ask before any job runs. `params`: every parameter, defaults
+        filled in; `task`: the task's class. Checks that need the built task (an image count, a shape) come when
+        the objective is built."""
 
     def for_chains(self, n: int) -> "Objective":
         if n < 1:

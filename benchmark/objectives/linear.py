@@ -17,3 +17,14 @@ class Linear(Objective):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x @ self.theta
+
+
+class SphereLinear(Linear):
+    """The sphere task's objective: theta a unit vector drawn from the task seed; optimum 1 on the unit sphere."""
+
+    name = "linear"
+    tasks = ("sphere",)
+
+    def __init__(self, task):
+        theta = torch.randn(task.dim, generator=task.generator("objective", self.name))
+        super().__init__(self.name, theta / torch.linalg.vector_norm(theta), optimum_on_support=1.0)

@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 import yaml
 
+from benchmark.paths import job_key
 from benchmark.report import aggregate as agg
 
 SELECTIONS = ("gated_max_reward",)
@@ -46,8 +47,8 @@ UNGUIDED = agg.UNGUIDED
 # per cell
 
 def job_of(cell: str) -> str:
-    """A cell id (path less suffix) less its `_seed<seed>`: the job, i.e. the setting."""
-    return cell.rpartition("_seed")[0]
+    """A cell id (path less suffix) less its `_seed<seed>`: the job, the setting (benchmark.paths.job_key)."""
+    return job_key(cell, strict=False)
 
 
 def cell_table(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:

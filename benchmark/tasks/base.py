@@ -7,17 +7,48 @@ from pathlib import Path
 import torch
 
 from benchmark.diffusion.noise import derive_seed
+from benchmark.objectives import builtin_objectives, check_objective, make_objective
 from benchmark.tasks.networks import SCORE_MLP, Network
+
+
+class _FromObjectives:
+    """A class attribute of a task read off the objectives registry for the class it is read on
+    (benchmark.objectives.builtin_objectives); a task that lists its own objectives sets it instead."""
+
+    def __init__(self, compute):
+        self.compute, self.__doc__ = compute, compute.__doc__
+
+    def __get__(self, instance, owner):
+        return self.compute(builtin_objectives(owner.name))
+
+
+def _names(own: dict) -> tuple[str, ...]:
+    """The built-in objectives whose `tasks` name the task, in registry order."""
+    return tuple(own)
+
+
+def _params(own: dict) -> dict[str, dict]:
+    """Objective name -> {parameter: default} of the objectives that take parameters (their constructors')."""
+    return {name: defaults for name, cls in own.items() if (defaults := cls.param_defaults())}
+
+
+def _noisy(own: dict) -> tuple[str, ...]:
+    """The objectives with a noise-conditional log-probability `noisy_log_prob(x_t, t)`."""
+    return tuple(name for name, cls in own.items() if callable(getattr(cls, "noisy_log_prob", None)))
 
 
 class Task:
     name: str = ""
-    objectives: tuple[str, ...] = ()
+    #: The names of the task's objectives: the built-ins whose `tasks` name it (benchmark.objectives). A task
+    #: may instead list its own here and build them in `_make_objective(name, **params)`, with their
+    #: parameters' defaults in `objective_params` (the protocol of plug-in tasks written before objectives
+    #: were components).
+    objectives: tuple[str, ...] = _FromObjectives(_names)
     has_oracle: bool = False
     #: Scale of the Gaussian jitter that is the default augmentation family (vector tasks).
     jitter: float = 0.05
-    #: Objective name -> {parameter: default} of the objectives that take parameters.
-    objective_params: dict[str, dict] = {}
+    #: Objective name -> {parameter: default} of the objectives that take parameters (read off their constructors).
+    objective_params: dict[str, dict] = _FromObjectives(_params)
     #: Image tasks get a sample gallery (PNG) next to each cell's results.
     is_image: bool = False
     #: The range (low, high) every coordinate of the data lies in, or None (unbounded): what the sampling
@@ -27,7 +58,7 @@ class Task:
     uses_models: bool = False
     #: Objectives with a noise-conditional log-probability `noisy_log_prob(x_t, t)` (a classifier
     #: trained on noisy inputs), the only ones methods with `uses_noisy_log_prob` (cg) can guide.
-    noisy_log_prob_objectives: tuple[str, ...] = ()
+    noisy_log_prob_objectives: tuple[str, ...] = _FromObjectives(_noisy)
     #: The networks the task pre-trains (benchmark.tasks.networks): name -> Network. A vector task
     #: has one, its denoiser (used by experiments with `denoiser: trained`).
     networks: dict[str, Network] = {"denoiser": SCORE_MLP}
@@ -51,44 +82,25 @@ class Task:
         raise NotImplementedError
 
     def objective(self, name: str, params: dict | None = None):
-        """The objective `name` with its parameters `params` (defaults in `objective_params[name]`).
-
-        A name that is not one of the task's own `objectives` is looked up among the plug-in objectives
+        """The objective `name` with its parameters `params`, built as `cls(task, **params)`
+        (benchmark.objectives.make_objective): one of the task's built-ins, or a plug-in objective
         (benchmark.objectives.OBJECTIVES: entry points of `guidebench.objectives`, or an import path
-        `package.module:Class`), built as `cls(task, **params)`; one whose `tasks` does not name this task
-        is refused (ValueError naming the allowed objectives)."""
-        if name not in self.objectives:
-            from benchmark.objectives import make_plugin_objective
-
-            return make_plugin_objective(self, name, params)
-        params = dict(params or {})
-        self._check_param_names(name, params)
-        return self._make_objective(name, **params)
+        `package.module:Class`) whose `tasks` name this task; ValueError naming the allowed objectives otherwise."""
+        return make_objective(self, name, params)
 
     def _make_objective(self, name: str, **params):
+        """A task that lists its own `objectives` builds them here (fixed randomness from `self.generator`)."""
         raise NotImplementedError
 
     @classmethod
     def check_objective(cls, name: str, params: dict, task_seed: int = 0) -> None:
-        """Raise ValueError for an objective the task does not offer, a parameter it does not take or a
-        value it would refuse, without building it (what a cell spec checks). A plug-in objective is
-        checked for applying to the task and for the parameter names its constructor takes."""
-        if name not in cls.objectives:
-            from benchmark.objectives import OBJECTIVES, applies_to
-
-            plugin = OBJECTIVES.get(name) if ":" not in name else OBJECTIVES[name]
-            if plugin is None or not applies_to(plugin, cls.name):
-                raise ValueError(f"task {cls.name!r} has no objective {name!r}; allowed: {list(cls.objectives)}")
-            from benchmark.objectives import check_plugin_params
-
-            check_plugin_params(plugin, name, cls.name, params)
-            return
-        cls._check_param_names(name, params)
-        cls.check_objective_params(name, params, task_seed)
+        """Raise ValueError for an objective the task does not offer, a parameter it does not take or a value
+        it would refuse, without building it (what a cell spec checks): benchmark.objectives.check_objective."""
+        check_objective(cls, name, params, task_seed)
 
     @classmethod
     def _check_param_names(cls, name: str, params: dict) -> None:
-        """ValueError for a parameter the task's own objective `name` does not take."""
+        """ValueError for a parameter the task's own objective `name` (built by `_make_objective`) does not take."""
         allowed = cls.objective_params.get(name, {})
         unknown = sorted(set(params) - set(allowed))
         if unknown:
@@ -98,7 +110,11 @@ class Task:
     @classmethod
     def check_objective_params(cls, name: str, params: dict, task_seed: int = 0) -> None:
         """Raise ValueError for parameter values the objective `name` would refuse, without building
-        it (no data, no networks): what the sweep asks before any job runs."""
+        it (no data, no networks): what the sweep asks before any job runs. A built-in's own
+        `check_params`, its defaults filled in; a task that builds its own objectives overrides this."""
+        objective = builtin_objectives(cls.name).get(name)
+        if objective is not None:
+            objective.check_params(objective.param_defaults() | dict(params), cls, task_seed)
 
     @classmethod
     def network_files(cls, objective: str, models_dir: str | Path | None) -> dict[str, Path]:

@@ -17,8 +17,8 @@ Pre-trained networks (safetensors) come from the folder `models_dir`, under the 
 MODEL_FILES (`python -m benchmark pretrain --task digits --network KIND --out DIR/FILE`); the
 denoiser comes in as a cell's checkpoint (`--denoiser trained --checkpoint DIR/digits_denoiser.safetensors`).
 
-Objectives (benchmark/objectives/): `label`, `inpaint`, `superres`, `reward`; their parameters are
-in OBJECTIVE_PARAMS. Metrics are measured on the samples as images are saved, clipped to [-1, 1];
+Objectives (benchmark/objectives/digits.py): `label`, `inpaint`, `superres`, `reward`, their parameters
+their constructors' keywords. Metrics are measured on the samples as images are saved, clipped to [-1, 1];
 PSNR and SSIM on those mapped to [0, 1] (L = 1, benchmark.images.metrics); METRIC_DIRECTIONS says
 which way each metric is better.
 """
@@ -36,9 +36,8 @@ import torch
 
 from benchmark.images.metrics import frechet_distance, mean_pairwise_distance, psnr, ssim
 from benchmark.images.ops import translate
-from benchmark.objectives import FeatureReward, Inpaint, Label, SuperRes
-from benchmark.objectives.inpaint import MASKS
-from benchmark.objectives.inverse import InverseProblem
+from benchmark.objectives import OBJECTIVES, builtin_objectives
+from benchmark.paths import checkpoint_name
 from benchmark.tasks.base import Task
 from benchmark.tasks.networks import SHARED, Network, train_classifier, train_unet
 
@@ -46,20 +45,9 @@ SPLITS = ("train", "validation", "test")
 SPLIT_FRACTIONS = (0.70, 0.15, 0.15)
 
 #: The pre-trained networks a digits cell loads from its models folder (the workflow's contract).
-MODEL_FILES = {
-    "denoiser": "digits_denoiser.safetensors",
-    "classifier": "digits_classifier.safetensors",
-    "noisy_classifier": "digits_noisy_classifier.safetensors",
-    "evaluator": "digits_evaluator.safetensors",
-}
+MODEL_FILES = {kind: checkpoint_name("digits", kind) for kind in ("denoiser", "classifier", "noisy_classifier",
+                                                                   "evaluator")}
 
-#: Each objective's parameters and their defaults.
-OBJECTIVE_PARAMS = {
-    "label": {"target": "all"},
-    "inpaint": {"image": "all", "sigma_y": 0.05, "mask": "centre"},
-    "superres": {"image": "all", "sigma_y": 0.05},
-    "reward": {"head": 0},
-}
 #: Each sample metric's better direction ("higher" or "lower"), read by the report.
 METRIC_DIRECTIONS = {"eval_accuracy": "higher", "guide_accuracy": "higher", "fd": "lower", "diversity": "higher",
                      "digit_confidence": "higher", "psnr": "higher", "ssim": "higher", "meas_error": "lower"}
@@ -76,9 +64,6 @@ NETWORKS = {
     "evaluator": Network(train_classifier, ("epochs", "batch_size", "lr", "width"), ("seed",),
                          doc="independent evaluator (another split), never used for guidance"),
 }
-#: The networks each objective needs (the evaluator is needed by every objective's metrics).
-OBJECTIVE_NETWORKS = {"label": ("classifier", "noisy_classifier"), "inpaint": (), "superres": (),
-                      "reward": ("classifier",)}
 
 #: DiffAugment-style augmentation sizes for 8x8 images (Zhao et al. 2020 use brightness +-0.5,
 #: contrast x[0.5, 1.5], translation by 1/8 of the size, cutout of half the size, on larger images).
@@ -118,14 +103,11 @@ def _uniform(z: torch.Tensor) -> torch.Tensor:
 
 class DigitsTask(Task):
     name = "digits"
-    objectives = tuple(OBJECTIVE_PARAMS)
-    objective_params = OBJECTIVE_PARAMS
     metric_directions = METRIC_DIRECTIONS
     is_image = True
     data_range = (-1.0, 1.0)
     uses_models = True
     networks = NETWORKS
-    noisy_log_prob_objectives = ("label",)
     num_classes = 10
 
     def __init__(self, task_seed: int = 0, models_dir: str | Path | None = None):
@@ -183,10 +165,11 @@ class DigitsTask(Task):
 
     @classmethod
     def network_files(cls, objective: str, models_dir: str | Path | None) -> dict[str, Path]:
-        """The classifiers a cell of `objective` loads (OBJECTIVE_NETWORKS, and the evaluator)."""
+        """The classifiers a cell of `objective` loads (the objective's `needs_networks`) and the evaluator."""
         if models_dir is None:
             return {}
-        kinds = OBJECTIVE_NETWORKS.get(objective, ()) + ("evaluator",)
+        objective_class = builtin_objectives(cls.name).get(objective) or OBJECTIVES.get(objective)
+        kinds = tuple(getattr(objective_class, "needs_networks", ())) + ("evaluator",)
         return {kind: Path(models_dir) / MODEL_FILES[kind] for kind in kinds}
 
     def network_path(self, kind: str) -> Path:
@@ -198,56 +181,6 @@ class DigitsTask(Task):
         if not path.exists():
             raise ValueError(f"{path} does not exist; make it with {make}{path}`")
         return path
-
-    # --- objectives -----------------------------------------------------------------------------
-
-    @classmethod
-    def check_objective_params(cls, name: str, params: dict, task_seed: int = 0) -> None:
-        params = OBJECTIVE_PARAMS[name] | params
-        if name == "label":
-            Label.check_target(params["target"], cls.num_classes)
-        elif name == "reward":
-            head = params["head"]
-            if not isinstance(head, int) or isinstance(head, bool):
-                raise ValueError(f"objective 'reward': head must be an integer (which random head), got {head!r}")
-        else:
-            InverseProblem.check_sigma_y(name, params["sigma_y"])
-            if name == "inpaint" and params["mask"] not in MASKS:
-                raise ValueError(f"objective 'inpaint': unknown mask {params['mask']!r}; allowed: {list(MASKS)}")
-            image = params["image"]
-            if image != "all":
-                n_test = len(cls(task_seed).split("test")[0])
-                if isinstance(image, bool) or not isinstance(image, int) or not 0 <= image < n_test:
-                    raise ValueError(f"objective {name!r}: image must be 'all' or an index 0..{n_test - 1} of "
-                                     f"the test split, got {image!r}")
-
-    def _make_objective(self, name: str, **params):
-        params = OBJECTIVE_PARAMS[name] | params
-        self.check_objective_params(name, params, self.task_seed)  # before any network loads
-        for kind in OBJECTIVE_NETWORKS[name] + ("evaluator",):
-            self.network(kind)  # fail before anything runs if a network is missing
-        if name == "label":
-            return Label(self.network("classifier"), self.network("noisy_classifier"), params["target"],
-                         self.num_classes)
-        if name == "reward":
-            head = params["head"]
-            with torch.no_grad():
-                features = self.network("classifier").features(self.split("train")[0])
-            w, mu, s = FeatureReward.fit_head(features, self.generator("reward-head", head))
-            return FeatureReward(self.network("classifier"), w, mu, s, head)
-        x_test, _ = self.split("test")
-        image = params["image"]
-        x_star = x_test if image == "all" else x_test[image:image + 1]
-        # One fixed noise draw per test image, whichever images the cell restores.
-        g = self.generator("observation", name)
-        if name == "inpaint":
-            noise = torch.randn(x_test.shape, generator=g)
-            noise = noise if image == "all" else noise[image:image + 1]
-            return Inpaint(x_star, noise, params["sigma_y"], image, params["mask"])
-        C, H, W = self.shape
-        noise = torch.randn((len(x_test), C, H // SuperRes.factor, W // SuperRes.factor), generator=g)
-        noise = noise if image == "all" else noise[image:image + 1]
-        return SuperRes(x_star, noise, params["sigma_y"], image)
 
     # --- Shen et al.'s random augmentation -----------------------------------------------------
 

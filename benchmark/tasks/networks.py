@@ -5,7 +5,7 @@ beside it. From the declaration come
 - the workflow's pre-training jobs: one generic rule (workflow/rules/pretrain.smk) per (task, network),
   waiting for the networks it `needs` (digits' denoiser waits for the evaluator, which scores its
   unguided samples);
-- the config's pre-training keys (`pretrain.<task>`, benchmark.sweep.pretrain_schema): the task-level
+- the config's pre-training keys (`pretrain.<task>`, `settings_schema`): the task-level
   `shared` settings (schedule, T, seed), then per network its own `settings`; a task with a single
   network (a vector task's denoiser) takes them all flat;
 - `python -m benchmark pretrain --task T --network N` and its flags (`--batch-size` for batch_size);
@@ -25,9 +25,10 @@ from dataclasses import dataclass, field
 #: denoiser's schedule and T).
 SHARED = ("schedule", "T", "seed")
 
-#: Every pre-training setting a network may declare: its JSON schema (type, bounds, description). The
-#: config's `pretrain.<task>` keys are generated from these and the task's declaration
-#: (benchmark.sweep.pretrain_schema); a plug-in network's other settings are free-form.
+#: Every pre-training setting a network may declare: its JSON schema (type, bounds, description), and
+#: the one list of their names: the config's `pretrain.<task>` keys are generated from these and the
+#: task's declaration (`settings_schema`), `python -m benchmark pretrain` has a flag for each (`flag`);
+#: a plug-in network's other settings are free-form.
 SETTINGS = {
     "schedule": {"type": "string", "enum": ["cosine", "linear"],
                  "description": "VP noise schedule (classifier guidance needs the noisy classifier on the denoiser's)"},
@@ -64,6 +65,38 @@ class Network:
 
 def flag(key: str) -> str:
     return "--" + key.replace("_", "-")
+
+
+def settings_schema(task: str, networks: dict[str, Network]) -> dict:
+    """The JSON schema of the config's `pretrain.<task>`, generated from the task's network declaration
+    (`networks`: name -> Network): a task with one network takes its settings flat; one with several takes
+    the shared settings (schedule, T, seed) at the top and each network's own under its name. Defaults are
+    the declarations'."""
+
+    def props(keys, defaults, family=False):
+        out = {}
+        for k in keys:
+            base = dict(SETTINGS.get(k, {}))
+            if family:  # a list of values: one checkpoint each (benchmark.pretraining.checkpoint_family)
+                description = base.pop("description", "")
+                base = {"anyOf": [base, {"type": "array", "minItems": 1, "uniqueItems": True, "items": base}],
+                        "description": description + "; a list makes a checkpoint family, one denoiser per value"}
+            out[k] = base | ({"default": defaults[k]} if k in defaults else {})
+        return out
+
+    if len(networks) == 1:
+        (name, net), = networks.items()
+        return {"type": "object", "additionalProperties": False, "description": f"{task}: its {name}, {net.doc}",
+                "properties": props(net.takes(), net.defaults, family=name == "denoiser")}
+    shared = [k for net in networks.values() for k in net.shared]
+    defaults = {k: v for net in networks.values() for k, v in net.defaults.items() if k in shared}
+    properties = props(dict.fromkeys(shared), defaults)
+    for name, net in networks.items():
+        properties[name] = {"type": "object", "additionalProperties": False, "default": {},
+                            "description": net.doc,
+                            "properties": props(net.settings, net.defaults, family=name == "denoiser")}
+    return {"type": "object", "additionalProperties": False, "properties": properties,
+            "description": f"{task}: its networks {list(networks)}; a setting left out is the network's own default"}
 
 
 # --- the built-in trainers ------------------------------------------------------------------------
@@ -124,16 +157,3 @@ SCORE_MLP = Network(train_score_mlp, ("hidden", "depth", "epochs", "batch_size",
                     doc="ScoreMLP denoiser, denoising score matching on n_train fresh samples of the task",
                     defaults={"schedule": "cosine", "T": 200, "seed": 0, "hidden": 256, "depth": 3, "epochs": 10,
                               "batch_size": 256, "lr": 0.001, "n_train": 65536})
-
-
-def jacobian_summary(report: dict) -> dict:
-    """The Jacobian diagnostics of a checkpoint's report (benchmark.diagnostics), averaged over noise
-    levels, as flat entries `jacobian.<objective>.<measure>` (share in span(A), cosine and norm ratio of
-    J^T g against the oracle's)."""
-    out = {}
-    for objective, levels in (report.get("jacobian") or {}).items():
-        mean = levels.get("mean") if isinstance(levels, dict) else None
-        for measure, value in (mean or {}).items():
-            if isinstance(value, (int, float)):
-                out[f"jacobian.{objective}.{measure}"] = float(value)
-    return out

@@ -1,4 +1,4 @@
-# The cell jobs: one rule per job (common.smk: JOBS), each a group of cells run by one process. In the
+# The cell jobs: one rule per job (benchmark.plan: PLAN.jobs), each a group of cells run by one process. In the
 # tuning stage a group is the cells that differ only in strength and seed; the `select` checkpoint
 # (report.smk) chooses one setting per method variant; in the evaluation stage a group is a chosen
 # setting's evaluation seeds (every setting has its rule; only the chosen ones are asked for).
@@ -7,7 +7,7 @@
 # Parquet file as soon as it is done; a killed job resumes each cell from its round checkpoint
 # (`checkpoint_every` rounds, beside its file).
 #
-# A job's inputs are the pre-trained networks its cells load (benchmark.sweep.cell_networks): none for
+# A job's inputs are the pre-trained networks its cells load (benchmark.pretraining.cell_networks): none for
 # the oracle or a model declared under `denoisers`, the task's checkpoint for `trained`, and the
 # networks its objective loads (digits' classifiers).
 #
@@ -18,22 +18,22 @@
 # next to the Parquet files (benchmark.report.galleries), keyed by the run id inside each.
 
 
-for STAGE, STAGE_JOBS in JOBS.items():
+for STAGE, STAGE_JOBS in PLAN.jobs.items():
     for NUMBER, JOB in enumerate(STAGE_JOBS):
 
         rule:
             name:
-                job_rule(STAGE, JOB, NUMBER)
+                PLAN.job_rule(STAGE, JOB, NUMBER)
             input:
-                networks=job_inputs(STAGE, JOB),
+                networks=PLAN.job_inputs(STAGE, JOB),
             output:
-                parquet=job_outputs(STAGE, JOB, "parquet"),
-                gallery=job_outputs(STAGE, JOB, "png"),
+                parquet=PLAN.job_outputs(STAGE, JOB, "parquet"),
+                gallery=PLAN.job_outputs(STAGE, JOB, "png"),
             log:
-                job_log(STAGE, JOB, "cells"),
+                PLAN.job_log(STAGE, JOB, "cells"),
             benchmark:  # the job's wall time, start-up included: its share of overhead is measurable
-                job_log(STAGE, JOB, "benchmarks")
-            priority: PRIORITIES[STAGE][JOB]  # the critical path first, then heavier jobs
+                PLAN.job_log(STAGE, JOB, "benchmarks")
+            priority: PLAN.priorities[STAGE][JOB]  # the critical path first, then heavier jobs
             group:
                 "cells"  # bundled into few SLURM submissions (the profile's group-components); ignored locally
             conda:
@@ -43,7 +43,7 @@ for STAGE, STAGE_JOBS in JOBS.items():
                 mem_mb=lambda wc, attempt: RES["cell_mem_mb"] * attempt,  # more memory on each retry
                 # cell_runtime per sampling pass (a pass of n cells as long as one cell: the GPU's case; on a
                 # CPU a pass takes longer, and a retry after a time-out gets more time), more on each retry
-                runtime=lambda wc, attempt, n=job_passes(STAGE, JOB): RES[
+                runtime=lambda wc, attempt, n=PLAN.job_passes(STAGE, JOB): RES[
                     "cell_runtime"
                 ]
                 * n
@@ -51,7 +51,7 @@ for STAGE, STAGE_JOBS in JOBS.items():
                 gpu=GPU,
                 cpus_per_task=1,  # the SLURM plugin's CPUs per task: the job's one thread
             params:
-                args=job_args(STAGE, JOB),
+                args=PLAN.job_args(STAGE, JOB),
                 device=config["device"],
             shell:
                 "python -m benchmark run {params.args} --device {params.device} --threads {threads} > {log} 2>&1"

@@ -11,13 +11,11 @@ rule pretrain:
     input:
         needs=pretrain_needs,
     output:
-        checkpoint=f"{MODELS}/{{task}}_{{network}}.safetensors",
-        report=f"{MODELS}/{{task}}_{{network}}.json",
+        **PLAN.pretrain_outputs(),
     log:
         "logs/pretrain/{task}_{network}.log",
     wildcard_constraints:
-        task=one_of(sorted({t for t, _ in PRETRAIN})),
-        network=one_of(sorted({n for _, n in PRETRAIN})),
+        **PLAN.pretrain_wildcards(),
     priority: 1  # the trained cells wait for these jobs: run them before the oracle's cells
     conda:
         "../envs/guidebench.yaml"
@@ -38,8 +36,7 @@ use rule pretrain as pretrain_first with:
     # The networks on the longest path (a network others need, and one that needs others: digits' evaluator,
     # then its denoiser, then every digits cell) start before the rest.
     wildcard_constraints:
-        task=one_of(sorted({t for t, _ in PRETRAIN_CHAIN})),
-        network=one_of(sorted({n for _, n in PRETRAIN_CHAIN})),
+        **PLAN.pretrain_wildcards(chain=True),
     priority: 3
 
 

@@ -1,13 +1,8 @@
-# `protocol.reuse: DIR` (a selection folder checked in from an earlier run) skips the tuning stage.
-REUSE = (config.get("protocol") or {}).get("reuse")
-TUNING_FILES = [] if REUSE else [f"{RESULTS}/cells/{c}.parquet" for c in CELLS]
-
-
 checkpoint select:
     """The protocol's selection: per method variant, the admissible setting of highest reward on the
     tuning seeds (benchmark.report.verdict); one YAML file per panel, human-readable."""
     input:
-        TUNING_FILES,
+        PLAN.tuning_files(),  # none with `protocol.reuse: DIR` (a selection folder of an earlier run)
     output:
         directory(f"{RESULTS}/selected"),
     log:
@@ -21,7 +16,7 @@ checkpoint select:
     params:
         # Removed before selecting: a failed selection leaves no report of older results.
         stale=[REPORT, f"{RESULTS}/figures"],
-        groups={job_key(c): a.group for c, a in CELLS.items()},  # the cell table: job -> method variant
+        groups=PLAN.select_groups(),  # the cell table: job -> method variant
     # A script, not the CLI: thousands of paths overflow one `bash -c` argument, and it needs the cell table.
     script:
         "../scripts/select_settings.py"
@@ -31,7 +26,7 @@ rule aggregate:
     """All cell files of both stages -> one Parquet file with each row's cell id, each cell once; bad cell
     files stop it, all named."""
     input:
-        tune=TUNING_FILES,  # cell ids are paths: task/denoiser/...
+        tune=PLAN.tuning_files(),  # cell ids are paths: task/denoiser/...
         evaluation=evaluation_files,
     output:
         f"{RESULTS}/all.parquet",
@@ -59,13 +54,9 @@ rule report:
     input:
         results=f"{RESULTS}/all.parquet",
         selected=f"{RESULTS}/selected",
-        models=[f"{MODELS}/{t}_{n}.json" for t, n in PRETRAIN],
+        models=PLAN.pretrain_reports(),
         # Read by the report from next to each cell's Parquet file (RESULTS/cells), not passed on.
-        galleries=[
-            f"{RESULTS}/cells/{c}.png"
-            for c, cell in CELLS.items()
-            if cell.spec.task in IMAGE_TASKS and not REUSE
-        ],
+        galleries=PLAN.tuning_galleries(),
         evaluation_galleries=evaluation_galleries,
     output:
         html=report(
@@ -90,7 +81,7 @@ rule report:
         mem_mb=4000,
         runtime=30,
     params:
-        models=f"--models {MODELS}" if PRETRAIN else "",
+        models=f"--models {MODELS}" if PLAN.pretrain else "",
     shell:
         "python -m benchmark report --results {input.results} --selected {input.selected} --out {output.html} "
         "{params.models} --workers {threads} "

@@ -1,12 +1,22 @@
-"""The images task's objectives beyond the shared ones: inpainting with a mask of any size, super-resolution
-by any factor (both the shared Inpaint / SuperRes with their operator), and a user's reward function."""
+"""The images task's objectives (benchmark.tasks.images), each built from the task: inpainting with a mask of any
+size, super-resolution by any factor (the shared Inpaint / SuperRes with their operator), Gaussian deblurring
+(benchmark.objectives.deblur), and a user's reward function.
+
+The inverse problems' ground truths are the folder's images (`image`: all of them, chain i restoring image
+i mod N, or image k); each image's measurement noise is one fixed draw from the task seed, whichever images a
+cell restores. Parameter checks that need no images come first (`check_params`, also before any job runs);
+those against the image count and shape when the objective is built.
+"""
 
 from __future__ import annotations
 
 import torch
 
-from benchmark.objectives import Inpaint, Objective, SuperRes
+from benchmark.objectives.base import Objective
+from benchmark.objectives.deblur import Deblur, check_blur
+from benchmark.objectives.inpaint import Inpaint
 from benchmark.objectives.inverse import InverseProblem
+from benchmark.objectives.superres import SuperRes
 
 MASKS = ("centre", "random")
 
@@ -35,13 +45,46 @@ def inpaint_mask(mask: str, size: float, shape: tuple[int, int, int], generator:
     return m.expand(C, H, W).clone()
 
 
-class MaskInpaint(Inpaint):
-    """Inpaint (A x = M x) with a given mask M [C, H, W]; `mask`, `size` are recorded as its parameters."""
+def check_inverse(name: str, params: dict) -> None:
+    """sigma_y a finite number >= 0; image 'all' or an index >= 0 (its range is checked when built)."""
+    InverseProblem.check_sigma_y(name, params["sigma_y"])
+    image = params["image"]
+    if image != "all" and (isinstance(image, bool) or not isinstance(image, int) or image < 0):
+        raise ValueError(f"objective {name!r}: image must be 'all' or the index (>= 0) of a folder image, "
+                         f"got {image!r}")
 
-    def __init__(self, x_star: torch.Tensor, noise: torch.Tensor, sigma_y: float, image: int | str,
-                 mask: str, size: float, m: torch.Tensor):
-        InverseProblem.__init__(self, x_star, noise * m, sigma_y, image, mask=m)
+
+def ground_truths(task, name: str, image: int | str) -> tuple[torch.Tensor, slice]:
+    """(the folder's images [N, C, H, W], which of them the chains restore); ValueError for an image out of range."""
+    x_all = task.ground_truths()
+    if image != "all" and image >= len(x_all):
+        raise ValueError(f"objective {name!r}: image {image} is out of range: the folder holds {len(x_all)} "
+                         f"images (0..{len(x_all) - 1})")
+    return x_all, slice(None) if image == "all" else slice(image, image + 1)
+
+
+def observation_noise(task, name: str, shape: tuple[int, ...], pick: slice) -> torch.Tensor:
+    """The picked images' measurement noise: one fixed draw of `shape` [N, *m] for every folder image."""
+    return torch.randn(shape, generator=task.generator("observation", name))[pick]
+
+
+class MaskInpaint(Inpaint):
+    """Inpaint (A x = M x) with the mask M [C, H, W] of `inpaint_mask`; `mask`, `size` are its parameters."""
+
+    tasks = ("images",)
+
+    def __init__(self, task, image: int | str = "all", sigma_y: float = 0.05, mask: str = "centre", size: float = 0.5):
+        self.check_params({"image": image, "sigma_y": sigma_y, "mask": mask, "size": size}, type(task))
+        x_all, pick = ground_truths(task, self.name, image)
+        noise = observation_noise(task, self.name, x_all.shape, pick)
+        m = inpaint_mask(mask, size, task.shape, task.generator("inpaint-mask"))
+        InverseProblem.__init__(self, x_all[pick], noise * m, sigma_y, image, mask=m)
         self.mask_kind, self.size = mask, size
+
+    @classmethod
+    def check_params(cls, params: dict, task: type, task_seed: int = 0) -> None:
+        check_inverse(cls.name, params)
+        check_mask(params["mask"], params["size"])
 
     def params(self) -> dict:
         return super().params() | {"size": self.size}
@@ -50,12 +93,43 @@ class MaskInpaint(Inpaint):
 class FactorSuperRes(SuperRes):
     """SuperRes (A x = average pooling) by `factor` (which must divide H and W)."""
 
-    def __init__(self, x_star: torch.Tensor, noise: torch.Tensor, sigma_y: float, image: int | str, factor: int):
+    tasks = ("images",)
+
+    def __init__(self, task, image: int | str = "all", sigma_y: float = 0.05, factor: int = 4):
+        self.check_params({"image": image, "sigma_y": sigma_y, "factor": factor}, type(task))
+        x_all, pick = ground_truths(task, self.name, image)
+        check_factor(factor, task.shape)
+        C, H, W = task.shape
+        noise = observation_noise(task, self.name, (len(x_all), C, H // factor, W // factor), pick)
         self.factor = factor  # before InverseProblem applies the operator to x_star
-        super().__init__(x_star, noise, sigma_y, image)
+        super().__init__(x_all[pick], noise, sigma_y, image)
+
+    @classmethod
+    def check_params(cls, params: dict, task: type, task_seed: int = 0) -> None:
+        check_inverse(cls.name, params)
+        check_factor(params["factor"])
 
     def params(self) -> dict:
         return super().params() | {"factor": self.factor}
+
+
+class ImagesDeblur(Deblur):
+    """Deblur (A x = a Gaussian blur of `blur_sigma` pixels, kernel `kernel_size`) of the folder's images."""
+
+    tasks = ("images",)
+
+    def __init__(self, task, image: int | str = "all", sigma_y: float = 0.05, blur_sigma: float = 3.0,
+                 kernel_size: int | None = None):
+        self.check_params({"image": image, "sigma_y": sigma_y, "blur_sigma": blur_sigma, "kernel_size": kernel_size},
+                          type(task))
+        x_all, pick = ground_truths(task, self.name, image)
+        noise = observation_noise(task, self.name, x_all.shape, pick)
+        super().__init__(x_all[pick], noise, sigma_y, image, blur_sigma, kernel_size)
+
+    @classmethod
+    def check_params(cls, params: dict, task: type, task_seed: int = 0) -> None:
+        check_inverse(cls.name, params)
+        check_blur(params["blur_sigma"], params["kernel_size"])
 
 
 def check_factor(factor, shape: tuple[int, ...] | None = None) -> None:
@@ -86,12 +160,17 @@ class UserReward(Objective):
     does not is refused with a ValueError naming it and the shape it returned."""
 
     name = "reward"
+    tasks = ("images",)
     optimum = None
 
-    def __init__(self, fn: str):
+    def __init__(self, task, fn: str | None = None):
         super().__init__()
         self.fn_path = fn
         self.fn = resolve_reward_fn(fn)
+
+    @classmethod
+    def check_params(cls, params: dict, task: type, task_seed: int = 0) -> None:
+        resolve_reward_fn(params["fn"])
 
     def params(self) -> dict:
         return {"fn": self.fn_path}

@@ -14,9 +14,9 @@ Ground truths. The N images are the ground truths of the inverse problems: with 
 (benchmark.objectives.inverse). Each image's measurement noise is drawn once from the task seed, so
 every cell sees the same observation y = A x* + sigma_y n.
 
-Objectives (OBJECTIVE_PARAMS gives their parameters and defaults), the inverse ones with the shared
-operators and the shared reward r(x) = -||y - A x||_2 (0 only where A x = y: at the ground truth when
-sigma_y = 0):
+Objectives (benchmark/tasks/images/objectives.py; their parameters are their constructors' keywords), the
+inverse ones with the shared operators and the shared reward r(x) = -||y - A x||_2 (0 only where A x = y: at
+the ground truth when sigma_y = 0):
 - `inpaint`: A x = M x; mask "centre" hides a centred box whose side is `size` times the image's,
   "random" hides each pixel with probability `size`, drawn once from the task seed;
 - `superres`: A x = average pooling by `factor` (which must divide the image size);
@@ -40,24 +40,13 @@ import numpy as np
 import torch
 
 from benchmark.images.metrics import mean_pairwise_distance, psnr, ssim
-from benchmark.objectives.deblur import Deblur, check_blur
 from benchmark.objectives.inverse import InverseProblem
 from benchmark.tasks.base import Task
-from benchmark.tasks.images.objectives import (FactorSuperRes, MaskInpaint, UserReward, check_factor, check_mask,
-                                               inpaint_mask, resolve_reward_fn)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
 GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 PIL_MODES = {1: "L", 3: "RGB"}
 
-#: Each objective's parameters and their defaults.
-OBJECTIVE_PARAMS = {
-    "inpaint": {"image": "all", "sigma_y": 0.05, "mask": "centre", "size": 0.5},
-    "superres": {"image": "all", "sigma_y": 0.05, "factor": 4},
-    "deblur": {"image": "all", "sigma_y": 0.05, "blur_sigma": 3.0, "kernel_size": None},
-    "reward": {"fn": None},
-}
-INVERSE_OBJECTIVES = ("inpaint", "superres", "deblur")
 #: Each sample metric's better direction ("higher" or "lower"), read by the report.
 METRIC_DIRECTIONS = {"psnr": "higher", "ssim": "higher", "meas_error": "lower", "diversity": "higher"}
 
@@ -116,8 +105,6 @@ def check_channels(channels) -> None:
 
 class ImagesTask(Task):
     name = "images"
-    objectives = tuple(OBJECTIVE_PARAMS)
-    objective_params = OBJECTIVE_PARAMS
     metric_directions = METRIC_DIRECTIONS
     is_image = True
     data_range = (-1.0, 1.0)
@@ -156,54 +143,6 @@ class ImagesTask(Task):
         """n of the folder's images drawn uniformly with replacement: [n, C, H, W]."""
         x = self.ground_truths()
         return x[torch.randint(len(x), (n,), generator=generator)]
-
-    # --- objectives -----------------------------------------------------------------------------
-
-    @classmethod
-    def check_objective_params(cls, name: str, params: dict, task_seed: int = 0) -> None:
-        """Every check that needs no images; those against the image shape and count (image index,
-        factor, kernel size) come when the objective is built."""
-        params = OBJECTIVE_PARAMS[name] | params
-        if name == "reward":
-            resolve_reward_fn(params["fn"])
-            return
-        InverseProblem.check_sigma_y(name, params["sigma_y"])
-        image = params["image"]
-        if image != "all" and (isinstance(image, bool) or not isinstance(image, int) or image < 0):
-            raise ValueError(f"objective {name!r}: image must be 'all' or the index (>= 0) of a folder image, "
-                             f"got {image!r}")
-        if name == "inpaint":
-            check_mask(params["mask"], params["size"])
-        elif name == "superres":
-            check_factor(params["factor"])
-        else:
-            check_blur(params["blur_sigma"], params["kernel_size"])
-
-    def _make_objective(self, name: str, **params):
-        params = OBJECTIVE_PARAMS[name] | params
-        self.check_objective_params(name, params, self.task_seed)
-        if name == "reward":
-            return UserReward(params["fn"])
-        x_all = self.ground_truths()
-        image = params["image"]
-        if image != "all" and image >= len(x_all):
-            raise ValueError(f"objective {name!r}: image {image} is out of range: the folder holds {len(x_all)} "
-                             f"images (0..{len(x_all) - 1})")
-        pick = slice(None) if image == "all" else slice(image, image + 1)
-        x_star, sigma_y = x_all[pick], params["sigma_y"]
-        # One fixed noise draw per folder image, whichever images the cell restores.
-        g = self.generator("observation", name)
-        if name == "superres":
-            f = params["factor"]
-            check_factor(f, self.shape)
-            C, H, W = self.shape
-            noise = torch.randn((len(x_all), C, H // f, W // f), generator=g)[pick]
-            return FactorSuperRes(x_star, noise, sigma_y, image, f)
-        noise = torch.randn(x_all.shape, generator=g)[pick]
-        if name == "inpaint":
-            m = inpaint_mask(params["mask"], params["size"], self.shape, self.generator("inpaint-mask"))
-            return MaskInpaint(x_star, noise, sigma_y, image, params["mask"], params["size"], m)
-        return Deblur(x_star, noise, sigma_y, image, params["blur_sigma"], params["kernel_size"])
 
     # --- metrics --------------------------------------------------------------------------------
 

@@ -34,18 +34,12 @@ import math
 
 import torch
 
-from benchmark.diffusion.noise import derive_seed
 from benchmark.tasks.base import Task
 from benchmark.tasks.mixture.metrics import METRIC_DIRECTIONS, off_data
 from benchmark.tasks.mixture.mixture import GaussianMixture, MixtureOracle
-from benchmark.tasks.mixture.objectives import MixtureBetween, MixtureInverse, MixtureTilt
 
 #: Per-direction standard deviations of the components: log-uniform in this range.
 COMPONENT_SD = (0.2, 0.4)
-
-
-def _unit(v: torch.Tensor) -> torch.Tensor:
-    return v / torch.linalg.vector_norm(v)
 
 
 def _is_int(v) -> bool:
@@ -54,8 +48,6 @@ def _is_int(v) -> bool:
 
 class MixtureTask(Task):
     name = "mixture"
-    objectives = ("inverse", "tilt", "between")
-    objective_params = {"inverse": {"m": 8, "sigma_y": 0.25}, "tilt": {"lam": 0.5}, "between": {"scale": 1.0}}
     has_oracle = True
     #: off_data first: the gate's fidelity metric (the first metric declared "lower" that a panel measures).
     metric_directions = {"off_data": "lower", **METRIC_DIRECTIONS}
@@ -96,49 +88,6 @@ class MixtureTask(Task):
 
     def oracle(self, schedule):
         return MixtureOracle(self.mixture, schedule)
-
-    # --- objectives ---------------------------------------------------------------------------------
-
-    @classmethod
-    def check_objective_params(cls, name: str, params: dict, task_seed: int = 0) -> None:
-        """inverse: m an integer >= 1 (and < D, checked when built), sigma_y > 0; tilt: lam > 0;
-        between: scale > 0 (finite numbers), before any job runs."""
-        p = cls.objective_params[name] | params
-        if name == "inverse" and not (_is_int(p["m"]) and p["m"] >= 1):
-            raise ValueError(f"objective {name!r}: m must be an integer >= 1, got {p['m']!r}")
-        for key in {"inverse": ("sigma_y",), "tilt": ("lam",), "between": ("scale",)}[name]:
-            v = p[key]
-            if not (isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and v > 0):
-                raise ValueError(f"objective {name!r}: {key} must be a finite number > 0, got {v!r}")
-
-    def _make_objective(self, name: str, **params):
-        p = self.objective_params[name] | params
-        seed = derive_seed(self.name, self.task_seed, self.dim, self.K, self.radius, name, *sorted(p.items()))
-        mu = self.mixture.means
-        if name == "inverse":
-            return self._inverse(name, p["m"], p["sigma_y"], seed)
-        if name == "tilt":
-            theta = _unit(mu[-1] - mu[0])
-            return MixtureTilt(name, self.mixture, theta, p["lam"], seed)
-        b = (mu[0] + mu[1]) / 2                                                      # between
-        return MixtureBetween(name, self.mixture, b, p["scale"], _unit(mu[0] - mu[1]), seed)
-
-    def _inverse(self, name: str, m: int, sigma_y: float, seed: int) -> MixtureInverse:
-        """H: m orthonormal rows, random in the complement of d = mu_0 - mu_{K-1} (so H mu_0 = H mu_{K-1});
-        x* = mu_0, y = H x* + sigma_y n: each of the two modes explains y equally well but for its spread
-        (a drawn x* can land where one mode's spread explains y far better: seed 2 of the task would give
-        the lightest mode 0.007). H and n from their own streams of the task seed."""
-        if not (_is_int(m) and 1 <= m <= self.dim - 1):
-            raise ValueError(f"objective {name!r}: m must be an integer in [1, {self.dim - 1}] (H must not see "
-                             f"mu_0 - mu_{self.K - 1}), got {m!r}")
-        mu = self.mixture.means
-        d = _unit(mu[0] - mu[-1])
-        G = torch.randn(self.dim, m, generator=self.generator("objective", name, "H"), dtype=torch.float64)
-        Q, _ = torch.linalg.qr(G - torch.outer(d, d @ G))
-        H = Q.T                                                                      # [m, D], H d = 0
-        x_star = mu[0]
-        noise = torch.randn(m, generator=self.generator("objective", name, "noise"), dtype=torch.float64)
-        return MixtureInverse(name, self.mixture, H, H @ x_star + sigma_y * noise, sigma_y, d, seed)
 
     # --- metrics ------------------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ import math
 
 import torch
 
+from benchmark.diffusion.noise import derive_seed
 from benchmark.objectives.base import Objective
 from benchmark.tasks.mixture.metrics import METRIC_DIRECTIONS, TargetMetrics
 from benchmark.tasks.mixture.mixture import GaussianMixture
@@ -31,20 +32,29 @@ def _positive(name: str, key: str, value) -> float:
     return float(value)
 
 
-class MixtureObjective(Objective):
-    """An objective whose target p0(x) exp(r(x)) / Z is the mixture `target` (component k of it from data
-    component k); `functional` [D]: the direction c of the credible-interval metric's c^T x;
-    `reference_seed` fixes the metrics' slices and reference draws."""
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
 
+
+def _unit(v: torch.Tensor) -> torch.Tensor:
+    return v / torch.linalg.vector_norm(v)
+
+
+class MixtureObjective(Objective):
+    """An objective of the mixture task whose target p0(x) exp(r(x)) / Z is the mixture `target` (component k of
+    it from data component k); `functional` [D]: the direction c of the credible-interval metric's c^T x;
+    `params`: the objective's parameters, which with the task's identity seed the metrics' slices and reference
+    draws."""
+
+    tasks = ("mixture",)
     #: The metrics of `calibration` (benchmark.tasks.mixture.metrics.METRIC_DIRECTIONS).
     metric_directions = METRIC_DIRECTIONS
 
-    def __init__(self, name: str, data: GaussianMixture, target: GaussianMixture, functional: torch.Tensor,
-                 reference_seed: int):
+    def __init__(self, task, target: GaussianMixture, functional: torch.Tensor, params: dict):
         super().__init__()
-        self.name = name
-        self.data = data
-        self.metrics = TargetMetrics(data, target, functional, reference_seed)
+        self.data = task.mixture
+        seed = derive_seed(task.name, task.task_seed, task.dim, task.K, task.radius, self.name, *sorted(params.items()))
+        self.metrics = TargetMetrics(self.data, target, functional, seed)
 
     @property
     def target(self) -> GaussianMixture:
@@ -61,17 +71,34 @@ class MixtureObjective(Objective):
 
 
 class MixtureInverse(MixtureObjective):
-    """r(x) = -||y - H x||^2 / (2 sigma_y^2) for x: [B, D] -> [B]; H [m, D], y [m]."""
+    """r(x) = -||y - H x||^2 / (2 sigma_y^2) for x: [B, D] -> [B]; H [m, D], y [m].
 
+    H: m orthonormal rows, random in the complement of d = mu_0 - mu_{K-1} (so H mu_0 = H mu_{K-1}); x* = mu_0,
+    y = H x* + sigma_y n: each of the two modes explains y equally well but for its spread (a drawn x* can land
+    where one mode's spread explains y far better: seed 2 of the task would give the lightest mode 0.007). H and
+    n from their own streams of the task seed."""
+
+    name = "inverse"
     kind = "inverse"       # dps's default step is Chung et al.'s, on residual_norm
     optimum = 0.0
 
-    def __init__(self, name: str, data: GaussianMixture, H: torch.Tensor, y: torch.Tensor, sigma_y: float,
-                 functional: torch.Tensor, reference_seed: int):
+    def __init__(self, task, m: int = 8, sigma_y: float = 0.25):
+        name, D, mu = self.name, task.dim, task.mixture.means
+        if not (_is_int(m) and 1 <= m <= D - 1):
+            raise ValueError(f"objective {name!r}: m must be an integer in [1, {D - 1}] (H must not see "
+                             f"mu_0 - mu_{task.K - 1}), got {m!r}")
+        params = {"m": m, "sigma_y": sigma_y}
         sigma_y = _positive(name, "sigma_y", sigma_y)
+        d = _unit(mu[0] - mu[-1])
+        G = torch.randn(D, m, generator=task.generator("objective", name, "H"), dtype=torch.float64)
+        Q, _ = torch.linalg.qr(G - torch.outer(d, d @ G))
+        H = Q.T                                                                      # [m, D], H d = 0
+        x_star = mu[0]
+        noise = torch.randn(m, generator=task.generator("objective", name, "noise"), dtype=torch.float64)
+        y = H @ x_star + sigma_y * noise
         H32, y32 = H.float(), y.float()
-        target = data.condition(H32.double(), y32.double(), sigma_y)   # the float32 H, y the reward uses
-        super().__init__(name, data, target, functional, reference_seed)
+        target = task.mixture.condition(H32.double(), y32.double(), sigma_y)   # the float32 H, y the reward uses
+        super().__init__(task, target, d, params)
         self.sigma_y = sigma_y
         self.register_buffer("H", H32)
         self.register_buffer("y", y32)
@@ -86,17 +113,27 @@ class MixtureInverse(MixtureObjective):
     def params(self) -> dict:
         return {"m": self.H.shape[0], "sigma_y": self.sigma_y}
 
+    @classmethod
+    def check_params(cls, params: dict, task: type, task_seed: int = 0) -> None:
+        """m an integer >= 1 (and < D, checked when built), sigma_y > 0."""
+        if not (_is_int(params["m"]) and params["m"] >= 1):
+            raise ValueError(f"objective {cls.name!r}: m must be an integer >= 1, got {params['m']!r}")
+        _positive(cls.name, "sigma_y", params["sigma_y"])
+
 
 class MixtureTilt(MixtureObjective):
-    """r(x) = lam theta^T x for x: [B, D] -> [B]; theta [D] a unit vector."""
+    """r(x) = lam theta^T x for x: [B, D] -> [B]; theta [D] the unit vector from the heaviest mode to the lightest."""
 
+    name = "tilt"
     optimum = None
 
-    def __init__(self, name: str, data: GaussianMixture, theta: torch.Tensor, lam: float, reference_seed: int):
-        lam = _positive(name, "lam", lam)
-        theta32 = theta.float()
-        target = data.tilt(lam * theta32.double())
-        super().__init__(name, data, target, theta32.double(), reference_seed)
+    def __init__(self, task, lam: float = 0.5):
+        mu = task.mixture.means
+        params = {"lam": lam}
+        lam = _positive(self.name, "lam", lam)
+        theta32 = _unit(mu[-1] - mu[0]).float()
+        target = task.mixture.tilt(lam * theta32.double())
+        super().__init__(task, target, theta32.double(), params)
         self.lam = lam
         self.register_buffer("theta", theta32)
 
@@ -106,19 +143,26 @@ class MixtureTilt(MixtureObjective):
     def params(self) -> dict:
         return {"lam": self.lam}
 
+    @classmethod
+    def check_params(cls, params: dict, task: type, task_seed: int = 0) -> None:
+        _positive(cls.name, "lam", params["lam"])
+
 
 class MixtureBetween(MixtureObjective):
-    """r(x) = -||x - b||^2 / (2 scale^2) for x: [B, D] -> [B]; b [D] (between two modes)."""
+    """r(x) = -||x - b||^2 / (2 scale^2) for x: [B, D] -> [B]; b = (mu_0 + mu_1) / 2, between the two heaviest
+    modes."""
 
+    name = "between"
     optimum = 0.0
 
-    def __init__(self, name: str, data: GaussianMixture, b: torch.Tensor, scale: float, functional: torch.Tensor,
-                 reference_seed: int):
-        scale = _positive(name, "scale", scale)
-        b32 = b.float()
+    def __init__(self, task, scale: float = 1.0):
+        data, mu = task.mixture, task.mixture.means
+        params = {"scale": scale}
+        scale = _positive(self.name, "scale", scale)
+        b32 = ((mu[0] + mu[1]) / 2).float()
         eye = torch.eye(data.dim, dtype=torch.float64)
         target = data.condition(eye, b32.double(), scale)
-        super().__init__(name, data, target, functional, reference_seed)
+        super().__init__(task, target, _unit(mu[0] - mu[1]), params)
         self.scale = scale
         self.register_buffer("b", b32)
 
@@ -127,3 +171,7 @@ class MixtureBetween(MixtureObjective):
 
     def params(self) -> dict:
         return {"scale": self.scale}
+
+    @classmethod
+    def check_params(cls, params: dict, task: type, task_seed: int = 0) -> None:
+        _positive(cls.name, "scale", params["scale"])
