@@ -435,9 +435,9 @@ MUTATIONS = [
     m("failed-cell-admissible-when-finite", "report", "benchmark/report/verdict.py",
       'bad = setting[setting["status"] != "ok"]', 'bad = setting[setting["status"] == "no such status"]',
       "test_verdict"),
-    m("gate-failure-leaves-the-summary", "report", "benchmark/report/verdict.py",
+    m("gate-failure-leaves-the-summary", "report", "benchmark/report/summary.py",
       'failed = sorted(set(panel.get("ran", evaluated)) - set(evaluated))', "failed = []", "test_verdict"),
-    m("incapable-panel-counts-as-a-loss", "report", "benchmark/report/verdict.py",
+    m("incapable-panel-counts-as-a-loss", "report", "benchmark/report/summary.py",
       "shares = [(w + t / 2) / (w + t + l) for", "shares = [(w + t / 2) / max(used, 1) for", "test_verdict"),
 ]
 
