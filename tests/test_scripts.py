@@ -8,11 +8,8 @@ import sys
 import sysconfig
 from pathlib import Path
 
-import pyarrow as pa
-
 from benchmark.report import verdict as vd
-from benchmark.results import to_table, write_atomic
-from test_verdict import HEADER, TUNE, EVAL, _frame, _groups, _hacked_panel
+from test_verdict import EVAL, TUNE, _hacked_panel, write_run
 
 SCRIPTS = Path(__file__).resolve().parents[1] / "workflow" / "scripts"
 
@@ -24,12 +21,7 @@ def test_no_script_shadows_a_standard_library_module():
 
 
 def test_tables_verdict_runs_from_another_directory(tmp_path):
-    cells = _hacked_panel(TUNE + EVAL)
-    rows = [r for c in cells for r in c]
-    write_atomic(to_table(rows).append_column("cell", pa.array([r["cell"] for r in rows], pa.string())),
-                 tmp_path / "all.parquet")
-    tune = _frame(cells)[lambda d: d["seed"].isin(TUNE)]
-    vd.write_selection(vd.select(tune, _groups(tune), HEADER), HEADER, HEADER["seeds"], tmp_path / "selected")
+    write_run(_hacked_panel(TUNE + EVAL), tmp_path)
     out = subprocess.run([sys.executable, str(SCRIPTS / "tables.py"), "verdict", "all.parquet", "selected"],
                          cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr

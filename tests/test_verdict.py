@@ -50,6 +50,21 @@ def _groups(df):
     return {job: job.rpartition("/")[0] + "/" + job.rpartition("_n")[2] for job in df["cell"].map(vd.job_of)}
 
 
+def write_run(cells, folder: Path) -> Path:
+    """The cells' rows as an aggregate Parquet file (with each row's cell id) in `folder`, and the selection
+    folder `folder/selected` made on the tuning seeds: what the report and the scripts read. Returns the file."""
+    import pyarrow as pa
+
+    from benchmark.results import to_table, write_atomic
+
+    rows = [r for c in cells for r in c]
+    write_atomic(to_table(rows).append_column("cell", pa.array([r["cell"] for r in rows], pa.string())),
+                 folder / "all.parquet")
+    tune = _frame(cells)[lambda d: d["seed"].isin(TUNE)]
+    vd.write_selection(vd.select(tune, _groups(tune), HEADER), HEADER, HEADER["seeds"], folder / "selected")
+    return folder / "all.parquet"
+
+
 def _hacked_panel(seeds):
     """none; 'honest' with a better admissible strength 1; 'hacker' whose strength 10 wins on reward by
     leaving the sphere (norm error 2585, the default run's shen), and whose strength 0.1 is admissible."""
@@ -199,17 +214,9 @@ def test_the_report_is_the_same_drawn_by_several_processes(tmp_path):
     verdict's: the page and every figure file are byte for byte those of one process (but its time stamp)."""
     import re
 
-    import pyarrow as pa
-
     from benchmark.report import build_report
-    from benchmark.results import to_table, write_atomic
 
-    cells = _hacked_panel(TUNE + EVAL)
-    rows = [r for c in cells for r in c]
-    write_atomic(to_table(rows).append_column("cell", pa.array([r["cell"] for r in rows], pa.string())),
-                 tmp_path / "all.parquet")
-    tune = _frame(cells)[lambda d: d["seed"].isin(TUNE)]
-    vd.write_selection(vd.select(tune, _groups(tune), HEADER), HEADER, HEADER["seeds"], tmp_path / "selected")
+    write_run(_hacked_panel(TUNE + EVAL), tmp_path)
     pages = {}
     for n in (1, 3):
         out = build_report(tmp_path / "all.parquet", tmp_path / f"r{n}" / "index.html", selected=tmp_path / "selected",
@@ -358,20 +365,12 @@ def test_the_first_screen_states_the_rule_shows_the_caveat_and_links_the_full_ru
     heads it from fewer panels carries a visible caveat."""
     import re
 
-    import pyarrow as pa
-
     from benchmark.report import build_report
-    from benchmark.results import to_table, write_atomic
 
     ok, bad = 0.01, 10.0
     spec = {"linear": {"none": (0.0, ok), "cg": (2.0, ok), "a": (1.0, ok), "tfg": (1.5, ok)},
             "quad0": {"none": (0.0, ok), "a": (1.0, ok), "tfg": (5.0, bad)}}
-    cells = _spec_cells(spec)
-    rows = [r for c in cells for r in c]
-    write_atomic(to_table(rows).append_column("cell", pa.array([r["cell"] for r in rows], pa.string())),
-                 tmp_path / "all.parquet")
-    tune = _frame(cells)[lambda d: d["seed"].isin(TUNE)]
-    vd.write_selection(vd.select(tune, _groups(tune), HEADER), HEADER, HEADER["seeds"], tmp_path / "selected")
+    write_run(_spec_cells(spec), tmp_path)
     page = build_report(tmp_path / "all.parquet", tmp_path / "index.html",
                         selected=tmp_path / "selected").read_text(encoding="utf-8")
     opening = re.search(r'<p class="note" id="verdict-summary">(.*?)</p>', page, re.S).group(1)
