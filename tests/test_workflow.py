@@ -187,7 +187,7 @@ def test_cell_jobs_are_few_even_where_they_run_side_by_side_and_the_critical_pat
     assert len(digits) == config["job_spread"] == 2
     assert max(load[j] for j in digits) <= 1.1 * min(load[j] for j in digits)
     others = [j for j in jobs if j not in digits]
-    assert sorted(t for j in others for t in tasks[j]) == ["sphere", "subspace"]   # one job per other task
+    assert sorted(t for j in others for t in tasks[j]) == ["mixture", "sphere", "subspace"]   # one job per other task
     assert sorted(c for ids in jobs.values() for c in ids) == sorted(cells)
     prio = job_priorities(jobs, cells, chain, "models")
     assert min(prio[j] for j in digits) >= 2 > 0.5 >= max(prio[j] for j in others)
