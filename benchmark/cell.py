@@ -69,6 +69,9 @@ class Cell:
         self._denoiser_networks = dict(loaded.networks)
         for kind, path in type(self.task).network_files(spec.objective, spec.models_dir).items():
             self.networks[kind] = network_record(path, kind)
+        skipped, why = self.method.skip(self.objective)   # what the method says it cannot guide
+        if skipped:
+            raise ValueError(f"method {why}; objective {spec.objective!r} of task {spec.task!r} has none")
         if getattr(self.method, "uses_noisy_log_prob", False):
             self._check_noisy_classifier(schedule)
         self.costs = Costs()
@@ -109,9 +112,6 @@ class Cell:
 
     def _check_noisy_classifier(self, schedule) -> None:
         """Classifier guidance needs log p(c | x_t, t) trained on the sampler's own timesteps."""
-        if not hasattr(self.objective, "noisy_log_prob"):
-            raise ValueError(f"method {self.spec.method!r} needs an objective with a noise-conditional classifier "
-                             f"(noisy_log_prob); objective {self.spec.objective!r} of task {self.spec.task!r} has none")
         trained_on = tuple(self.objective.noise_schedule)
         if trained_on != (schedule.name, schedule.T):
             raise ValueError(f"the noise-conditional classifier was trained on schedule {trained_on[0]!r} with "

@@ -193,18 +193,31 @@ def check_config(config: dict) -> None:
                     method = make_method(mname, strength, **(mcfg.get("params") or {}))
                 except ValueError as exc:
                     raise ConfigError(f"{mwhere}: {exc}") from None
-                if method.uses_noisy_log_prob:  # classifier guidance, itself or as a proposal (bon, smc)
-                    capable = list(t.noisy_log_prob_objectives)
-                    lacking = [o for o in mcfg.get("objectives") or exp["objectives"] if o not in capable]
-                    if lacking:
-                        raise ConfigError(f"{mwhere}: {mname!r} needs an objective with a noise-conditional "
-                                          f"classifier; {lacking} of task {task!r} have none; allowed: "
-                                          f"{capable or 'none'}"
-                                          + (f" (restrict it with `objectives: {capable}`)" if capable else ""))
+                skips = {o: skip_reason(method, t, o)   # what the method says it cannot guide, of the task's objectives
+                         for o in dict.fromkeys([*t.objectives, *exp["objectives"]])}
+                lacking = [o for o in mcfg.get("objectives") or exp["objectives"] if skips[o]]
+                if lacking:
+                    capable = [o for o in t.objectives if not skips[o]]
+                    raise ConfigError(f"{mwhere}: {skips[lacking[0]]}; {lacking} of task {task!r} have none; "
+                                      f"allowed: {capable or 'none'}"
+                                      + (f" (restrict it with `objectives: {capable}`)" if capable else ""))
         for steps in as_list(exp.get("steps")) if exp["denoiser"] in ("oracle", "trained") else ():
             T = min(as_list(config["pretrain"][task]["T"])) if exp["denoiser"] == "trained" else 200  # the oracle's
             if steps is not None and not 1 <= steps <= T:
                 raise ConfigError(f"{where}.steps: {steps} out of range; allowed: 1..{T} (T of the denoiser)")
+
+
+def skip_reason(method, task: type, objective: str) -> str:
+    """Why `method` cannot guide the task's `objective` (GuidanceMethod.skip on its class), or "". A task that
+    builds its own objectives (no classes) is asked for its `noisy_log_prob_objectives` only."""
+    from benchmark.objectives import builtin_objectives
+
+    cls = builtin_objectives(task.name).get(objective)
+    if cls is not None:
+        return method.skip(cls)[1]
+    if method.uses_noisy_log_prob and objective not in task.noisy_log_prob_objectives:
+        return f"{method.name!r} needs an objective with a noise-conditional classifier"
+    return ""
 
 
 def check_protocol(config: dict) -> None:

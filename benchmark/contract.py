@@ -31,6 +31,9 @@ import torch
 
 #: The contract's grid and objective.
 STEPS, SCHEDULE, T, OBJECTIVE = 20, "cosine", 200, "quadratic_off"
+#: The contract's objective for a method that cannot guide OBJECTIVE (GuidanceMethod.skip): the linear-Gaussian
+#: inverse problem, whose measurement is linear (the posterior samplers' `needs_operator`).
+INVERSE_OBJECTIVE = "gaussian_inverse"
 #: The strength the contract runs a method at when none is given (the one the methods' table mostly uses);
 #: a method that refuses it (`none`, `bon` with its unguided proposal) runs at its default strength.
 CONTRACT_STRENGTH = 0.3
@@ -57,13 +60,23 @@ def contract_task():
     return make_task("subspace")
 
 
-def setup(task, costs, steps: int = STEPS, eta: float = 1.0, device: str = "cpu"):
+def contract_objective(method) -> str:
+    """OBJECTIVE, or INVERSE_OBJECTIVE for a built method that skips OBJECTIVE but not it (a method that needs a
+    linear measurement); cg, which skips both, runs on OBJECTIVE with a stand-in classifier (`noisy_stand_in`)."""
+    from benchmark.objectives import builtin_objectives
+
+    own = builtin_objectives("subspace")
+    skips = method.skip(own[OBJECTIVE])[0] and not method.skip(own[INVERSE_OBJECTIVE])[0]
+    return INVERSE_OBJECTIVE if skips else OBJECTIVE
+
+
+def setup(task, costs, steps: int = STEPS, eta: float = 1.0, device: str = "cpu", objective: str = OBJECTIVE):
     """(sampler, objective) on the task's oracle, both counted into `costs`."""
     from benchmark.diffusion import CountingDenoiser, CountingObjective, Sampler, make_schedule
 
     sched = make_schedule(SCHEDULE, T)
     sampler = Sampler(CountingDenoiser(task.oracle(sched).to(device), costs), sched, steps=steps, eta=eta)
-    objective = CountingObjective(task.objective(OBJECTIVE).to(device), costs)
+    objective = CountingObjective(task.objective(objective).to(device), costs)
     return sampler, objective
 
 
@@ -103,8 +116,8 @@ def run_chains(method, strength: float, params: dict | None, n: int, *, task=Non
 
     task = task if task is not None else contract_task()
     costs = Costs()
-    sampler, objective = setup(task, costs, steps=steps, eta=eta, device=device)
     built = make_method(method, strength, **(params or {}))
+    sampler, objective = setup(task, costs, steps=steps, eta=eta, device=device, objective=contract_objective(built))
     if strengths is not None:
         built = built.with_strengths(torch.tensor(strengths, dtype=torch.float64, device=device))
     shape = tuple(task.shape)

@@ -142,8 +142,26 @@ class GuidanceMethod:
     #: (`with_strengths`; the contract's "batched strengths" check). Chains of cells that differ only in
     #: their seed share a pass whatever this says (chains are independent: the contract's batch check).
     batches_strengths: ClassVar[bool] = False
+    #: True for methods that need the objective's linear measurement y = A x + sigma_y n (A, A^T, A^+, sigma_y:
+    #: benchmark.objectives.operator.LinearMeasurement), the posterior samplers for linear inverse problems.
+    needs_operator: ClassVar[bool] = False
 
     strength: float = 0.0
+
+    def skip(self, objective) -> tuple[bool, str]:
+        """(True, why) when the method cannot guide `objective` (an objective class or instance), else (False, ""):
+        the sweep refuses such a pair when the DAG is built and a cell before it samples (benchopt's `skip`).
+        `why` names the method and what it needs ("'cg' needs an objective with ..."); the caller adds the
+        objective and task. The default reads what the method declares (`needs_operator`, `uses_noisy_log_prob`);
+        a method with other needs overrides it."""
+        from benchmark.objectives.operator import has_operator
+
+        if self.needs_operator and not has_operator(objective):
+            return True, (f"{self.name!r} needs an objective with a linear measurement y = A x + sigma_y n "
+                          "(A, A^T, A^+: benchmark.objectives.operator.LinearMeasurement)")
+        if self.uses_noisy_log_prob and not callable(getattr(objective, "noisy_log_prob", None)):
+            return True, f"{self.name!r} needs an objective with a noise-conditional classifier"
+        return False, ""
 
     def __post_init__(self):
         hints = typing.get_type_hints(type(self))

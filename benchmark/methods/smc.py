@@ -217,6 +217,13 @@ class SMC(GuidanceMethod):
     def uses_noisy_log_prob(self) -> bool:
         return getattr(self._proposal, "uses_noisy_log_prob", False)
 
+    def skip(self, objective) -> tuple[bool, str]:
+        """What the proposal cannot guide, this cannot either."""
+        skipped, why = self._proposal.skip(objective)
+        own = f"{self._proposal.name!r} needs"
+        return skipped, why.replace(own, f"{self.name!r} needs", 1) + f" (for its proposal {self._proposal.name!r})" \
+            if skipped else why
+
     def sample(self, sampler, x_T, noise, guide=None):
         if guide is None:
             raise ValueError("method 'smc' weights by the objective: it needs a Guide")

@@ -15,6 +15,7 @@ import torch
 from torch.nn import functional as F
 
 from benchmark.objectives.inverse import InverseProblem
+from benchmark.objectives.operator import PINV_RCOND, per_sample
 
 
 def default_kernel_size(blur_sigma: float) -> int:
@@ -45,6 +46,14 @@ def gaussian_kernel_1d(blur_sigma: float, kernel_size: int) -> torch.Tensor:
     return k / k.sum()
 
 
+def blur_matrix(n: int, k: torch.Tensor) -> torch.Tensor:
+    """The [n, n] matrix of the reflection-padded 1-D convolution with k (odd length < 2n) along an axis of n."""
+    K = len(k)
+    eye = torch.eye(n, dtype=torch.float64).view(n, 1, n, 1)
+    out = F.conv2d(F.pad(eye, (0, 0, K // 2, K // 2), mode="reflect"), k.double().view(1, 1, K, 1))
+    return out[:, 0, :, 0].T
+
+
 class Deblur(InverseProblem):
     name = "deblur"
 
@@ -65,3 +74,36 @@ class Deblur(InverseProblem):
 
     def params(self) -> dict:
         return super().params() | {"blur_sigma": self.blur_sigma, "kernel_size": self.kernel_size}
+
+    # The linear measurement in closed form: per channel A X = K_H X K_W^T, K = U diag(s) V^T (SVD of each axis's
+    # reflection-padded blur matrix), so A = (U_H (x) U_W) diag(s_H s_W^T) (V_H (x) V_W)^T (DDRM's separable form).
+
+    def _svd(self):
+        cache = getattr(self, "_svd_cache", None)
+        if cache is None or cache[0] is not self.kernel:
+            H, W = self.x_star.shape[-2:]
+            U1, s1, V1h = torch.linalg.svd(blur_matrix(H, self.kernel))
+            U2, s2, V2h = torch.linalg.svd(blur_matrix(W, self.kernel))
+            S = torch.outer(s1, s2)
+            cache = (self.kernel, U1, V1h.T, U2, V2h.T, S)
+            object.__setattr__(self, "_svd_cache", cache)
+        return cache[1:]
+
+    def _factors(self, v: torch.Tensor):
+        return (t.to(v.device, v.dtype) for t in self._svd())
+
+    def AT(self, v: torch.Tensor) -> torch.Tensor:
+        """A^T V = K_H^T V K_W per channel."""
+        U1, V1, U2, V2, S = self._factors(v)
+        return V1 @ (S * (U1.T @ v @ U2)) @ V2.T
+
+    def A_pinv(self, v: torch.Tensor) -> torch.Tensor:
+        """A^+ V = V_H (S^+ * (U_H^T V U_W)) V_W^T, singular values below PINV_RCOND x the largest set to 0."""
+        U1, V1, U2, V2, S = self._factors(v)
+        S_pinv = torch.where(S > PINV_RCOND * S.max(), 1 / S, torch.zeros_like(S))
+        return V1 @ (S_pinv * (U1.T @ v @ U2)) @ V2.T
+
+    def solve(self, v: torch.Tensor, a, b) -> torch.Tensor:
+        """(a A A^T + b I)^{-1} V = U_H ((U_H^T V U_W) / (a S^2 + b)) U_W^T."""
+        U1, _, U2, _, S = self._factors(v)
+        return U1 @ ((U1.T @ v @ U2) / (per_sample(a, v) * S ** 2 + per_sample(b, v))) @ U2.T

@@ -49,6 +49,7 @@ import torch
 
 from benchmark.diffusion.noise import derive_seed
 from benchmark.objectives.base import Objective
+from benchmark.objectives.operator import MatrixMeasurement
 
 #: Monte-Carlo replicates of the exact-posterior reference (`reference`; fewer for n > 2048): its
 #: standard error is sd(w2) / 16, well below the seed-to-seed spread of a cell's w2.
@@ -127,7 +128,7 @@ def _reference(n: int, u_mean: torch.Tensor, u_cov: torch.Tensor, g: torch.Gener
     return {"w2": float(torch.cat(w2).mean()), "mean_error": float(torch.cat(err).mean()), "var_ratio": 1.0}
 
 
-class GaussianInverse(Objective):
+class GaussianInverse(MatrixMeasurement, Objective):
     """r(x) = -||y - H x||^2 / (2 sigma_y^2) for x: [B, D] -> [B]; the exact posterior N(mu, Sigma) of
     x ~ N(0, A A^T) given y as `posterior_mean` [D] and `posterior_cov` [D, D] (float64, CPU).
 
@@ -135,7 +136,7 @@ class GaussianInverse(Objective):
     standard normal; `reference_seed` seeds the Monte-Carlo reference of the calibration metrics."""
 
     kind = "inverse"       # dps's default step is Chung et al.'s, on residual_norm
-    counted_methods = ("residual_norm",)
+    counted_methods = ("residual_norm", "measurement", "log_likelihood")
     optimum = 0.0
     #: The calibration metrics (`calibration`): errors, and the floors of the errors at the batch size,
     #: lower is better; var_ratio is best at 1 (< 1 over-confident, > 1 too wide). Without a suffix against

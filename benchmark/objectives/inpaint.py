@@ -10,6 +10,7 @@ from __future__ import annotations
 import torch
 
 from benchmark.objectives.inverse import InverseProblem
+from benchmark.objectives.operator import per_sample
 
 MASKS = ("centre", "lower_half")
 
@@ -38,6 +39,18 @@ class Inpaint(InverseProblem):
 
     def operator(self, x: torch.Tensor) -> torch.Tensor:
         return x * self.mask.to(x.device)
+
+    def AT(self, v: torch.Tensor) -> torch.Tensor:
+        """A^T = M (a diagonal 0/1 operator is its own adjoint)."""
+        return v * self.mask.to(v.device)
+
+    def A_pinv(self, v: torch.Tensor) -> torch.Tensor:
+        """A^+ = M (M is a projection: M M M = M)."""
+        return v * self.mask.to(v.device)
+
+    def solve(self, v: torch.Tensor, a, b) -> torch.Tensor:
+        """(a M + b I)^{-1} v, element-wise (A A^T = M)."""
+        return v / (per_sample(a, v) * self.mask.to(v.device) + per_sample(b, v))
 
     def params(self) -> dict:
         return super().params() | {"mask": self.mask_kind}

@@ -18,15 +18,17 @@ import math
 import torch
 
 from benchmark.objectives.base import Objective
+from benchmark.objectives.operator import LinearMeasurement
 
 
-class InverseProblem(Objective):
+class InverseProblem(LinearMeasurement, Objective):
     """x_star: [L, C, H, W] ground truths; noise: [L, *m] standard normal draws in measurement space;
     y = A x_star + sigma_y noise: [L, *m]. `buffers` (e.g. a mask) are registered before A is applied."""
 
     kind = "inverse"
     optimum = 0.0
-    counted_methods = ("residual_norm",)   # DPS's default step differentiates it in place of forward
+    # DPS differentiates residual_norm in place of forward; the posterior samplers read y (operator.py)
+    counted_methods = ("residual_norm", "measurement", "log_likelihood")
 
     def __init__(self, x_star: torch.Tensor, noise: torch.Tensor, sigma_y: float, image: int | str,
                  **buffers: torch.Tensor):
@@ -49,6 +51,18 @@ class InverseProblem(Objective):
         """The measurement A x: [B, C, H, W] -> [B, *m]."""
         raise NotImplementedError
 
+    def A(self, x: torch.Tensor) -> torch.Tensor:
+        """The operator of the linear measurement (benchmark.objectives.operator.LinearMeasurement)."""
+        return self.operator(x)
+
+    @property
+    def x_shape(self) -> tuple[int, ...]:
+        return tuple(self.x_star.shape[1:])
+
+    def measurement(self, x: torch.Tensor) -> torch.Tensor:
+        """y of each row of the batch x: [B, *m] (each chain's own held-out image's)."""
+        return self.y[self.rows(x.shape[0], x.device)].to(x.device, x.dtype)
+
     def params(self) -> dict:
         return {"image": self.image, "sigma_y": self.sigma_y}
 
@@ -61,8 +75,7 @@ class InverseProblem(Objective):
 
     def residual_norm(self, x: torch.Tensor) -> torch.Tensor:
         """||y - A x||_2 per sample: [B]."""
-        y = self.y[self.rows(x.shape[0], x.device)].to(x.device)
-        return torch.linalg.vector_norm((y - self.operator(x)).flatten(1), dim=-1)
+        return torch.linalg.vector_norm((self.measurement(x) - self.operator(x)).flatten(1), dim=-1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return -self.residual_norm(x)

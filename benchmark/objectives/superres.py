@@ -10,6 +10,7 @@ import torch
 from torch.nn import functional as F
 
 from benchmark.objectives.inverse import InverseProblem
+from benchmark.objectives.operator import per_sample
 
 
 class SuperRes(InverseProblem):
@@ -21,3 +22,15 @@ class SuperRes(InverseProblem):
 
     def operator(self, x: torch.Tensor) -> torch.Tensor:
         return F.avg_pool2d(x, self.factor)
+
+    def AT(self, v: torch.Tensor) -> torch.Tensor:
+        """A^T v: each low-resolution pixel spread over its f x f block, divided by f^2."""
+        return F.interpolate(v, scale_factor=self.factor, mode="nearest") / self.factor ** 2
+
+    def A_pinv(self, v: torch.Tensor) -> torch.Tensor:
+        """A^+ = f^2 A^T (A A^T = I / f^2): nearest-neighbour up-sampling."""
+        return F.interpolate(v, scale_factor=self.factor, mode="nearest")
+
+    def solve(self, v: torch.Tensor, a, b) -> torch.Tensor:
+        """(a A A^T + b I)^{-1} v = v / (a / f^2 + b)."""
+        return v / (per_sample(a, v) / self.factor ** 2 + per_sample(b, v))

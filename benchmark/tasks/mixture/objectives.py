@@ -21,6 +21,7 @@ import torch
 
 from benchmark.diffusion.noise import derive_seed
 from benchmark.objectives.base import Objective
+from benchmark.objectives.operator import MatrixMeasurement
 from benchmark.tasks.mixture.metrics import METRIC_DIRECTIONS, TargetMetrics
 from benchmark.tasks.mixture.mixture import GaussianMixture
 
@@ -70,7 +71,7 @@ class MixtureObjective(Objective):
         return self.metrics(x)
 
 
-class MixtureInverse(MixtureObjective):
+class MixtureInverse(MatrixMeasurement, MixtureObjective):
     """r(x) = -||y - H x||^2 / (2 sigma_y^2) for x: [B, D] -> [B]; H [m, D], y [m].
 
     H: m orthonormal rows, random in the complement of d = mu_0 - mu_{K-1} (so H mu_0 = H mu_{K-1}); x* = mu_0,
@@ -148,9 +149,9 @@ class MixtureTilt(MixtureObjective):
         _positive(cls.name, "lam", params["lam"])
 
 
-class MixtureBetween(MixtureObjective):
+class MixtureBetween(MatrixMeasurement, MixtureObjective):
     """r(x) = -||x - b||^2 / (2 scale^2) for x: [B, D] -> [B]; b = (mu_0 + mu_1) / 2, between the two heaviest
-    modes."""
+    modes. As a linear measurement: H = I, y = b, sigma_y = scale."""
 
     name = "between"
     optimum = 0.0
@@ -163,8 +164,10 @@ class MixtureBetween(MixtureObjective):
         eye = torch.eye(data.dim, dtype=torch.float64)
         target = data.condition(eye, b32.double(), scale)
         super().__init__(task, target, _unit(mu[0] - mu[1]), params)
-        self.scale = scale
+        self.scale = self.sigma_y = scale
         self.register_buffer("b", b32)
+        self.register_buffer("H", torch.eye(data.dim))
+        self.register_buffer("y", b32.clone())
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return -((x - self.b) ** 2).sum(-1) / (2 * self.scale ** 2)
