@@ -440,6 +440,17 @@ MUTATIONS = [
       'failed = sorted(set(panel.get("ran", evaluated)) - set(evaluated))', "failed = []", "test_verdict"),
     m("incapable-panel-counts-as-a-loss", "report", "benchmark/report/summary.py",
       "shares = [(w + t / 2) / (w + t + l) for", "shares = [(w + t / 2) / max(used, 1) for", "test_verdict"),
+    # --- reward models and standard image metrics (issue 26) -------------------------------------------
+    m("reward-weights-not-weights-only", "objectives", "benchmark/rewards/__init__.py",
+      'map_location="cpu", weights_only=True)', 'map_location="cpu", weights_only=False)', "test_reward_models"),
+    m("kid-biased-within", "objectives", "benchmark/images/metrics.py",
+      "within = (k11.sum() - k11.diagonal().sum()) / (m * (m - 1))", "within = k11.sum() / (m * m)",
+      "test_standard_image_metrics"),
+    m("lpips-unnormalised", "objectives", "benchmark/images/metrics.py",
+      "d = d + ((self.unit(a) - self.unit(b)).square() * w).sum(1).mean((-2, -1))",
+      "d = d + ((a - b).square() * w).sum(1).mean((-2, -1))", "test_standard_image_metrics"),
+    m("aesthetic-no-normalise", "objectives", "benchmark/rewards/aesthetic.py",
+      "e = e / e.norm(dim=-1, keepdim=True).clamp_min(1e-12)", "e = e", "test_reward_models"),
 ]
 
 

@@ -193,12 +193,13 @@ def test_shape_dependent_values_are_refused_when_built(task, name, params, match
 def test_defaults_are_documented():
     """The objectives and their parameters' defaults (as the module docstring states), read off the registered
     classes' constructors."""
-    assert ImagesTask.objectives == ("inpaint", "superres", "deblur", "reward")
+    assert ImagesTask.objectives == ("inpaint", "superres", "deblur", "reward", "reward_model")
     assert ImagesTask.objective_params == {
         "inpaint": {"image": "all", "sigma_y": 0.05, "mask": "centre", "size": 0.5},
         "superres": {"image": "all", "sigma_y": 0.05, "factor": 4},
         "deblur": {"image": "all", "sigma_y": 0.05, "blur_sigma": 3.0, "kernel_size": None},
-        "reward": {"fn": None}}
+        "reward": {"fn": None},
+        "reward_model": {"model": None, "weights": None, "encoder": None, "prompt": None, "sha256": None}}
 
 
 # --- ground truths ---------------------------------------------------------------------------------

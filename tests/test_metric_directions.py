@@ -107,12 +107,19 @@ def test_images_measures_only_declared_metrics(tmp_path):
 
     from benchmark.tasks.images import ImagesTask
 
+    from reward_fixture import FIXTURES
+
     write_digit_folder(tmp_path, 4, channels=1)
-    task = ImagesTask(folder=tmp_path)
+    clip = str(FIXTURES / "tiny_clip.safetensors")   # every optional metric on, so every declared one is measured
+    task = ImagesTask(folder=tmp_path, metric_features=clip, metric_lpips=str(FIXTURES / "tiny_lpips.safetensors"),
+                      metric_clip=clip, metric_prompt="a digit")
     x = task.images.clone()
     seen = set()
+    needed = {"reward": {"fn": "images_fixture:brightness"},
+              "reward_model": {"model": "aesthetic", "weights": str(FIXTURES / "aesthetic_head.safetensors"),
+                               "encoder": clip}}
     for name in task.objectives:
-        params = {"fn": "images_fixture:brightness"} if name == "reward" else {}
+        params = needed.get(name, {})
         metrics, _ = sample_measures(x, task.objective(name, params), task)
         assert _undeclared(metrics, "images") == set(), name
         seen |= set(metrics)

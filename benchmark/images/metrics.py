@@ -26,6 +26,25 @@ SSIM on [-1, 1] with L = 2 is NOT the usual SSIM (noisy digits: 0.72 on [-1, 1] 
   use_sample_covariance=False, data_range=1)); on smaller images (digits' 8x8) 5x5 with sigma 1
   (a 4x4 map of windows on 8x8).
 - Diversity: the mean pairwise Euclidean distance between samples.
+
+Standard metrics on user-provided local networks (benchmark.rewards.encoders loads them; the images task
+measures them when configured, see benchmark.tasks.images.task):
+- FID: `frechet_distance` of a feature network's features (Inception for the published FID; any local
+  network here, so a figure is comparable only with the same network). Biased upward at small n (above).
+  Equal to torchmetrics' FrechetInceptionDistance(feature=<the same module>) (tests/test_standard_image_metrics).
+- KID (Binkowski et al. 2018): the unbiased estimator of the squared MMD with the polynomial kernel
+  k(a, b) = (a^T b / d + 1)^3, MMD^2_u = sum_{i != j} k(x_i, x_j) / (m(m-1)) + sum_{i != j} k(y_i, y_j) / (n(n-1))
+  - 2 sum_{i,j} k(x_i, y_j) / (m n), over the whole sets (torchmetrics averages it over random subsets of
+  equal size: the same value with one subset of all samples). Unbiased at any n >= 2 (it can be negative),
+  so KIDs at different sample sizes are comparable; its variance grows as n falls.
+- LPIPS (Zhang et al. 2018, eq. 1): d(x, y) = sum_l 1/(H_l W_l) sum_{h,w} ||w_l * (f^l_hw(x) - f^l_hw(y))||^2,
+  f^l a backbone's layer-l features normalised to unit length over channels, w_l >= 0 per channel, inputs
+  shifted and scaled first (LPIPS's ScalingLayer). Written here (class LPIPS) because torchmetrics' LPIPS
+  takes only its three torchvision backbones, needs torchvision and unpickles its weights; equal to
+  torchmetrics' _LPIPS.forward on the same network and heads (tests). Per pair, no sample-size bias.
+- CLIP score (Hessel et al. 2021, torchmetrics' scale): max(100 cos(E_I(x), E_T(c)), 0) per image
+  (`clip_score`); torchmetrics clamps the batch mean instead of each image (the same whenever no image's
+  cosine is negative). A mean of per-image values: unbiased, no sample-size bias beyond its variance.
 """
 
 from __future__ import annotations
@@ -136,3 +155,69 @@ def mean_pairwise_distance(x: torch.Tensor) -> float:
     if x.shape[0] < 2:
         return math.nan
     return float(torch.pdist(x.flatten(1).double()).mean())
+
+
+# --- standard metrics on local networks (FID is frechet_distance above) -----------------------------
+
+def polynomial_kernel(a: torch.Tensor, b: torch.Tensor, degree: int = 3, gamma: float | None = None,
+                      coef: float = 1.0) -> torch.Tensor:
+    """k(a_i, b_j) = (gamma a_i^T b_j + coef)^degree, gamma = 1/d by default: [m, d], [n, d] -> [m, n]."""
+    gamma = 1.0 / a.shape[1] if gamma is None else gamma
+    return (a @ b.T * gamma + coef) ** degree
+
+
+def kernel_distance(f1: torch.Tensor, f2: torch.Tensor, degree: int = 3, gamma: float | None = None,
+                    coef: float = 1.0) -> float:
+    """KID: the unbiased squared MMD (Binkowski et al. 2018) between feature sets f1 [m, d] and f2 [n, d]
+    (m, n >= 2) with the polynomial kernel, in float64 (see the module docstring)."""
+    m, n = f1.shape[0], f2.shape[0]
+    if m < 2 or n < 2:
+        raise ValueError(f"a kernel distance needs at least 2 samples per set, got {m} and {n}")
+    a, b = f1.double(), f2.double()
+    k11, k22 = polynomial_kernel(a, a, degree, gamma, coef), polynomial_kernel(b, b, degree, gamma, coef)
+    k12 = polynomial_kernel(a, b, degree, gamma, coef)
+    within = (k11.sum() - k11.diagonal().sum()) / (m * (m - 1)) + (k22.sum() - k22.diagonal().sum()) / (n * (n - 1))
+    return float(within - 2 * k12.mean())
+
+
+class LPIPS(torch.nn.Module):
+    """LPIPS (Zhang et al. 2018, eq. 1) on a pluggable backbone `net` (images -> list of feature maps
+    [B, C_l, H_l, W_l]) with per-channel weights `lins` ([1, C_l, 1, 1] each, LPIPS's 1x1 convolutions),
+    inputs in [-1, 1] shifted and scaled by (x - shift) / scale per channel (default LPIPS's). Grey images are
+    repeated to three channels. forward(x, y) -> [B]."""
+
+    def __init__(self, net: torch.nn.Module, lins, shift: torch.Tensor | None = None,
+                 scale: torch.Tensor | None = None):
+        super().__init__()
+        from benchmark.rewards.encoders import LPIPS_SCALE, LPIPS_SHIFT
+
+        self.net = net
+        self.lins = torch.nn.ParameterList(torch.nn.Parameter(w.detach().clone().reshape(1, -1, 1, 1),
+                                                              requires_grad=False) for w in lins)
+        shift = torch.tensor(LPIPS_SHIFT) if shift is None else shift
+        scale = torch.tensor(LPIPS_SCALE) if scale is None else scale
+        self.register_buffer("shift", shift.reshape(1, -1, 1, 1).clone())
+        self.register_buffer("scale", scale.reshape(1, -1, 1, 1).clone())
+
+    @staticmethod
+    def unit(f: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
+        """Features normalised to unit length over channels (LPIPS's normalize_tensor)."""
+        return f / torch.sqrt(eps + f.square().sum(1, keepdim=True))
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        from benchmark.rewards.encoders import rgb
+
+        fx = self.net((rgb(x) - self.shift) / self.scale)
+        fy = self.net((rgb(y) - self.shift) / self.scale)
+        if len(fx) != len(self.lins):
+            raise ValueError(f"LPIPS: the network gives {len(fx)} layers, the heads weigh {len(self.lins)}")
+        d = 0
+        for a, b, w in zip(fx, fy, self.lins):
+            d = d + ((self.unit(a) - self.unit(b)).square() * w).sum(1).mean((-2, -1))
+        return d
+
+
+def clip_score(image_embeds: torch.Tensor, text_embeds: torch.Tensor) -> torch.Tensor:
+    """CLIP score per image, max(100 cos(E_I, E_T), 0): embeddings [B, d] and [B, d] (or [1, d]) -> [B]."""
+    cos = torch.nn.functional.cosine_similarity(image_embeds.double(), text_embeds.double(), dim=-1, eps=1e-12)
+    return (100 * cos).clamp_min(0).to(torch.get_default_dtype())

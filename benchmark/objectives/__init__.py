@@ -39,6 +39,7 @@ BUILTIN_OBJECTIVES: tuple[str, ...] = (
     "benchmark.tasks.images.objectives:FactorSuperRes",
     "benchmark.tasks.images.objectives:ImagesDeblur",
     "benchmark.tasks.images.objectives:UserReward",
+    "benchmark.tasks.images.objectives:RewardModelObjective",
     "benchmark.tasks.mixture.objectives:MixtureInverse",
     "benchmark.tasks.mixture.objectives:MixtureTilt",
     "benchmark.tasks.mixture.objectives:MixtureBetween",

@@ -1,6 +1,7 @@
 """The images task's objectives (benchmark.tasks.images), each built from the task: inpainting with a mask of any
 size, super-resolution by any factor (the shared Inpaint / SuperRes with their operator), Gaussian deblurring
 (benchmark.objectives.deblur), and a user's reward function.
+And `reward_model`: a learned reward model (benchmark.rewards) from local weights.
 
 The inverse problems' ground truths are the folder's images (`image`: all of them, chain i restoring image
 i mod N, or image k); each image's measurement noise is one fixed draw from the task seed, whichever images a
@@ -185,4 +186,57 @@ class UserReward(Objective):
         if torch.is_grad_enabled() and x.requires_grad and not r.requires_grad:
             raise ValueError(f"objective 'reward': {self.fn_path} is not differentiable: its output has no "
                              "gradient with respect to the images (detached, or computed outside autograd)")
+        return r
+
+
+class RewardModelObjective(Objective):
+    """r(x) = R(x): a learned reward model R (benchmark.rewards: a built-in adapter, a plug-in's entry point of
+    group `guidebench.rewards` or 'package.module:Class') loaded from local `weights`, images [B, C, H, W] in
+    [-1, 1] -> [B]; unbounded. `encoder` (a CLIP folder or file) and `prompt` reach the reward models that take
+    them. `sha256`: the reward model's version (benchmark.rewards.RewardModel.version: the sha256 of its weights
+    file, or of the lines `<role> <sha256>` of several); None: recorded as loaded; given: the weights must
+    match it. So the results (settings_json's objective_params) name the reward model and its version."""
+
+    name = "reward_model"
+    tasks = ("images",)
+    optimum = None
+
+    def __init__(self, task, model: str | None = None, weights: str | None = None, encoder: str | None = None,
+                 prompt: str | None = None, sha256: str | None = None):
+        super().__init__()
+        self.check_params({"model": model, "weights": weights, "encoder": encoder, "prompt": prompt,
+                           "sha256": sha256}, type(task))
+        from benchmark.rewards import load_reward
+
+        self.model, self.weights, self.encoder, self.prompt = model, str(weights), encoder, prompt
+        self.reward = load_reward(model, weights, encoder=encoder, prompt=prompt)
+        if sha256 is not None and sha256 != self.reward.version:
+            raise ValueError(f"objective 'reward_model': reward model {model!r} loaded from {str(weights)!r} has "
+                             f"version (sha256) {self.reward.version}, not the {sha256} the config pins")
+        self.sha256 = self.reward.version
+
+    @classmethod
+    def check_params(cls, params: dict, task: type, task_seed: int = 0) -> None:
+        from benchmark.rewards import check_reward, reward_names
+
+        if params["model"] is None:
+            raise ValueError(f"objective 'reward_model' needs model: one of {reward_names()} or "
+                             "'package.module:Class' (benchmark.rewards)")
+        sha = params["sha256"]
+        if sha is not None and not (isinstance(sha, str) and len(sha) == 64
+                                    and all(c in "0123456789abcdef" for c in sha)):
+            raise ValueError(f"objective 'reward_model': sha256 must be 64 lower-case hex digits, got {sha!r}")
+        check_reward(params["model"], params["weights"], {"encoder": params["encoder"], "prompt": params["prompt"]})
+
+    def params(self) -> dict:
+        return {"model": self.model, "weights": self.weights, "encoder": self.encoder, "prompt": self.prompt,
+                "sha256": self.sha256}
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        r = self.reward(x)
+        B = x.shape[0]
+        if not isinstance(r, torch.Tensor) or r.shape != (B,):
+            got = tuple(r.shape) if isinstance(r, torch.Tensor) else type(r).__name__
+            raise ValueError(f"objective 'reward_model': reward model {self.model!r} must return one reward per "
+                             f"image, a tensor of shape [B] = ({B},), got {got} for images of shape {tuple(x.shape)}")
         return r

@@ -24,12 +24,20 @@ the ground truth when sigma_y = 0):
   (benchmark.objectives.deblur);
 - `reward`: fn = "package.module:function", a user's differentiable reward, images [B, C, H, W] in
   [-1, 1] -> [B] (a function returning any other shape is refused when called).
+- `reward_model`: a learned reward model (benchmark.rewards: aesthetic, clip_score, a plug-in) from local
+  weights; its name and version (sha256) are recorded with its parameters.
 
 Metrics (on samples clipped to [-1, 1]), per sample: inverse problems psnr, ssim (on [0, 1],
 benchmark.images.metrics) against the chain's ground truth and meas_error = ||y - A x||_2; reward:
-diversity (mean pairwise distance). The reward itself is recorded by benchmark.metrics for every
-objective. METRIC_DIRECTIONS says which way each is better. No oracle denoiser: the model is a
-pre-trained network given as the cell's checkpoint.
+diversity (mean pairwise distance). Standard metrics, each off unless its task parameter names local
+weights (benchmark.rewards.encoders loads them; benchmark.images.metrics documents each one's sample-size
+bias): `metric_features` (a CLIP folder or TinyCLIP file, or 'package.module:factory' of a feature
+network) gives fid (biased upward at small n) and kid (unbiased) of the round's samples against the
+folder's images, one value per round; `metric_lpips` (a LPIPS network file or factory) gives lpips per
+sample against the chain's ground truth (inverse problems); `metric_clip` (a CLIP folder or file) gives
+clip_score per sample for the text `metric_prompt`, else the reward model's prompt. The reward
+itself is recorded by benchmark.metrics for every objective. METRIC_DIRECTIONS says which way each
+is better. No oracle denoiser: the model is a pre-trained network given as the cell's checkpoint.
 """
 
 from __future__ import annotations
@@ -48,7 +56,10 @@ GREY_MODES = ("1", "L", "LA", "I", "I;16", "F")
 PIL_MODES = {1: "L", 3: "RGB"}
 
 #: Each sample metric's better direction ("higher" or "lower"), read by the report.
-METRIC_DIRECTIONS = {"psnr": "higher", "ssim": "higher", "meas_error": "lower", "diversity": "higher"}
+METRIC_DIRECTIONS = {"psnr": "higher", "ssim": "higher", "meas_error": "lower", "diversity": "higher",
+                     "fid": "lower", "kid": "lower", "lpips": "lower", "clip_score": "higher"}
+#: The standard metrics' task parameters (None: off), each the local weights of its network.
+METRIC_NETWORKS = ("metric_features", "metric_lpips", "metric_clip")
 
 
 def image_files(folder: Path) -> list[Path]:
@@ -111,8 +122,21 @@ class ImagesTask(Task):
     networks = {}  # nothing to pre-train: the model is declared under `denoisers` (e.g. a diffusers UNet2DModel)
 
     def __init__(self, task_seed: int = 0, folder: str | Path | None = None,
-                 resolution: int | tuple[int, int] | None = None, channels: int | None = None):
+                 resolution: int | tuple[int, int] | None = None, channels: int | None = None,
+                 metric_features: str | None = None, metric_lpips: str | None = None, metric_clip: str | None = None,
+                 metric_prompt: str | None = None):
         super().__init__(task_seed)
+        self.metric_paths = {"metric_features": metric_features, "metric_lpips": metric_lpips,
+                             "metric_clip": metric_clip}
+        for key, path in self.metric_paths.items():
+            if path is not None and not (isinstance(path, str) and path):
+                raise ValueError(f"task 'images': {key} must be a local weights path or 'package.module:factory', "
+                                 f"got {path!r}")
+        if metric_prompt is not None and not (isinstance(metric_prompt, str) and metric_prompt):
+            raise ValueError(f"task 'images': metric_prompt must be a non-empty text, got {metric_prompt!r}")
+        self.metric_prompt = metric_prompt
+        self._metric_nets: dict = {}
+        self._real_features: dict = {}
         self.folder = None if folder is None else Path(folder)
         self.images: torch.Tensor | None = None
         self.files: list[str] = []
@@ -161,4 +185,44 @@ class ImagesTask(Task):
                 out["meas_error"] = objective.residual_norm(x)
             elif B >= 2:
                 out["diversity"] = mean_pairwise_distance(x)
+            out |= self.standard_metrics(x, objective)
+        return out
+
+    # --- standard metrics on local networks (off unless configured) -------------------------------
+
+    def metric_network(self, key: str, device) -> torch.nn.Module | None:
+        """The network task parameter `key` names (loaded once, on `device`), or None when it is off."""
+        path = self.metric_paths[key]
+        if path is None:
+            return None
+        if key not in self._metric_nets:
+            from benchmark.rewards.encoders import load_clip, load_features, load_lpips
+
+            load = {"metric_features": load_features, "metric_lpips": load_lpips, "metric_clip": load_clip}[key]
+            net, _ = load(path, f"task 'images': {key}")
+            self._metric_nets[key] = net.eval().requires_grad_(False)
+        return self._metric_nets[key].to(device)
+
+    def standard_metrics(self, x: torch.Tensor, objective=None) -> dict:
+        """fid, kid (floats, against the folder's images), lpips [B] (inverse problems) and clip_score [B] of
+        samples x in [-1, 1], those whose network is configured (module docstring)."""
+        from benchmark.images.metrics import clip_score, frechet_distance, kernel_distance
+
+        out: dict = {}
+        feats = self.metric_network("metric_features", x.device)
+        if feats is not None and self.images is not None and x.shape[0] >= 2 and len(self.images) >= 2:
+            key = str(x.device)
+            if key not in self._real_features:
+                self._real_features[key] = feats(self.images.to(x.device, x.dtype)).double()
+            f_real, f_x = self._real_features[key], feats(x).double()
+            out["fid"] = frechet_distance(f_x, f_real)
+            out["kid"] = kernel_distance(f_x, f_real)
+        lp = self.metric_network("metric_lpips", x.device)
+        if lp is not None and isinstance(objective, InverseProblem):
+            out["lpips"] = lp(x, objective.ground_truth(x.shape[0], x.device)).to(torch.get_default_dtype())
+        clip = self.metric_network("metric_clip", x.device)
+        reward = getattr(objective, "reward", None)
+        prompt = self.metric_prompt or getattr(reward, "prompt", None)
+        if clip is not None and prompt:
+            out["clip_score"] = clip_score(clip.encode_image(x), clip.encode_text([prompt]))
         return out
