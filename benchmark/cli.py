@@ -175,6 +175,9 @@ def cmd_pretrain(args) -> int:
     if refused:
         raise ValueError(f"network {args.network!r} of task {args.task!r} takes no {refused}; allowed: "
                          f"{list(net.takes())}")
+    from benchmark.pretraining import network_settings
+
+    settings = network_settings(args.task, args.network, settings)  # the declaration's defaults, as the workflow
     needs = dict(args.need)
     unknown = sorted(set(needs) - set(net.needs))
     if unknown:
@@ -189,6 +192,24 @@ def cmd_pretrain(args) -> int:
         Path(args.report).parent.mkdir(parents=True, exist_ok=True)
         Path(args.report).write_text(json.dumps(report, indent=2))
     print(json.dumps(report, indent=2), file=sys.stderr)
+    return 0
+
+
+def cmd_schema(args) -> int:
+    """The generated parts of workflow/schemas/config.schema.yaml and config/README.md (benchmark.schema)."""
+    from benchmark import schema
+
+    if args.write:
+        changed = schema.write()
+        print(f"rewrote {', '.join(map(str, changed))}" if changed else "up to date", file=sys.stderr)
+        return 0
+    if args.check:
+        stale = schema.stale()
+        if stale:
+            print(f"out of date: {', '.join(map(str, stale))}; run `python -m benchmark schema --write`",
+                  file=sys.stderr)
+        return 1 if stale else 0
+    print("\n".join(schema.schema_block("")))
     return 0
 
 
@@ -314,6 +335,12 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("check-config", help="check a config file before running Snakemake: YAML syntax "
                                             "(file:line), schema, registries, size of the sweep")
     p.add_argument("files", nargs="+", help="config files, e.g. config/config.yaml")
+    p = sub.add_parser("schema", help="print the config's experiment run settings as generated from the cell spec "
+                                      "(benchmark/spec.py); --write puts them into the schema file and "
+                                      "config/README.md")
+    p.add_argument("--write", action="store_true", help="rewrite the generated parts of "
+                   "workflow/schemas/config.schema.yaml and config/README.md")
+    p.add_argument("--check", action="store_true", help="exit 1 if those generated parts are out of date")
     p = sub.add_parser("report", help="write the HTML comparison report")
     p.add_argument("--results", required=True, help="the aggregate Parquet file (results/all.parquet)")
     p.add_argument("--out", required=True, help="the HTML file to write (its table goes beside it as .parquet)")
@@ -378,7 +405,8 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging()
     handler = {"run": cmd_run, "pretrain": cmd_pretrain, "aggregate": cmd_aggregate, "report": cmd_report,
-               "perf": cmd_perf, "tune": cmd_tune, "verify": cmd_verify, "check-config": cmd_check_config}
+               "perf": cmd_perf, "tune": cmd_tune, "verify": cmd_verify, "check-config": cmd_check_config,
+               "schema": cmd_schema}
     handler.update(catalog.HANDLERS)
     try:
         return handler[args.command](args)

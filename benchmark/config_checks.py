@@ -12,6 +12,7 @@ from __future__ import annotations
 from benchmark.config import ConfigError, as_list, method_grid, safe_name
 from benchmark.paths import SAFE
 from benchmark.pretraining import check_pretrain, checkpoint_family
+from benchmark.schema import setting
 
 
 #: Default of the config key `max_cells`: a sweep asking for more cells stops before any is made.
@@ -35,7 +36,7 @@ def count_cells(config: dict) -> tuple[int, int]:
     every = protocol.get("evaluate") == "all" and not protocol.get("reuse")
     n_tune = n_eval = 0
     for exp in (config.get("experiments") or {}).values():
-        axes = len(as_list(exp.get("algorithm", "alg1"))) * len(as_list(exp.get("steps")))
+        axes = len(as_list(setting(exp, "algorithm"))) * len(as_list(exp.get("steps")))
         if exp.get("denoiser") == "trained" and exp.get("task") in (config.get("pretrain") or {}):
             try:  # one denoiser per member of the task's checkpoint family
                 axes *= len(checkpoint_family(config, exp["task"]))
@@ -87,8 +88,8 @@ def check_config(config: dict) -> None:
     before any cell is made, `max_cells`), names, combinations, the methods' and objectives' own
     parameter checks (without loading a network), methods that need an objective capability."""
     from benchmark.denoisers import DENOISERS
-    from benchmark.methods import METHODS, make_method, method_params
-    from benchmark.spec import ALGORITHMS, LINEARISATIONS
+    from benchmark.methods import METHODS, make_method
+    from benchmark.spec import ALGORITHMS, LINEARISATIONS, Sampling
     from benchmark.tasks import TASKS
 
     if not config.get("experiments"):
@@ -120,7 +121,7 @@ def check_config(config: dict) -> None:
             raise ConfigError(f"{where}.denoiser: task {task!r} has no oracle denoiser; allowed: ['trained']")
         if exp["denoiser"] == "trained" and task not in config.get("pretrain", {}):
             raise ConfigError(f"{where}.denoiser: 'trained' needs a pretrain.{task} section")
-        clip_x0 = exp.get("clip_x0", False)
+        clip_x0 = setting(exp, "clip_x0")
         if not isinstance(clip_x0, bool):
             raise ConfigError(f"{where}.clip_x0: {clip_x0!r} is not a boolean; allowed: true, false")
         if clip_x0 and getattr(t, "data_range", None) is None:
@@ -148,19 +149,19 @@ def check_config(config: dict) -> None:
                 t.check_objective_params(obj, dict(exp.get("objective_params") or {}), config.get("task_seed", 0))
             except ValueError as exc:
                 raise ConfigError(f"{where}.objective_params: {exc}") from None
-        for alg in as_list(exp.get("algorithm", "alg1")):
+        for alg in as_list(setting(exp, "algorithm")):
             if alg not in ALGORITHMS:
                 raise ConfigError(f"{where}.algorithm: unknown {alg!r}; allowed: {list(ALGORITHMS)}")
             if alg == "alg2" and exp["denoiser"] == "oracle":
                 raise ConfigError(f"{where}.algorithm: 'alg2' fine-tunes the network; needs denoiser 'trained'")
-            start, rounds = exp.get("finetune_start", 0), exp.get("rounds")   # rounds: the schema fills its default
+            start, rounds = setting(exp, "finetune_start"), exp.get("rounds")   # rounds: the schema fills its default
             if alg == "alg2" and rounds is not None and start >= rounds:   # Rounds refuses it too; here the keys
                 raise ConfigError(
                     f"{where}.finetune_start: {start} with {where}.rounds: {rounds} and algorithm 'alg2': no round is "
                     "sampled after the fine-tuning, which would be charged and never used; allowed: "
                     + (f"finetune_start in 0..{rounds - 1} (0: from the unguided batch, Guo et al.'s default), or "
                        if rounds else "") + f"rounds > {start}")
-        if exp.get("linearise", "per_sample") not in LINEARISATIONS:
+        if setting(exp, "linearise") not in LINEARISATIONS:
             raise ConfigError(f"{where}.linearise: unknown {exp['linearise']!r}; allowed: {list(LINEARISATIONS)}")
         if not exp.get("methods"):
             raise ConfigError(f"{where}.methods: empty; allowed: {sorted(METHODS)}")
@@ -181,13 +182,7 @@ def check_config(config: dict) -> None:
                 raise ConfigError(f"{mwhere}.strengths: empty grid; give at least one strength")
             if mname == "none" and any(s != 0 for s in strengths):
                 raise ConfigError(f"{mwhere}.strengths: 'none' has no strength; allowed: [0.0]")
-            allowed = {k: v for k, v in method_params(mname).items() if k != "strength"}
-            for k, v in (mcfg.get("params") or {}).items():
-                if k not in allowed:
-                    raise ConfigError(f"{mwhere}.params: {mname!r} has no parameter {k!r}; "
-                                      f"allowed: {sorted(allowed) or 'none'}")
-                if allowed[k] in (float, int) and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                    raise ConfigError(f"{mwhere}.params.{k}: expected a number, got {v!r}")
+            method_or_error(mwhere, mname, strengths[0], mcfg)  # the names and types of its params, keyed
             for strength in strengths:  # the method's own checks (ranges, choices), before any job
                 try:
                     method = make_method(mname, strength, **(mcfg.get("params") or {}))
@@ -202,7 +197,7 @@ def check_config(config: dict) -> None:
                                       f"allowed: {capable or 'none'}"
                                       + (f" (restrict it with `objectives: {capable}`)" if capable else ""))
         for steps in as_list(exp.get("steps")) if exp["denoiser"] in ("oracle", "trained") else ():
-            T = min(as_list(config["pretrain"][task]["T"])) if exp["denoiser"] == "trained" else 200  # the oracle's
+            T = min(as_list(config["pretrain"][task]["T"])) if exp["denoiser"] == "trained" else Sampling().T  # oracle
             if steps is not None and not 1 <= steps <= T:
                 raise ConfigError(f"{where}.steps: {steps} out of range; allowed: 1..{T} (T of the denoiser)")
 
@@ -220,10 +215,27 @@ def skip_reason(method, task: type, objective: str) -> str:
     return ""
 
 
+def method_or_error(mwhere: str, mname: str, strength: float, mcfg: dict, section: str = "", **extra):
+    """The method of `mcfg`'s params (and `extra` values, from its `section`: grid, variants.<name>) at
+    `strength`; its error (benchmark.methods.make_method, the one check of parameter names and types) as a
+    ConfigError naming the config key: `<mwhere>.params` (or the section) for an unknown name,
+    `<mwhere>.params.<name>` (`.grid.<name>`) for a bad type, else `<mwhere>[.<section>]` (a range)."""
+    from benchmark.methods import make_method, method_params
+
+    params = mcfg.get("params") or {}
+    try:
+        return make_method(mname, strength, **params, **extra)
+    except ValueError as exc:
+        param = getattr(exc, "param", None)
+        if param is None:
+            raise ConfigError(f"{mwhere}{'.' + section if section else ''}: {exc}") from None
+        key = f"{mwhere}.{'params' if param in params else section.split('.')[0]}"
+        raise ConfigError(f"{key}{'.' + param if param in method_params(mname) else ''}: {exc}") from None
+
+
 def check_protocol(config: dict) -> None:
     """The comparison protocol: disjoint tuning / evaluation seeds, one budget for every method,
     gates on known tasks; raises ConfigError naming the key."""
-    from benchmark.methods import make_method, method_params
     from benchmark.tasks import TASKS
 
     seeds = config.get("seeds")
@@ -253,29 +265,19 @@ def check_protocol(config: dict) -> None:
             mwhere = f"experiments.{name}.methods.{mname}"
             grid = mcfg.get("grid") or {}
             for k, values in (mcfg.get("variants") or {}).items():
-                if k not in {p for p in method_params(mname) if p != "strength"} or k in grid or \
-                        k in (mcfg.get("params") or {}):
+                if k in grid or k in (mcfg.get("params") or {}):
                     raise ConfigError(f"{mwhere}.variants: {k!r} must be a parameter of {mname!r} that is neither "
                                       "fixed in params nor tuned in grid")
                 for v in values:
-                    try:
-                        make_method(mname, mcfg["strengths"][0], **(mcfg.get("params") or {}), **{k: v})
-                    except ValueError as exc:
-                        raise ConfigError(f"{mwhere}.variants.{k}: {exc}") from None
-            allowed = {k for k in method_params(mname) if k != "strength"}
+                    method_or_error(mwhere, mname, mcfg["strengths"][0], mcfg, f"variants.{k}", **{k: v})
             for k, values in grid.items():
-                if k not in allowed:
-                    raise ConfigError(f"{mwhere}.grid: {mname!r} has no parameter {k!r}; allowed: {sorted(allowed)}")
                 if k in (mcfg.get("params") or {}):
                     raise ConfigError(f"{mwhere}.grid.{k}: also fixed in params; a parameter is either fixed or tuned")
                 if not values:
                     raise ConfigError(f"{mwhere}.grid.{k}: empty; give at least one value")
             settings = method_grid(mcfg)
             for strength, values in settings if grid else ():  # the tuned values pass the method's own checks
-                try:
-                    make_method(mname, strength, **(mcfg.get("params") or {}), **dict(values))
-                except ValueError as exc:
-                    raise ConfigError(f"{mwhere}.grid: {exc}") from None
+                method_or_error(mwhere, mname, strength, mcfg, "grid", **dict(values))
             n = len(settings)
             if budget is not None and n > 1 and n != budget:
                 raise ConfigError(f"{mwhere}: {n} settings (strengths x grid) but protocol.budget is {budget}: every "

@@ -15,7 +15,6 @@ per value, the member `<k>=<v>[+..]` naming the network `denoiser.<member>` and 
 from __future__ import annotations
 
 import itertools
-import json
 from typing import TYPE_CHECKING
 
 from benchmark.config import ConfigError, coerce_block, fill_defaults
@@ -131,16 +130,30 @@ def pretrain_cli(config: dict, task: str, network: str = "denoiser") -> list[str
             raise ConfigError(f"pretrain.{task}: task {task!r} has one network; allowed: {list(networks)}")
         raise ConfigError(f"pretrain.{task}: no network {network!r}; allowed: {list(networks)}")
     net = networks[network]
-    p = json.loads(json.dumps(member_block(config, task, member) if network == "denoiser" else
-                              checkpoint_family(config, task)[0][1]))
-    fill_defaults(p, pretrain_schema(task))  # the declaration's defaults, whether or not check_pretrain ran
+    p = member_block(config, task, member) if network == "denoiser" else checkpoint_family(config, task)[0][1]
     own = p if len(networks) == 1 else (p.get(network) or {})
+    given = {k: p[k] for k in net.shared if p.get(k) is not None} | \
+        {k: own[k] for k in net.settings if own.get(k) is not None}
+    settings = network_settings(task, network, given)  # the declaration's defaults, whether or not check_pretrain ran
     args = ["--network", network] if len(networks) > 1 else []
-    for key, source in [(k, p) for k in net.shared] + [(k, own) for k in net.settings]:
-        if source.get(key) is not None:
-            args += [flag(key), cli_value(source[key])] if key in SETTINGS else \
-                ["--set", f"{key}={cli_value(source[key])}"]
+    for key in (k for k in net.takes() if k in settings):
+        args += [flag(key), cli_value(settings[key])] if key in SETTINGS else \
+            ["--set", f"{key}={cli_value(settings[key])}"]
     return args + ["--task-seed", str(config.get("task_seed", 0))]
+
+
+def network_settings(task: str, network: str, given: dict) -> dict:
+    """The settings network `network` of `task` is trained with: `given`, the rest the defaults its declaration
+    names (Network.defaults, through `pretrain_schema`: what the config fills in). The one owner of these
+    defaults for the workflow (`pretrain_cli`) and `python -m benchmark pretrain` alike; a setting no
+    declaration defaults is the trainer's own."""
+    networks = task_networks(task)
+    net = networks[split_member(network)[0]]
+    block: dict = {}
+    fill_defaults(block, pretrain_schema(task))
+    own = block if len(networks) == 1 else (block.get(split_member(network)[0]) or {})
+    defaults = {k: block[k] for k in net.shared if k in block} | {k: own[k] for k in net.settings if k in own}
+    return defaults | dict(given)
 
 
 def pretrain_targets(cells: dict[str, SweepCell]) -> list[tuple[str, str]]:

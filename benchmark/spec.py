@@ -12,11 +12,13 @@
 
 The sweep (benchmark.sweep) builds it, `to_json` serialises it once into the job's command line,
 `from_json` parses it once in the job. It is validated in two layers, each once per process:
-structure by a JSON schema generated from these dataclasses (`json_schema`; a method's `params`
-by the schema of that method's dataclass, `method_schema`), meaning by the dataclasses themselves
-(`__post_init__`: ranges, choices, names against the registries, impossible combinations). The
-human CLI (`python -m benchmark run --task ... --steps ...`) is derived from the same fields
-(`cli_fields`), with the help text and choices below.
+structure by a JSON schema generated from these dataclasses (benchmark.schema: `json_schema`; a
+method's `params` by the schema of that method's dataclass, `method_schema`), meaning by the dataclasses
+themselves (`__post_init__`: the bounds the fields declare, choices, names against the registries,
+impossible combinations). The fields are the one declaration of the run settings: the human CLI
+(`python -m benchmark run --task ... --steps ...`, `cli_fields`), the config's experiment keys (their
+schema, defaults and descriptions, benchmark.schema.run_settings) and the cell id's variant hash
+(`CellSpec.variant`) are derived from them, with the help text, bounds and choices below.
 
 The results keep the method's hyper-parameters (`params_json`) apart from the run settings
 (`settings_json`: everything else of the spec), so no setting can shadow a hyper-parameter of the
@@ -39,7 +41,33 @@ SCHEDULES = ("cosine", "linear")
 
 
 def _doc(help: str, flag: str | None = None, **meta) -> dict:
+    """A field's metadata, its one declaration: `help` (the CLI's help, the config's description), `flag`.
+    For a run setting, from which the config's experiment schema is generated (benchmark.schema): the
+    JSON-schema bounds `minimum`, `maximum`, `exclusiveMinimum` (checked by `_check_fields` too), `axis` (a
+    config list is a sweep axis), `config=False` (no experiment key). For the cell's variant
+    (`CellSpec.variant`): `variant=False` (the cell id names it, or it says where files lie), `when=(field,
+    value)` (it matters only then), `neutral` (the value that reproduces the behaviour from before the
+    field existed: left out of the variant, so adding a setting keeps every id)."""
     return {"help": help, **({"flag": flag} if flag else {}), **meta}
+
+
+BOUNDS = {"minimum": (float.__ge__, ">="), "maximum": (float.__le__, "<="), "exclusiveMinimum": (float.__gt__, ">")}
+
+
+def _check_fields(obj) -> None:
+    """In place: a float field given an int becomes that float (one canonical JSON form); every field within
+    its declared bounds, else ValueError naming it (`eta must be in [0, 1], got 1.5`)."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if typing.get_type_hints(type(obj))[f.name] is float and isinstance(value, int) and not isinstance(value, bool):
+            object.__setattr__(obj, f.name, value := float(value))
+        bounds = {k: f.metadata[k] for k in BOUNDS if k in f.metadata}
+        if value is None or not bounds or all(BOUNDS[k][0](float(value), float(b)) for k, b in bounds.items()):
+            continue
+        if set(bounds) == {"minimum", "maximum"}:
+            raise ValueError(f"{f.name} must be in [{bounds['minimum']}, {bounds['maximum']}], got {value}")
+        raise ValueError(f"{f.name} must be " + " and ".join(f"{BOUNDS[k][1]} {b}" for k, b in bounds.items())
+                         + f", got {value}")
 
 
 def _frozen_mapping(value) -> dict:
@@ -57,7 +85,8 @@ class Denoiser:
     id or folder)."""
 
     name: str = field(default="oracle", metadata=_doc("label of the denoiser in cell paths and results "
-                                                      "(oracle | trained | a configured name)", "--denoiser"))
+                                                      "(oracle | trained | a configured name)", "--denoiser",
+                                                      variant=False))
     loader: str = field(default="", metadata=_doc("how to build it (oracle | checkpoint | diffusers | a plug-in); "
                                                   "default: oracle for the oracle, else checkpoint", "--loader"))
     source: str | None = field(default=None, metadata=_doc("checkpoint file, or diffusers model id / folder",
@@ -83,25 +112,24 @@ class Sampling:
     oracle's; a network brings its own)."""
 
     schedule: Literal["cosine", "linear"] = field(default="cosine", metadata=_doc(
-        "noise schedule of the oracle (a network brings its own)"))
-    T: int = field(default=200, metadata=_doc("diffusion length of the oracle"))
-    steps: int | None = field(default=None, metadata=_doc("sampling steps (default: every step of the schedule)"))
-    eta: float = field(default=1.0, metadata=_doc("DDIM stochasticity (1: ancestral, 0: deterministic)"))
+        "noise schedule of the oracle (a network brings its own)", config=False))
+    T: int = field(default=200, metadata=_doc("diffusion length of the oracle", config=False, minimum=1))
+    steps: int | None = field(default=None, metadata=_doc(
+        "sampling steps (null, the default: every step of the schedule)", minimum=1, axis=True, variant=False))
+    eta: float = field(default=1.0, metadata=_doc("DDIM eta: 0 deterministic DDIM, 1 DDPM-like ancestral sampling",
+                                                  minimum=0, maximum=1))
     clip_x0: bool = field(default=False, metadata=_doc(
-        "clip the Tweedie estimate x0h to the task's data range in every DDIM update, e recomputed from it "
-        "(TFG's code's default for images; only tasks that declare a data range: digits, images)"))
+        "clip the Tweedie estimate x0h to the task's data range in every DDIM update, for every method alike, e "
+        "recomputed from the clipped x0h (TFG's and guided-diffusion's code, diffusers' clip_sample with "
+        "use_clipped_model_output; on by default in TFG's code for images); only tasks that declare a data range "
+        "(digits, images: [-1, 1])", neutral=False))
 
     def __post_init__(self):
         if not isinstance(self.clip_x0, bool):
             raise ValueError(f"clip_x0 must be true or false, got {self.clip_x0!r}")
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; allowed: {list(SCHEDULES)}")
-        if self.T < 1:
-            raise ValueError(f"T must be >= 1, got {self.T}")
-        if self.steps is not None and self.steps < 1:
-            raise ValueError(f"steps must be >= 1, got {self.steps}")
-        if not 0.0 <= self.eta <= 1.0:
-            raise ValueError(f"eta must be in [0, 1], got {self.eta}")
+        _check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -113,33 +141,31 @@ class Rounds:
     their README's runs use 40 or 60). Algorithm 2 needs `finetune_start` < `rounds`: else no sample
     would see the fine-tuning."""
 
-    rounds: int = field(default=50, metadata=_doc("rounds of Algorithm 1/2 after the unguided round 0"))
-    samples: int = field(default=32, metadata=_doc("chains per round"))
+    rounds: int = field(default=50, metadata=_doc(
+        "guided rounds after the unguided round 0 (Algorithm 1 / 2 of Guo et al.); training-free methods draw "
+        "their rounds afresh: run them with 1", minimum=0))
+    samples: int = field(default=32, metadata=_doc("chains (output samples) per cell and round", minimum=1))
     algorithm: Literal["alg1", "alg2"] = field(default="alg1", metadata=_doc(
-        "alg1 (rounds) | alg2 (rounds + fine-tuning of the score network)"))
+        "alg1 (guided rounds) | alg2 (rounds + adaptive fine-tuning of the score network; needs a trainable "
+        "denoiser)", axis=True, variant=False))
     linearise: Literal["per_sample", "batch_mean"] = field(default="per_sample", metadata=_doc(
-        "Algorithm 1's linearisation: per chain, or once at the batch mean"))
+        "Guo et al.'s linear model of the objective: one per chain (their code) or one at the batch mean (the "
+        "paper's Algorithm 1)"))
     finetune_start: int = field(default=0, metadata=_doc(
-        "Algorithm 2: the first round whose batch the score network is fine-tuned on, for the next round "
-        "(0: the unguided batch, before round 1; below rounds)"))
-    finetune_lr: float = field(default=1e-6, metadata=_doc("Algorithm 2: Adam learning rate"))
-    finetune_steps: int = field(default=1, metadata=_doc("Algorithm 2: Adam steps per round"))
+        "Algorithm 2: the first round whose batch the denoiser is fine-tuned on, for the next round (0: the "
+        "unguided batch, before round 1: Guo et al.'s Algorithm 2 and their code's default; their README's runs: "
+        "40 for naive, 60 for gloss); must be below rounds", minimum=0, when=("algorithm", "alg2")))
+    finetune_lr: float = field(default=1e-6, metadata=_doc(
+        "Algorithm 2: Adam learning rate of the fine-tuning", exclusiveMinimum=0, when=("algorithm", "alg2")))
+    finetune_steps: int = field(default=1, metadata=_doc(
+        "Algorithm 2: Adam steps per round", minimum=1, when=("algorithm", "alg2")))
 
     def __post_init__(self):
-        if self.rounds < 0:
-            raise ValueError(f"rounds must be >= 0, got {self.rounds}")
-        if self.samples < 1:
-            raise ValueError(f"samples must be >= 1, got {self.samples}")
         if self.algorithm not in ALGORITHMS:
             raise ValueError(f"unknown algorithm {self.algorithm!r}; allowed: {list(ALGORITHMS)}")
         if self.linearise not in LINEARISATIONS:
             raise ValueError(f"unknown linearise {self.linearise!r}; allowed: {list(LINEARISATIONS)}")
-        if not self.finetune_lr > 0:
-            raise ValueError(f"finetune_lr must be > 0, got {self.finetune_lr}")
-        if self.finetune_steps < 1:
-            raise ValueError(f"finetune_steps must be >= 1, got {self.finetune_steps}")
-        if self.finetune_start < 0:
-            raise ValueError(f"finetune_start must be >= 0, got {self.finetune_start}")
+        _check_fields(self)
         if self.algorithm == "alg2" and self.finetune_start >= self.rounds:
             start, rounds = self.finetune_start, self.rounds
             raise ValueError(f"algorithm 'alg2' with finetune_start = {start} and rounds = {rounds}: no round is "
@@ -152,11 +178,12 @@ class Rounds:
 class CellSpec:
     """Everything that determines a cell's values (see the module docstring)."""
 
-    task: str = field(metadata=_doc("task (see `python -m benchmark list`)"))
-    objective: str = field(metadata=_doc("the task's objective (see `python -m benchmark list`)"))
-    method: str = field(metadata=_doc("guidance method (see `python -m benchmark list`)"))
-    strength: float = field(default=0.0, metadata=_doc("the method's strength (delta for naive/gloss)"))
-    seed: int = field(default=0, metadata=_doc("the cell's noise streams"))
+    task: str = field(metadata=_doc("task (see `python -m benchmark list`)", variant=False))
+    objective: str = field(metadata=_doc("the task's objective (see `python -m benchmark list`)", variant=False))
+    method: str = field(metadata=_doc("guidance method (see `python -m benchmark list`)", variant=False))
+    strength: float = field(default=0.0, metadata=_doc("the method's strength (delta for naive/gloss)",
+                                                       variant=False))
+    seed: int = field(default=0, metadata=_doc("the cell's noise streams", variant=False))
     task_seed: int = field(default=0, metadata=_doc("the task's problem instance (data split, targets)"))
     task_params: dict = field(default_factory=dict, metadata=_doc(
         "a task parameter, e.g. --task-param folder=images/ (repeatable)", "--task-param", item="NAME=VALUE"))
@@ -165,11 +192,11 @@ class CellSpec:
         item="NAME=VALUE"))
     params: dict = field(default_factory=dict, metadata=_doc(
         "a method hyper-parameter, e.g. --param sigma=0.1 (repeatable)", "--param", item="NAME=VALUE"))
-    denoiser: Denoiser = field(default_factory=Denoiser)
+    denoiser: Denoiser = field(default_factory=Denoiser, metadata={"config": False})  # the config names it
     sampling: Sampling = field(default_factory=Sampling)
     rounds: Rounds = field(default_factory=Rounds)
     models_dir: str | None = field(default=None, metadata=_doc(
-        "folder of the task's pre-trained networks (digits: its classifiers)"))
+        "folder of the task's pre-trained networks (digits: its classifiers)", variant=False))
 
     def __post_init__(self):
         for name in ("task_params", "objective_params", "params"):
@@ -208,6 +235,8 @@ class CellSpec:
     def from_dict(cls, data: dict) -> CellSpec:
         """Parse and validate: the structure against `json_schema` (and the method's parameters against
         its `method_schema`), then the meaning (the dataclasses' checks)."""
+        from benchmark.schema import check_structure
+
         check_structure(data)
         return cls._build(data)
 
@@ -256,6 +285,28 @@ class CellSpec:
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(self.identity(), sort_keys=True).encode()).hexdigest()
 
+    def variant(self, tuned: tuple[str, ...] = ()) -> dict:
+        """What makes the cell's variant (the cell id's `v<hash>`, benchmark.sweep): the spec less the fields
+        its path names (`variant=False`: task, objective, method, strength, seed, denoiser name, steps, algorithm,
+        and models_dir, where files lie), less the `tuned` hyper-parameters, less the settings that do not
+        apply (`when`: fine-tuning for Algorithm 1) or keep their `neutral` value; a denoiser's source stays
+        (another file is another cell)."""
+
+        def walk(obj) -> dict:
+            out = {}
+            for f in dataclasses.fields(obj):
+                value, meta = getattr(obj, f.name), f.metadata
+                when = meta.get("when")
+                if (meta.get("variant") is False or ("neutral" in meta and value == meta["neutral"])
+                        or (when and getattr(obj, when[0]) != when[1])):
+                    continue
+                out[f.name] = walk(value) if dataclasses.is_dataclass(value) else value
+            return out
+
+        out = walk(self)
+        out["params"] = {k: v for k, v in self.params.items() if k not in tuned}
+        return out
+
 
 # --- a job's cells on its command line: one JSON per run of cells that differ only in strength and seed ---
 
@@ -297,70 +348,6 @@ def _needs_check(strength, seed) -> bool:
     """Values the schema must look at (anything but a plain number for a strength, an int for a seed)."""
     return (isinstance(strength, bool) or not isinstance(strength, (int, float))
             or isinstance(seed, bool) or not isinstance(seed, int))
-
-
-# --- the structural layer: JSON schemas generated from the dataclasses --------------------------------
-
-_JSON_TYPES = {int: "integer", float: "number", str: "string", bool: "boolean", dict: "object",
-               type(None): "null"}
-
-
-def _type_schema(hint) -> dict:
-    origin = typing.get_origin(hint)
-    if origin is Literal:
-        return {"enum": list(typing.get_args(hint))}
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
-        return {"anyOf": [_type_schema(h) for h in typing.get_args(hint)]}
-    if dataclasses.is_dataclass(hint):
-        return dataclass_schema(hint)
-    if hint in _JSON_TYPES:
-        kind = _JSON_TYPES[hint]
-        return {"type": ["number", "integer"]} if kind == "number" else {"type": kind}
-    return {}
-
-
-def dataclass_schema(cls, skip: tuple[str, ...] = ()) -> dict:
-    """A JSON schema of a dataclass: its fields with their types, no others; fields without a
-    default are required. Descriptions come from the fields' help."""
-    hints = typing.get_type_hints(cls)
-    props, required = {}, []
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        props[f.name] = _type_schema(hints[f.name]) | ({"description": f.metadata["help"]}
-                                                        if "help" in f.metadata else {})
-        if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
-            required.append(f.name)
-    return {"type": "object", "properties": props, "required": required, "additionalProperties": False}
-
-
-def json_schema() -> dict:
-    """The cell spec's JSON schema (structure only; `params` per method: `method_schema`)."""
-    return dataclass_schema(CellSpec)
-
-
-def method_schema(name: str) -> dict:
-    """The JSON schema of method `name`'s hyper-parameters, generated from its dataclass."""
-    from benchmark.methods import METHODS
-
-    return dataclass_schema(METHODS[name], skip=("strength",))
-
-
-def check_structure(data) -> None:
-    """ValueError naming the first structural problem of a serialised spec."""
-    import jsonschema
-
-    def check(instance, schema, where):
-        error = jsonschema.exceptions.best_match(jsonschema.Draft7Validator(schema).iter_errors(instance))
-        if error is not None:
-            path = ".".join(str(p) for p in error.absolute_path)
-            raise ValueError(f"cell spec{where}{'.' + path if path else ''}: {error.message}")
-
-    check(data, json_schema(), "")
-    from benchmark.methods import METHODS
-
-    if data["method"] in METHODS:  # an unknown method is named by the meaning layer
-        check(data.get("params", {}), method_schema(data["method"]), ".params")
 
 
 # --- the human CLI, derived from the same fields -----------------------------------------------------

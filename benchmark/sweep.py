@@ -6,9 +6,12 @@ benchmark.config_checks: names against the registries, impossible combinations, 
 protocol). A cell is identified by everything that determines its values, never by the experiment that
 asked for it: two experiments that ask for the same cell get one cell (computed once, counted once). Its id
 (benchmark.paths: a safe relative path, task and denoiser first) names its variant by a hash `v<hash>` of
-the settings that are fixed for the cell's selection group (rounds, samples, eta, clip_x0, the method's
-fixed parameters, the objective's parameters, the pre-training settings of its checkpoint...), so a
-different checkpoint configuration is a different cell.
+the spec's identity less what the path names (`CellSpec.variant`: rounds, samples, eta, the method's fixed
+parameters, the objective's parameters, ..., every field of the spec the path does not name), and of the
+pre-training settings of its checkpoint, which the spec cannot carry: a different checkpoint configuration is
+a different cell. The config sets the spec's fields by name (`cell_spec`): an experiment key that names a
+spec field (benchmark.spec.flat_names; the run settings' schema is generated from the same fields,
+benchmark.schema) reaches every cell of the experiment with no line here.
 
 The comparison protocol (DESIGN 3b) runs in two stages. Tuning: every setting of a method's grid
 (its strengths, times the values of the parameters its `grid` declares tunable) on the tuning seeds;
@@ -37,7 +40,8 @@ from benchmark.config_checks import check_config, check_protocol
 from benchmark.paths import cell_id as make_cell_id
 from benchmark.paths import group_id, job_key, setting_name, tuned_name, variant_path, with_seed
 from benchmark.pretraining import checkpoint_family, denoiser_file, is_trained, join_member, member_block, split_member
-from benchmark.spec import CellSpec, Denoiser, Rounds, Sampling
+from benchmark.schema import setting
+from benchmark.spec import CellSpec, Denoiser, flat_names
 
 
 @dataclass(frozen=True)
@@ -52,26 +56,12 @@ class SweepCell:
     tuned: tuple[str, ...] = ()
 
 
-def _variant_hash(config: dict, exp: dict, mcfg: dict, alg: str, tuned: set[str]) -> str:
-    """A short hash of everything fixed within a selection group besides the path's own parts."""
-    fixed = {
-        "rounds": exp["rounds"], "samples": exp["samples"], "eta": float(exp.get("eta", 1.0)),
-        "linearise": exp.get("linearise", "per_sample"), "task_seed": config.get("task_seed", 0),
-        "params": {k: v for k, v in (mcfg.get("params") or {}).items() if k not in tuned},
-        "objective_params": exp.get("objective_params") or {},
-    }
-    if exp.get("clip_x0", False):  # only when on: the ids of the cells sampled without clipping stay as they were
-        fixed["clip_x0"] = True
-    if alg == "alg2":
-        fixed |= {"finetune_start": exp.get("finetune_start", 0), "finetune_lr": float(exp.get("finetune_lr", 1e-6)),
-                  "finetune_steps": exp.get("finetune_steps", 1)}
-    if is_trained(exp["denoiser"]):  # another checkpoint configuration is another cell
-        fixed["pretrain"] = member_block(config, exp["task"], split_member(exp["denoiser"])[1])
-        fixed["models_dir"] = config.get("models_dir", "models")
-    elif exp["denoiser"] != "oracle":  # a declared model: another source is another cell
-        fixed["denoiser"] = (config.get("denoisers") or {}).get(exp["denoiser"])
-    if exp.get("task_params"):
-        fixed["task_params"] = exp["task_params"]
+def _variant_hash(config: dict, spec: CellSpec, tuned: tuple[str, ...]) -> str:
+    """A short hash of everything fixed within a selection group besides the path's own parts: the spec's
+    variant (`CellSpec.variant`) and, for the workflow's own checkpoint, its pre-training settings."""
+    fixed = spec.variant(tuned)
+    if is_trained(spec.denoiser.name):  # another checkpoint configuration is another cell
+        fixed["pretrain"] = member_block(config, spec.task, split_member(spec.denoiser.name)[1])
     blob = json.dumps(fixed, sort_keys=True, default=str)
     return hashlib.sha256(blob.encode()).hexdigest()[:8]
 
@@ -86,7 +76,7 @@ def cells_from_config(config: dict) -> dict[str, SweepCell]:
         own: set[str] = set()
         members = [m for m, _ in checkpoint_family(config, exp["task"])] if exp["denoiser"] == "trained" else [""]
         for member, obj, (mname, mcfg), alg, steps in itertools.product(
-                members, exp["objectives"], exp["methods"].items(), as_list(exp.get("algorithm", "alg1")),
+                members, exp["objectives"], exp["methods"].items(), as_list(setting(exp, "algorithm")),
                 as_list(exp.get("steps"))):
             if obj not in (mcfg.get("objectives") or exp["objectives"]):
                 continue
@@ -103,28 +93,18 @@ def _add_cells(cells: dict, own: set, config: dict, name: str, exp: dict, obj: s
     experiment is the same cell)."""
     where = f"experiments.{name}.methods.{mname}"
     tuned = tuple(sorted(mcfg.get("grid") or {}))
-    fixed = dict(mcfg.get("params") or {})
-    objective_params = tuple(sorted((exp.get("objective_params") or {}).items()))
-    models_dir = config.get("models_dir", "models") if _uses_models(exp["task"]) else None
-    prefix = variant_path(exp["task"], exp["denoiser"], safe_name(f"experiments.{name}.objectives", obj), mname, alg,
-                          _variant_hash(config, exp, mcfg, alg, set(tuned)))
-    group = group_id(prefix, steps)
+    safe_name(f"experiments.{name}.objectives", obj)
+    prefix = group = None
     for strength, values in method_grid(mcfg):
         setting = setting_name(strength, values, steps)
         try:  # the spec's own checks (structure and meaning), once per setting
-            spec = CellSpec(
-                task=exp["task"], objective=obj, method=mname, strength=strength,
-                task_seed=config.get("task_seed", 0), task_params=dict(exp.get("task_params") or {}),
-                objective_params=dict(objective_params), params=fixed | dict(values),
-                denoiser=denoiser_spec(config, exp), models_dir=models_dir,
-                sampling=Sampling(steps=steps, eta=float(exp.get("eta", 1.0)), clip_x0=exp.get("clip_x0", False)),
-                rounds=Rounds(rounds=exp["rounds"], samples=exp["samples"], algorithm=alg,
-                              linearise=exp.get("linearise", "per_sample"),
-                              finetune_start=exp.get("finetune_start", 0),
-                              finetune_lr=float(exp.get("finetune_lr", 1e-6)),
-                              finetune_steps=exp.get("finetune_steps", 1)))
+            spec = cell_spec(config, exp, objective=obj, method=mname, strength=strength,
+                             params=dict(mcfg.get("params") or {}) | dict(values), algorithm=alg, steps=steps)
         except ValueError as exc:
             raise ConfigError(f"{where}: {exc}") from None
+        if prefix is None:  # every setting of the variant: one hash
+            prefix = variant_path(exp["task"], exp["denoiser"], obj, mname, alg, _variant_hash(config, spec, tuned))
+            group = group_id(prefix, steps)
         for seed in tuning_seeds(config):
             safe_name(f"{where}.strengths", with_seed(setting, seed))  # the id's last component: a file name
             cell_id = make_cell_id(prefix, setting, seed)
@@ -138,6 +118,20 @@ def _add_cells(cells: dict, own: set, config: dict, name: str, exp: dict, obj: s
                                       f"{cells[cell_id].experiment!r} asks for under the same id")
                 continue
             cells[cell_id] = cell
+
+
+def cell_spec(config: dict, exp: dict, **cell) -> CellSpec:
+    """The spec of one cell of experiment `exp`: every experiment key that names a spec field (`flat_names`:
+    task, task_params, objective_params and the run settings, rounds, eta, ...) sets that field, then the
+    cell's own values (its objective, method, strength, parameters and axes: steps, algorithm), the task seed,
+    the denoiser (`denoiser_spec`) and, for tasks that load networks, the models folder."""
+    names = flat_names()
+    denoiser = denoiser_spec(config, exp)
+    flat = {k: v for k, v in exp.items() if k in names} | cell | {
+        "task_seed": config.get("task_seed", 0), "denoiser": denoiser.name, "loader": denoiser.loader,
+        "checkpoint": denoiser.source,
+        "models_dir": config.get("models_dir", "models") if _uses_models(exp["task"]) else None}
+    return CellSpec.of(**flat)
 
 
 def denoiser_spec(config: dict, exp: dict) -> Denoiser:

@@ -65,11 +65,11 @@ def test_methods_share_initial_noise(tmp_path):
 
 @pytest.mark.parametrize("change, message", [
     (("--method", "gradient"), "unknown method 'gradient'; allowed:"),
-    (("--task", "cube"), "unknown task 'cube'; allowed: \\['digits', 'images', 'mixture', 'sphere', 'subspace'\\]"),
+    (("--task", "cube"), "unknown task 'cube'; allowed: \\['digits', 'images', 'latent', 'mixture', 'sphere', 'subspace'\\]"),
     (("--objective", "quadratic"), "has no objective 'quadratic'; allowed:"),
     (("--strength", "-0.5"), "strength must be >= 0"),
     (("--denoiser", "exact"), "denoiser 'exact' \\(loader 'checkpoint'\\) needs a source: --checkpoint FILE"),
-    (("--loader", "exact"), "unknown denoiser loader 'exact'; allowed: \\['checkpoint', 'diffusers', 'oracle'\\]"),
+    (("--loader", "exact"), "unknown denoiser loader 'exact'; allowed: \\['checkpoint', 'diffusers', 'diffusers_flow', 'diffusers_latent', 'oracle'\\]"),
     (("--samples", "0"), "samples must be >= 1"),
     (("--algorithm", "alg3"), "--algorithm: invalid choice: 'alg3' \\(choose from 'alg1', 'alg2'\\)"),
     (("--linearise", "mean"), "--linearise: invalid choice: 'mean' \\(choose from 'per_sample', 'batch_mean'\\)"),

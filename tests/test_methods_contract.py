@@ -43,6 +43,20 @@ SETTINGS = [
     ("tfg", 0.3, {"mu": 0.0}, (1, 1, 1, 1)),                             # mu = 0: no iterations (DPS-like)
     ("shen", 0.003, {}, (2, 2, 20, 20)),                                 # |T| = 10, s = 2
     ("cg", 0.3, {}, (1, 0, 1, 1)),                                       # noise-conditional log p: 1 G, no VJP
+    ("pigdm", 1.0, {}, (1, 1, 1, 0)),                                   # on gaussian_inverse (needs_operator)
+    ("ddnm", 1.0, {}, (1, 0, 1, 0)),
+    ("diffpir", 1.0, {}, (1, 0, 1, 0)),
+    ("daps", 0.3, {}, (1, 0, 100, 100)),                                 # K = 100 Langevin steps, Tweedie
+    ("daps", 0.3, {"mcmc_steps": 2, "ode_steps": 3}, (3, 0, 2, 2)),        # 3 PF-ODE forwards per step
+    ("reddiff", 0.3, {}, lambda S: (S, 0, S + 1, S)),                      # init A^+ y: + 1 read of y
+    ("reddiff", 0.3, {"init": "noise"}, (1, 0, 1, 1)),                   # init x_T: any reward
+    # svdd: M = 20 candidates per step, PM values, argmax: one forward at x_T, then M forwards and M rewards per step
+    # but the last (deterministic, x_0 = x0h(x_1))
+    ("svdd", 0.0, {}, lambda S: (1 + 20 * (S - 1), 0, 20 * (S - 1), 0)),
+    # M = 3, MC values by K = 2 rollouts of R = min(3, S - 1 - i) steps (K = 1 for a one-step rollout): per step
+    # 3 (1 + 2 * 2) = 15 forwards and 6 rewards while R = 3, then 9 and 6 (R = 2), 3 and 3 (R = 1)
+    ("svdd", 0.3, {"candidates": 3, "value": "mc", "select": "softmax", "rollouts": 2, "rollout_steps": 3},
+     lambda S: (15 * S - 32, 0, 6 * S - 9, 0) if S >= 3 else (1 + 3 * (S - 1), 0, 3 * (S - 1), 0)),
     # Inference-compute references: cost per output sample over the S steps of the grid (a function of S).
     ("bon", 0.0, {}, lambda S: (4 * S, 0, 4, 0)),                         # n = 4 chains + 4 rewards to select
     ("bon", 0.3, {"n": 2, "proposal": "dps"}, lambda S: (2 * S, 2 * S, 2 * S + 2, 2 * S)),  # 2 x dps + 2
@@ -167,8 +181,9 @@ def test_same_seed_same_samples(subspace, setting, device):
 
 # Methods that draw other randomness from the chain's stream (LGD-MC's Monte-Carlo draws, Shen's
 # augmentations) depend on it even at eta = 0: for them the stream is part of the method.
-# bon and smc start their particles j > 0 from draws of streams derived from the chain's.
-STREAM_USERS = ("lgd", "shen", "bon", "smc")
+# bon and smc start their particles j > 0 from draws of streams derived from the chain's. DDNM+ draws the
+# range-space noise and DiffPIR its zeta share of fresh noise at any eta (their published updates).
+STREAM_USERS = ("ddnm", "diffpir", "lgd", "shen", "bon", "smc", "daps", "reddiff")
 
 
 @pytest.mark.parametrize("setting", [s for s in SETTINGS if not s[2] and s[0] not in STREAM_USERS],
@@ -178,7 +193,8 @@ def test_eta_zero_is_deterministic_given_x_T(subspace, setting, device):
     name, strength, params, _ = setting
     method = make_method(name, strength, **params)
     costs = Costs()
-    sampler, objective = _setup(subspace, costs, eta=0.0, device=device)
+    sampler, objective = contract.setup(subspace, costs, eta=0.0, device=device,
+                                        objective=contract.contract_objective(method))
     x_T = torch.randn(4, 64, generator=torch.Generator().manual_seed(1)).to(device)
     target = linearise(objective, x_T * 0.3, method.strength, "per_sample") if method.uses_linear_target else None
     outs = [sample(sampler, method, x_T, PerSampleNoise([s + k for k in range(4)], (64,), device=device),

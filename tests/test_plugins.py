@@ -129,7 +129,7 @@ def test_check_method_names_what_does_not_resolve(plugin_site):
     for name, text in [("guidebench_demo.methods:Nope", "has no attribute 'Nope'"),
                        ("not_a_package_xyz:Method", "cannot import 'not_a_package_xyz'"),
                        ("guidebench_demo.objectives:LatentTarget", "is not a subclass of"),
-                       ("gradient", "unknown method 'gradient'; allowed: ['bon', 'cg', 'demo_tweedie', 'dps'")]:
+                       ("gradient", "unknown method 'gradient'; allowed: ['bon', 'cg', 'daps', 'ddnm', 'demo_tweedie', 'diffpir', 'dps'")]:
         proc = bench(plugin_site, "check-method", name)
         assert proc.returncode == 1 and "FAIL  builds: " in proc.stdout and text in proc.stdout, proc.stdout
 

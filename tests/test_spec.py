@@ -11,7 +11,8 @@ from benchmark.cell import run_cell, write_cell
 from benchmark.cli import main
 from benchmark.report.aggregate import label_results
 from benchmark.results import aggregate
-from benchmark.spec import (CellSpec, Denoiser, Rounds, Sampling, cli_fields, flat_names, json_schema, method_schema,
+from benchmark.schema import json_schema, method_schema
+from benchmark.spec import (CellSpec, Denoiser, Rounds, Sampling, cli_fields, flat_names,
                             specs_from_json, specs_to_json)
 
 TINY = dict(task="subspace", objective="quadratic_off", method="mpgd", strength=0.1, rounds=1, samples=4, steps=5)

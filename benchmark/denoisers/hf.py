@@ -256,6 +256,9 @@ def load_diffusers(source: str, device: str = "cpu", *, local_files_only: bool =
     unet = diffusers.UNet2DModel.from_pretrained(model_dir, use_safetensors=safe, local_files_only=True,
                                                  low_cpu_mem_usage=low_mem)
     scheduler, scheduler_config = _load_scheduler(scheduler_file)
+    if "FlowMatch" in str(scheduler_config.get("_class_name", "")):  # a velocity model read as eps would be wrong
+        raise ValueError(f"diffusers source {source!r} is a flow-matching model ({scheduler_config['_class_name']}): "
+                         "use loader 'diffusers_flow' (benchmark/denoisers/flow.py)")
     prediction_type = str(scheduler_config.get("prediction_type", "epsilon"))
     T = int(scheduler.config.num_train_timesteps)
     ab = scheduler.alphas_cumprod

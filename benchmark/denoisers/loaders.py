@@ -5,6 +5,8 @@
   and task seed must be the cell's; Algorithm 2 can fine-tune it.
 - `diffusers`: any diffusers `UNet2DModel` with its scheduler, from a local folder or a model id in
   the user's local Hugging Face cache (benchmark.denoisers.hf); nothing is downloaded.
+- `diffusers_flow`: a flow-matching (velocity) UNet2DModel as an eps-model (benchmark.denoisers.flow).
+- `diffusers_latent`: a Stable-Diffusion-style pipeline folder in latent space (benchmark.denoisers.latent).
 
 A loader is a class with `needs_source`, `trainable`, `reads` and
 `load(spec, task, device) -> Loaded(model, schedule, networks)`, where `networks` is
@@ -14,34 +16,10 @@ provenance). Plug-ins add loaders through the entry-point group `guidebench.deno
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import ClassVar
-
-import torch
-
+from benchmark.denoisers.base import DenoiserLoader, Loaded
+from benchmark.denoisers.flow import DiffusersFlowLoader
+from benchmark.denoisers.latent import DiffusersLatentLoader
 from benchmark.registry import Registry
-
-
-@dataclass
-class Loaded:
-    model: torch.nn.Module                      # eps-model (x [B, *shape], t [B] long) -> eps
-    schedule: object                            # VPSchedule
-    networks: dict = field(default_factory=dict)  # kind -> {"file", "sha256", figures...}
-    trainable: torch.nn.Module | None = None     # what Algorithm 2 fine-tunes
-
-
-class DenoiserLoader:
-    needs_source: ClassVar[bool] = True
-    #: Algorithm 2 may fine-tune the loaded network.
-    trainable: ClassVar[bool] = False
-    #: The cell spec's fields the loaded model may depend on besides the task, the denoiser and the sampling
-    #: (a job reuses a round-0 batch across cells that agree on these, benchmark.cell.Cell.round0_key).
-    #: A plug-in's model may read anything, so by default these too; the built-in loaders read none.
-    reads: ClassVar[tuple[str, ...]] = ("objective", "objective_params", "rounds")
-
-    @classmethod
-    def load(cls, spec, task, device: str) -> Loaded:
-        raise NotImplementedError
 
 
 class OracleLoader(DenoiserLoader):
@@ -101,4 +79,5 @@ class DiffusersLoader(DenoiserLoader):
 
 DENOISERS: Registry[type[DenoiserLoader]] = Registry(
     "denoiser loader", "guidebench.denoisers",
-    {"oracle": OracleLoader, "checkpoint": CheckpointLoader, "diffusers": DiffusersLoader})
+    {"oracle": OracleLoader, "checkpoint": CheckpointLoader, "diffusers": DiffusersLoader,
+     "diffusers_flow": DiffusersFlowLoader, "diffusers_latent": DiffusersLatentLoader})

@@ -15,6 +15,9 @@ import typing
 from benchmark.methods.base import GuidanceMethod, Guide, LinearTarget
 from benchmark.methods.bon import BestOfN
 from benchmark.methods.cg import ClassifierGuidance
+from benchmark.methods.daps import DAPS
+from benchmark.methods.ddnm import DDNM
+from benchmark.methods.diffpir import DiffPIR
 from benchmark.methods.dps import DPS
 from benchmark.methods.freedom import FreeDoM
 from benchmark.methods.gloss import LookAheadLoss
@@ -22,8 +25,11 @@ from benchmark.methods.lgd import LGD
 from benchmark.methods.mpgd import MPGD
 from benchmark.methods.naive import NaiveGradient
 from benchmark.methods.none import Unguided
+from benchmark.methods.pigdm import PiGDM
+from benchmark.methods.reddiff import REDDiff
 from benchmark.methods.shen import Shen
 from benchmark.methods.smc import SMC
+from benchmark.methods.svdd import SVDD
 from benchmark.methods.tfg import TFG
 from benchmark.methods.ugd import UGD
 from benchmark.registry import Registry
@@ -40,6 +46,12 @@ METHODS: Registry[type[GuidanceMethod]] = Registry("method", "guidebench.methods
     "lgd": LGD,
     "tfg": TFG,
     "shen": Shen,
+    "pigdm": PiGDM,
+    "ddnm": DDNM,
+    "diffpir": DiffPIR,
+    "svdd": SVDD,
+    "daps": DAPS,
+    "reddiff": REDDiff,
     "bon": BestOfN,
     "smc": SMC,
 })
@@ -70,22 +82,30 @@ def method_params(name: str | type) -> dict[str, type]:
 
 
 def make_method(name: str | type, strength: float = 0.0, **params) -> GuidanceMethod:
-    """Build a method by name (or from its class); unknown names or hyper-parameters raise with what is allowed."""
+    """Build a method by name (or from its class); unknown names or hyper-parameters raise with what is allowed.
+    The one check of a method's parameter names and types: such a ValueError carries the parameter in `param`,
+    for the caller to name its config key (benchmark.config_checks.method_or_error)."""
     cls = method_class(name)
     name = name if isinstance(name, str) else cls.name or cls.__qualname__
     allowed = {k: t for k, t in method_params(cls).items() if k != "strength"}
     unknown = sorted(set(params) - set(allowed))
+
+    def error(message: str, param: str) -> ValueError:  # the one place of these errors; `param`: for the caller's key
+        exc = ValueError(message)
+        exc.param = param
+        return exc
+
     if unknown:
-        raise ValueError(f"method {name!r} has no parameter(s) {unknown}; allowed: {sorted(allowed) or 'none'}")
+        raise error(f"method {name!r} has no parameter(s) {unknown}; allowed: {sorted(allowed) or 'none'}", unknown[0])
     typed = {}
     for k, v in params.items():
         kind = allowed[k]
         if kind is bool and not isinstance(v, bool) or kind in (int, float) and isinstance(v, bool):
-            raise ValueError(f"method {name!r}: parameter {k} must be {kind.__name__}, got {v!r}")
+            raise error(f"method {name!r}: parameter {k} must be {kind.__name__}, got {v!r}", k)
         try:  # Literal choices pass through as given; the dataclass checks them
             typed[k] = kind(v) if kind in (float, int, str, bool) else v
         except (TypeError, ValueError):
-            raise ValueError(f"method {name!r}: parameter {k} must be {kind.__name__}, got {v!r}") from None
+            raise error(f"method {name!r}: parameter {k} must be {kind.__name__}, got {v!r}", k) from None
     return cls(strength=float(strength), **typed)
 
 

@@ -8,13 +8,14 @@ from benchmark.registry import Registry
 from benchmark.tasks.base import Task
 from benchmark.tasks.digits import DigitsTask
 from benchmark.tasks.images import ImagesTask
+from benchmark.tasks.latent import LatentTask
 from benchmark.tasks.mixture import MixtureTask
 from benchmark.tasks.sphere import SphereTask
 from benchmark.tasks.subspace import SubspaceTask
 
 TASKS: Registry[type[Task]] = Registry("task", "guidebench.tasks",
                                        {"subspace": SubspaceTask, "sphere": SphereTask, "digits": DigitsTask,
-                                        "images": ImagesTask, "mixture": MixtureTask})
+                                        "images": ImagesTask, "mixture": MixtureTask, "latent": LatentTask})
 
 
 def task_class(name: str) -> type[Task]:
@@ -44,4 +45,5 @@ def make_task(name: str, task_seed: int = 0, models_dir: str | None = None, **pa
     return cls(task_seed=task_seed, **params)
 
 
-__all__ = ["TASKS", "Task", "check_task_params", "make_task", "task_class", "DigitsTask", "ImagesTask", "SphereTask", "SubspaceTask"]
+__all__ = ["TASKS", "Task", "check_task_params", "make_task", "task_class", "DigitsTask", "ImagesTask", "LatentTask",
+           "SphereTask", "SubspaceTask"]

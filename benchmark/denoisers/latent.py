@@ -1,0 +1,362 @@
+"""Latent diffusion (a Stable-Diffusion-style pipeline folder) as an eps-model in latent space.
+
+A pipeline folder as StableDiffusionPipeline.save_pretrained writes it: model_index.json naming an
+AutoencoderKL (`vae`), a UNet2DConditionModel (`unet`) and a scheduler (`scheduler`), each in its subfolder;
+text_encoder / tokenizer are optional (only to compute prompt embeddings, needing `transformers`). Nothing is
+downloaded: a local folder or a model id in the local Hugging Face cache (benchmark.denoisers.hf).
+
+The eps-model (`LatentEps`) takes latents z [B, C, h, w] and t [B] (our t = diffusers timestep + 1, ab =
+[1, alphas_cumprod], as benchmark.denoisers.hf) and returns classifier-free guided eps (Ho & Salimans 2022, eq. 6
+in the eps form StableDiffusionPipeline uses):
+
+    eps = eps_u + w (eps_c - eps_u),   eps_c = eps(z, t, c_prompt),  eps_u = eps(z, t, c_negative)
+
+with w the guidance scale (`cfg`); w = 1 is the conditional model alone (one UNet evaluation). For w != 1 a
+forward runs the UNet once on the batch of 2 B rows [z; z] with [c_negative; c_prompt] (as the pipeline does),
+so one counted denoiser forward (benchmark.diffusion.counting.CountingDenoiser: B per call) is 2 UNet
+evaluations, and one counted VJP backpropagates through both halves: 2 UNet VJPs. The factor is the same for
+every method, so equal-compute comparisons stay fair; `unet_evals_per_forward` (2, or 1 at w = 1) says it and
+`unet_evals` counts the UNet rows actually run. A v_prediction UNet's output is converted after the CFG
+combination (prediction_to_eps is affine in the output, so this equals converting each half).
+
+Conditioning: precomputed text embeddings, a safetensors file with `prompt_embeds` [P, L, D] (one per prompt of
+the prompt file, in order) and optionally `negative_prompt_embeds` [P or 1, L, D] (the empty prompt's embedding
+for plain CFG; needed when w != 1). Made once with the user's text encoder (`encode_prompts`, or
+`python -m benchmark.denoisers.latent embed PIPELINE PROMPTS OUT`, both needing `transformers`). `prompt` picks
+the conditioning: an index k (every row uses prompt k; robust to any batch layout) or "all" (row j uses prompt
+(j mod chains) mod P, the suite's convention for per-chain parameters: a batch is stacked copies of the chains,
+benchmark.objectives.base.Objective.chain_index).
+
+Decode: images = vae.decode(z / scaling_factor) (StableDiffusionPipeline's decode), in [-1, 1] up to the VAE's
+error (not clamped, so rewards keep their gradient); `VaeDecoder`. Rewards apply to decoded images, so the decode
+is part of the objective (benchmark.tasks.latent): CountingObjective counts one objective evaluation per decoded
+latent and one objective gradient per VJP through decode + reward.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from benchmark.denoisers.base import DenoiserLoader, Loaded
+from benchmark.diffusion.schedules import VPSchedule
+
+UNET_CLASS, VAE_CLASS = "UNet2DConditionModel", "AutoencoderKL"
+
+
+# --- prompts and their embeddings -------------------------------------------------------------------
+
+def read_prompts(path: str | Path) -> list[str]:
+    """The prompts of a file: `.txt` one per line (blank lines and lines starting with '#' skipped), or `.json`
+    a list of strings or of objects with a "prompt" key (GenEval / DrawBench-style lists), or {"prompts": [...]}."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"prompt file {str(path)!r} does not exist")
+    if path.suffix.lower() == ".json":
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        if isinstance(data, dict):
+            data = data.get("prompts")
+        if not isinstance(data, list):
+            raise ValueError(f"prompt file {str(path)!r}: expected a JSON list of prompts or {{\"prompts\": [...]}}")
+        prompts = [d.get("prompt") if isinstance(d, dict) else d for d in data]
+    else:
+        with open(path, encoding="utf-8") as f:
+            prompts = [ln.strip() for ln in f if ln.strip() and not ln.lstrip().startswith("#")]
+    if not prompts or not all(isinstance(p, str) and p for p in prompts):
+        raise ValueError(f"prompt file {str(path)!r} must hold at least one prompt, each a non-empty string")
+    return prompts
+
+
+def load_prompt_embeds(path: str | Path, count: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(prompt_embeds [P, L, D], negative_prompt_embeds [P or 1, L, D] or None) of a safetensors file; `count`:
+    the number of prompts they must match."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"prompt embeddings {str(path)!r} do not exist: make them once with your text encoder "
+                         "(`python -m benchmark.denoisers.latent embed PIPELINE PROMPTS OUT`, needs transformers)")
+    data = load_file(str(path))
+    cond, neg = data.get("prompt_embeds"), data.get("negative_prompt_embeds")
+    if cond is None or cond.dim() != 3:
+        raise ValueError(f"prompt embeddings {str(path)!r}: need a tensor `prompt_embeds` [P, L, D], got "
+                         f"{None if cond is None else list(cond.shape)}")
+    if count is not None and cond.shape[0] != count:
+        raise ValueError(f"prompt embeddings {str(path)!r} hold {cond.shape[0]} prompts, the prompt file {count}")
+    if neg is not None and (neg.dim() != 3 or neg.shape[1:] != cond.shape[1:]
+                            or neg.shape[0] not in (1, cond.shape[0])):
+        raise ValueError(f"prompt embeddings {str(path)!r}: negative_prompt_embeds {list(neg.shape)} must be "
+                         f"[1 or {cond.shape[0]}, {cond.shape[1]}, {cond.shape[2]}]")
+    return cond.float(), None if neg is None else neg.float()
+
+
+def encode_prompts(pipeline: str | Path, prompts: list[str], device: str = "cpu",
+                   negative: str = "") -> tuple[torch.Tensor, torch.Tensor]:
+    """(prompt_embeds [P, L, D], negative_prompt_embeds [1, L, D]) from the pipeline's own CLIP text encoder
+    (the last hidden state of tokenizer(max_length, padded), as StableDiffusionPipeline.encode_prompt without
+    clip_skip). Needs `transformers` and the folder's text_encoder/ and tokenizer/."""
+    if importlib.util.find_spec("transformers") is None:
+        raise ImportError("computing prompt embeddings needs `transformers` (pip install transformers); or give "
+                          "precomputed embeddings (task parameter `embeds`: a safetensors file with prompt_embeds "
+                          "[P, L, D] and negative_prompt_embeds)")
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    root = Path(pipeline)
+    for sub in ("text_encoder", "tokenizer"):
+        if not (root / sub).is_dir():
+            raise ValueError(f"pipeline {str(root)!r} has no {sub}/: give precomputed embeddings instead")
+    tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
+    encoder = CLIPTextModel.from_pretrained(root / "text_encoder", local_files_only=True).to(device).eval()
+
+    def embed(texts):
+        ids = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
+                        return_tensors="pt").input_ids.to(device)
+        with torch.no_grad():
+            return encoder(ids)[0].float().cpu()
+
+    return embed(list(prompts)), embed([negative])
+
+
+# --- the pipeline folder ------------------------------------------------------------------------------
+
+def _components(root: Path, source: str) -> dict[str, Path]:
+    """{"unet", "vae", "scheduler"} -> subfolder of a pipeline folder, by the classes model_index.json names."""
+    from benchmark.denoisers.hf import _PIPELINE_INDEX, _read_json
+
+    index_file = root / _PIPELINE_INDEX
+    if not index_file.is_file():
+        raise ValueError(f"latent diffusion source {source!r} ({root}): no {_PIPELINE_INDEX}; expected a "
+                         "Stable-Diffusion-style pipeline folder (vae/, unet/, scheduler/)")
+    index = _read_json(index_file)
+    comps = {k: v[1] for k, v in index.items() if not k.startswith("_") and isinstance(v, (list, tuple))
+             and len(v) == 2 and v[1]}
+    found = {}
+    for role, test in (("unet", lambda c: c == UNET_CLASS), ("vae", lambda c: c == VAE_CLASS),
+                       ("scheduler", lambda c: "Scheduler" in c)):
+        names = [k for k, c in comps.items() if test(str(c))]
+        if not names:
+            raise ValueError(f"latent diffusion source {source!r}: model_index.json has no {role} component "
+                             f"({UNET_CLASS if role == 'unet' else VAE_CLASS if role == 'vae' else 'a scheduler'}); "
+                             f"it lists {comps}")
+        found[role] = root / (role if role in names else names[0])
+    return found
+
+
+def _load_model(cls_name: str, folder: Path):
+    import diffusers
+
+    from benchmark.denoisers.hf import _weight_files
+
+    files, safe = _weight_files(folder)
+    low_mem = importlib.util.find_spec("accelerate") is not None
+    model = getattr(diffusers, cls_name).from_pretrained(folder, use_safetensors=safe, local_files_only=True,
+                                                        low_cpu_mem_usage=low_mem)
+    return model.eval().requires_grad_(False), files
+
+
+def _digest(files: list[Path]) -> str:
+    from benchmark.denoisers.hf import _sha256
+
+    return hashlib.sha256("".join(f"{p.parent.name}/{p.name} {_sha256(p)}\n" for p in files).encode()).hexdigest()
+
+
+def resolve_pipeline(source: str, *, local_files_only: bool = True, cache_dir: str | None = None) -> tuple[Path, dict]:
+    """(pipeline root, {role: subfolder}) of a local folder or a model id in the local Hugging Face cache."""
+    try:
+        import diffusers  # noqa: F401
+    except ImportError as err:
+        raise ImportError("latent diffusion needs the `diffusers` package: pip install diffusers") from err
+    from benchmark.denoisers.hf import _resolve
+
+    root = _resolve(source, local_files_only=local_files_only, cache_dir=cache_dir)
+    return root, _components(root, source)
+
+
+class VaeDecoder(nn.Module):
+    """D(z) = vae.decode(z / scaling_factor).sample: latents [B, C, h, w] -> images [B, 3, H, W] in ~[-1, 1]."""
+
+    def __init__(self, vae: nn.Module):
+        super().__init__()
+        self.vae = vae
+        self.scaling_factor = float(getattr(vae.config, "scaling_factor", 0.18215))
+        self.shift_factor = float(getattr(vae.config, "shift_factor", None) or 0.0)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        dtype = self.vae.dtype
+        z = z / self.scaling_factor + self.shift_factor
+        return self.vae.decode(z.to(dtype)).sample.to(z.dtype)
+
+
+def load_vae(source: str, device: str = "cpu") -> tuple[VaeDecoder, dict]:
+    """The pipeline's VAE decoder and its record {"file", "sha256", "scaling_factor", ...}."""
+    _, comps = resolve_pipeline(source)
+    vae, files = _load_model(VAE_CLASS, comps["vae"])
+    dec = VaeDecoder(vae).to(device)
+    return dec, {"file": str(comps["vae"]), "sha256": _digest(files), "scaling_factor": dec.scaling_factor,
+                 "latent_channels": int(vae.config.latent_channels),
+                 "downsample": 2 ** (len(vae.config.block_out_channels) - 1)}
+
+
+def pipeline_latent_shape(source: str) -> tuple[int, int, int]:
+    """(C, h, w) of the UNet's latents, read from unet/config.json (no weights loaded)."""
+    from benchmark.denoisers.hf import _MODEL_CONFIG, _read_json
+
+    _, comps = resolve_pipeline(source)
+    cfg = _read_json(comps["unet"] / _MODEL_CONFIG)
+    size = cfg.get("sample_size", 64)
+    h, w = (size, size) if isinstance(size, int) else size
+    return int(cfg.get("in_channels", 4)), int(h), int(w)
+
+
+class LatentEps(nn.Module):
+    """Classifier-free guided eps of a UNet2DConditionModel: (z [B, C, h, w], t [B] long in 1..T) -> eps
+    (module docstring). cond [P, L, D], uncond [P or 1, L, D] or None; prompt: an index or "all"; chains: the
+    cell's chains (rows j -> chain j mod chains) for prompt "all"."""
+
+    def __init__(self, unet: nn.Module, schedule: VPSchedule, prediction_type: str, cond: torch.Tensor,
+                 uncond: torch.Tensor | None = None, cfg: float = 7.5, prompt: int | str = 0,
+                 chains: int | None = None):
+        super().__init__()
+        from benchmark.denoisers.hf import PREDICTION_TYPES
+
+        if prediction_type not in PREDICTION_TYPES:
+            raise ValueError(f"unknown prediction_type {prediction_type!r}; allowed: {list(PREDICTION_TYPES)}")
+        if cfg != 1 and uncond is None:
+            raise ValueError(f"classifier-free guidance scale {cfg} != 1 needs negative_prompt_embeds (the empty "
+                             "prompt's embedding for plain CFG)")
+        P = cond.shape[0]
+        if prompt != "all" and not (isinstance(prompt, int) and not isinstance(prompt, bool) and 0 <= prompt < P):
+            raise ValueError(f"prompt must be 'all' or an index in 0..{P - 1}, got {prompt!r}")
+        self.unet, self.prediction_type, self.cfg = unet, prediction_type, float(cfg)
+        self.prompt, self.chains, self.T = prompt, chains, schedule.T
+        self.register_buffer("ab", schedule.ab.float(), persistent=False)
+        self.register_buffer("cond", cond.float(), persistent=False)
+        self.register_buffer("uncond", (uncond if uncond is not None else cond[:1]).float(), persistent=False)
+        self.unet_evals_per_forward = 1 if self.cfg == 1 else 2
+        self.unet_evals = 0
+
+    def conditioning(self, B: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(c [B, L, D], c_neg [B, L, D]) of the rows of a batch of B."""
+        if self.prompt == "all":
+            n = self.chains or B
+            if B % n:
+                raise ValueError(f"prompt 'all' reads row j as chain j mod {n}; a batch of {B} rows is not stacked "
+                                 "copies of the chains")
+            rows = torch.arange(B, device=device) % n
+            idx = rows % self.cond.shape[0]
+        else:
+            idx = torch.full((B,), self.prompt, device=device, dtype=torch.long)
+        neg = self.uncond[idx % self.uncond.shape[0]]
+        return self.cond[idx], neg
+
+    def forward(self, z: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
+        from benchmark.denoisers.hf import prediction_to_eps
+
+        t = torch.as_tensor(t, device=z.device).long()
+        if t.dim() == 0:
+            t = t.expand(z.shape[0])
+        if bool(((t < 1) | (t > self.T)).any()):
+            raise ValueError(f"timesteps must lie in 1..T={self.T}, got {sorted(set(t.tolist()))}")
+        B, dtype = z.shape[0], self.unet.dtype
+        c, c_neg = self.conditioning(B, z.device)
+        if self.unet_evals_per_forward == 1:
+            out = self.unet(z.to(dtype), t - 1, encoder_hidden_states=c.to(dtype)).sample.to(z.dtype)
+        else:   # one UNet call on [z; z] with [negative; prompt], as StableDiffusionPipeline batches CFG
+            both = self.unet(torch.cat([z, z]).to(dtype), torch.cat([t, t]) - 1,
+                             encoder_hidden_states=torch.cat([c_neg, c]).to(dtype)).sample.to(z.dtype)
+            out_u, out_c = both.chunk(2)
+            out = out_u + self.cfg * (out_c - out_u)
+        self.unet_evals += self.unet_evals_per_forward * B
+        return prediction_to_eps(out, z, self.ab[t].view(-1, *([1] * (z.dim() - 1))), self.prediction_type)
+
+
+def load_latent_unet(source: str, device: str = "cpu") -> tuple[nn.Module, VPSchedule, str, dict]:
+    """(UNet2DConditionModel, schedule ab = [1, alphas_cumprod], prediction_type, record) of a pipeline folder."""
+    import diffusers
+
+    from benchmark.denoisers.hf import _SCHEDULER_CONFIG, _load_scheduler
+
+    root, comps = resolve_pipeline(source)
+    unet, files = _load_model(UNET_CLASS, comps["unet"])
+    scheduler_file = comps["scheduler"] / _SCHEDULER_CONFIG
+    if not scheduler_file.is_file():
+        raise ValueError(f"latent diffusion source {source!r}: no {scheduler_file}")
+    scheduler, config = _load_scheduler(scheduler_file)
+    if "FlowMatch" in str(config.get("_class_name", "")):
+        raise ValueError(f"latent diffusion source {source!r}: a flow-match scheduler; latent flow models are not "
+                         "supported yet (benchmark.denoisers.flow handles unconditional UNet2DModels)")
+    schedule = VPSchedule.from_alphas_cumprod(scheduler.alphas_cumprod,
+                                              f"diffusers:{config.get('beta_schedule', 'custom')}")
+    prediction_type = str(config.get("prediction_type", "epsilon"))
+    record = {"source": str(source), "path": str(root), "file": str(comps["unet"]),
+              "sha256": _digest([*files, scheduler_file]), "prediction_type": prediction_type,
+              "T": schedule.T, "scheduler": type(scheduler).__name__, "in_channels": int(unet.config.in_channels),
+              "cross_attention_dim": int(unet.config.cross_attention_dim),
+              "num_parameters": sum(p.numel() for p in unet.parameters()),
+              "diffusers_version": diffusers.__version__}
+    return unet.to(device), schedule, prediction_type, record
+
+
+class DiffusersLatentLoader(DenoiserLoader):
+    """`diffusers_latent`: the UNet of a Stable-Diffusion-style pipeline folder with classifier-free guidance,
+    on the `latent` task (benchmark.tasks.latent), whose parameters give the prompts, their embeddings, which
+    prompt and the guidance scale `cfg` (task parameters, so they are part of the cell's identity)."""
+
+    reads = ()
+
+    @classmethod
+    def load(cls, spec, task, device):
+        if not callable(getattr(task, "conditioning", None)):
+            raise ValueError(f"denoiser loader 'diffusers_latent' needs the 'latent' task (prompts and their "
+                             f"embeddings), not {spec.task!r}")
+        unet, schedule, prediction_type, record = load_latent_unet(spec.denoiser.source, device)
+        cond, uncond = task.conditioning()
+        if cond.shape[-1] != record["cross_attention_dim"]:
+            raise ValueError(f"prompt embeddings have width {cond.shape[-1]}, the UNet's cross_attention_dim is "
+                             f"{record['cross_attention_dim']}: embeddings of another text encoder?")
+        if task.shape[0] != record["in_channels"]:
+            raise ValueError(f"the UNet of {spec.denoiser.source!r} takes {record['in_channels']} latent channels, "
+                             f"task {spec.task!r} has shape {list(task.shape)}")
+        model = LatentEps(unet, schedule, prediction_type, cond, uncond, cfg=task.cfg, prompt=task.prompt,
+                          chains=spec.rounds.samples).to(device)
+        record |= {"cfg": task.cfg, "unet_evals_per_forward": model.unet_evals_per_forward}
+        # the decoder the task's rewards apply to is part of the cell too (its digest joins the run_id)
+        vae_sha256 = task.decoder()[1]
+        return Loaded(model, schedule, {"denoiser": record, "vae": {"file": str(Path(record["path"]) / "vae"),
+                                                                    "sha256": vae_sha256}})
+
+
+def _main(argv: list[str]) -> int:
+    """`embed PIPELINE PROMPTS OUT [--device D] [--negative TEXT]`: write OUT (safetensors) from the text encoder."""
+    import argparse
+
+    from safetensors.torch import save_file
+
+    parser = argparse.ArgumentParser(prog="python -m benchmark.denoisers.latent")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    e = sub.add_parser("embed", help="prompt embeddings for the latent task from the pipeline's text encoder")
+    e.add_argument("pipeline")
+    e.add_argument("prompts")
+    e.add_argument("out")
+    e.add_argument("--device", default="cpu")
+    e.add_argument("--negative", default="", help="the negative prompt (default: empty, plain CFG)")
+    args = parser.parse_args(argv)
+    root, _ = resolve_pipeline(args.pipeline)
+    cond, neg = encode_prompts(root, read_prompts(args.prompts), args.device, args.negative)
+    save_file({"prompt_embeds": cond.contiguous(), "negative_prompt_embeds": neg.contiguous()}, args.out)
+    print(f"wrote {args.out}: prompt_embeds {list(cond.shape)}, negative_prompt_embeds {list(neg.shape)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
+
+__all__ = ["DiffusersLatentLoader", "LatentEps", "VaeDecoder", "encode_prompts", "load_latent_unet",
+           "load_prompt_embeds", "load_vae", "pipeline_latent_shape", "read_prompts", "resolve_pipeline"]
