@@ -68,7 +68,7 @@ def step_matrices(name: str, params: dict, strength: float, st, H, y, P, sigma_y
     if name == "diffpir":
         # x0 = x0h + w H^T (H H^T + rho I)^{-1} (y - H x0h); eps_hat = (x_t - sqrt(ab) x0) / sqrt(1 - ab);
         # x' = a x0 + sqrt(1 - zeta) k eps_hat + sqrt((1 - zeta) s^2 + zeta c2) z
-        zeta, lam = params.get("zeta", 0.1), params.get("lam", 1.0)
+        zeta, lam = params.get("zeta", 0.1), params.get("lam", 0.25)
         rho = lam * max(sigma_y, SIGMA_FLOOR) ** 2 * ab / (1 - ab)
         Q = H.T @ torch.linalg.inv(H @ H.T + rho * torch.eye(H.shape[0], dtype=torch.float64))
         X = (eye - w * Q @ H) @ Mx

@@ -216,3 +216,26 @@ def test_skip_reads_needs_operator(method, images_task):
     own = builtin_objectives("subspace")
     assert built.skip(own["quadratic_off"])[0] and not built.skip(own["gaussian_inverse"])[0]
     assert not built.skip(_build("images_deblur", images_task))[0]
+
+
+def test_has_operator_sees_through_the_counting_wrapper():
+    """A method is handed the objective behind CountingObjective: it must still find the linear measurement
+    (RED-diff and DAPS read log_likelihood through it)."""
+    from benchmark.diffusion import Costs, CountingObjective
+
+    sub = make_task("subspace")
+    inverse, reward = sub.objective("gaussian_inverse"), sub.objective("quadratic_off")
+    assert has_operator(CountingObjective(inverse, Costs())) and has_operator(type(inverse))
+    assert not has_operator(CountingObjective(reward, Costs()))
+
+
+def test_default_conjugate_gradients_are_per_row():
+    """The generic solve (CG) of one chain does not depend on its batch neighbours' convergence."""
+    x = torch.randn(3, 1, 8, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    op = SuperRes(x, torch.zeros(3, 1, 4, 4), 0.05).double()
+    v = torch.randn(3, 1, 4, 4, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    v[0] = 0.0                                           # converged at once; the others need iterations
+    batch = LinearMeasurement.solve(op, v, 0.7, 0.3)
+    alone = torch.cat([LinearMeasurement.solve(op, v[i:i + 1], 0.7, 0.3) for i in range(3)])
+    assert torch.allclose(batch, alone, atol=1e-12, rtol=0)
+    assert torch.allclose(batch, op.solve(v, 0.7, 0.3), atol=1e-10, rtol=0)

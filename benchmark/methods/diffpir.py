@@ -16,10 +16,16 @@ one, z ~ N(0, I) times sqrt((1 - zeta) s^2 + zeta (1 - ab_{t-1})), the same law.
 
 Parameters (the authors' configs, configs/sisr.yaml and deblur.yaml: lambda_ = 1, zeta = 0.1; inpaint.yaml:
 zeta = 1.0 at 20 steps):
-    lam   the paper's lambda, > 0: the weight of the prior in the proximal step (larger: weaker data fit).
+    lam   the paper's lambda (in our units: see Units), > 0: the prior's weight in the proximal step (larger:
+          weaker data fit); 0.25 = their lambda_ = 1.
     zeta  in [0, 1]: the share of fresh noise in x_{t-1} (0: deterministic DDIM-like, 1: all fresh).
     strength: the authors' `guidance_scale`, the multiplier of the proximal correction x0' - x0h; 1 = published,
           0 = x0h unchanged (the chain with zeta's noise: the unguided DDIM chain when zeta = 0).
+Units: their proximal step runs on images in [0, 1] with rho_t = lambda_ sigma_[0,1]^2 / sigmabar_t^2 (sigmabar_t the
+[-1, 1] model's; main_ddpir_*.py: x0_p = x0 / 2 + 0.5, rhos = lambda_ sigma^2 / sigma_ks^2, the noise level given
+in [0, 1]); ours runs on x in [-1, 1] with sigma_y in those units (sigma_y = 2 sigma_[0,1]), so our lam = their
+lambda_ / 4: the default lam = 0.25 is their lambda_ = 1 (on a task without a [0, 1] image range, e.g.
+gaussian_inverse, lam is simply the prior's weight in units of sigma_y^2 / sigmabar_t^2).
 SIGMA_FLOOR: the authors' floor max(0.001, sigma_y) for noise-free measurements (rho_t = 0 would be the hard
 projection A x0 = y); our x is in [-1, 1] where theirs is [0, 1], so it is a floor, not the same number.
 
@@ -53,7 +59,7 @@ class DiffPIR(GuidanceMethod):
     batches_strengths = True   # strength a float or per chain (GuidanceMethod.batches_strengths)
 
     strength: float = 1.0
-    lam: float = 1.0
+    lam: float = 0.25
     zeta: float = 0.1
 
     def __post_init__(self):

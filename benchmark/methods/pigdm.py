@@ -12,7 +12,7 @@ detached x0h (a vector, not differentiated), so the VJP is the method's only bac
 
 The weight w_t = r_t^2 on g: r_t^2 v = A^T (A A^T + sigma_y^2 / r_t^2 I)^{-1} (y - A x0h), which at sigma_y = 0 is
 A^+ (y - A x0h), the noise-free eq. 7 (g = (A^+ y - A^+ A x0h)^T d x0h / d x_t) exactly, as the authors'
-noise-free form and InverseBench's PiGDM (algo/pigdm.py: grad of <A^+ y - A^+ A x0h, x0h>, added times the VP
+noise-free form and InverseBench's PiGDM (xiaoyu0716/InverseBench algo/pigdm.py: grad of <A^+ y - A^+ A x0h, x0h>, added times the VP
 scale s(t) = sqrt(ab_t)) use it. Without it (w_t = 1) the step on the range of A is (1 / sigma_y^2) times the
 residual at low noise, which overshoots for sigma_y^2 < 1/2 (on gaussian_inverse, sigma_y = 0.25, the samples'
 variance grew 100-fold): sqrt(ab_t) r_t^2 keeps each range direction's step within the residual.
@@ -21,14 +21,19 @@ strength: the guidance weight on r_t^2 sqrt(ab_t) g; 1 = the published step, 0 =
 chain (batched strengths): every use is an element-wise product.
 
 Deliberate differences: the update's DDIM part is the shared sampler's DDIM(eta) (the paper's Alg. 1 is DDIM
-with its eta, the same form). The authors' code is not public: the scaling sqrt(ab_t) of Alg. 1 and the weight
-r_t^2 are checked against InverseBench's noise-free implementation only (the noisy eq. 8 there is not given).
+with its eta, the same form). The scale sqrt(ab_t) is Alg. 1's and InverseBench's; the authors' own code (NVlabs/
+RED-diff algos/pgdm.py, same authors; _configs/algo/pgdm.yaml: awd true) adds the guidance with the coefficient
+sqrt(ab_{t-1}) sqrt(ab_t) (weaker at high noise by sqrt(ab_{t-1})), and without awd (sqrt(ab_{t-1}) -
+c2 sqrt(ab_t) / sqrt(1 - ab_t)) sqrt(ab_t), i.e. the correction sqrt(ab_t) g applied to x0h and pushed through
+the DDIM step; it implements the noise-free eq. 7 only (H_pinv) and starts from sqrt(ab_T) A^+ y + noise. These
+are known differences, not yet options (a follow-up).
 
 Cost per step: 1U + 1U_b + 1 objective evaluation (the read of y, `measurement`) + 0 objective gradients
 (A, A^T and the solve are the operator's arithmetic, not counted).
 
 Reference: J. Song, A. Vahdat, M. Mardani, J. Kautz. Pseudoinverse-Guided Diffusion Models for Inverse
-Problems. ICLR 2023 (eqs. 7-8, Alg. 1). InverseBench (Zheng et al. 2025), algo/pigdm.py.
+Problems. ICLR 2023 (eqs. 7-8, Alg. 1); code: NVlabs/RED-diff algos/pgdm.py. InverseBench (Zheng et al. 2025),
+xiaoyu0716/InverseBench algo/pigdm.py.
 """
 
 from __future__ import annotations

@@ -21,8 +21,11 @@ Adam lr = 0.1 with betas (0.9, 0.99), init mu = A^+ y (`initialize`: H.H_pinv(y_
 Deliberate differences: per-sample sums, not their means over the batch, the m measurement entries and the
 D pixels (loss_obs = mean(e_obs^2) / 2, loss_noise = mean((e - eps) mu)): Adam's update is per entry, and a
 mean over the batch would couple chains through Adam's eps; their per-entry means weigh the data term by 1 / m
-and the regulariser by 1 / D, i.e. their lam = 0.25 is ours lam m / (D sigma_y^2) (and no sigma_y: their
-obs_weight 1). Adam state is per chain (element-wise, step count shared by the grid). The grid is the sampler's.
+and the regulariser by 1 / D, so their grad_term_weight lam corresponds to our lam x m / (D sigma_y^2) (e.g. x 75 on
+digits inpainting, m = 48 observed of D = 64 pixels, sigma_y = 0.05: their obs_weight 1 has no 1 / sigma_y^2); our
+default 0.25 is their number, not their weighting. With sigma_y = 0 the data term is the reward itself (the
+unsquared -||y - A x|| on inpaint / superres / deblur), theirs squared. Strength 0 is not unguided sampling: the
+default init still reads A^+ y. Adam state is per chain (element-wise, step count shared by the grid). The grid is the sampler's.
 
 Limit (tests/test_daps_reddiff.py): a point estimate, so its spread across chains shrinks with the optimisation
 (var_ratio -> 0), its mean a regularised least-squares solution near the posterior mean (= the MAP here), not

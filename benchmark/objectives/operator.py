@@ -5,8 +5,9 @@ An objective whose measurement is linear says so by subclassing `LinearMeasureme
 
     A(x)           [B, *x] -> [B, *m]   the forward operator
     AT(v)          [B, *m] -> [B, *x]   its adjoint, <A x, v> = <x, A^T v>
-    A_pinv(v)      [B, *m] -> [B, *x]   the Moore-Penrose pseudo-inverse A^+ (A A^+ A = A, A^+ A A^+ = A^+),
-                                        singular values below PINV_RCOND x the largest treated as 0
+    A_pinv(v)      [B, *m] -> [B, *x]   the Moore-Penrose pseudo-inverse A^+ (A A^+ A = A, A^+ A A^+ = A^+); the
+                                        built-ins treat singular values below PINV_RCOND x the largest as 0, the
+                                        default (CG on A A^T) has no cut-off and needs A of full row rank
     solve(v, a, b) [B, *m] -> [B, *m]   (a A A^T + b I)^{-1} v, a >= 0, b > 0 floats or per-sample [B] tensors
                                         (PiGDM's (r_t^2 A A^T + sigma_y^2 I)^{-1}, DiffPIR's proximal step)
     measurement(x) [B, *m]              y of each row of the batch x (its chain's observation)
@@ -42,7 +43,12 @@ def per_sample(c, like: torch.Tensor) -> torch.Tensor | float:
 
 
 def has_operator(objective) -> bool:
-    """Whether `objective` (a class or an instance) exposes a linear measurement (LinearMeasurement)."""
+    """Whether `objective` (a class or an instance, also behind the counting wrapper a method is handed,
+    benchmark.diffusion.counting.CountingObjective) exposes a linear measurement (LinearMeasurement)."""
+    from benchmark.diffusion.counting import CountingObjective
+
+    while isinstance(objective, CountingObjective):
+        objective = objective.objective
     cls = objective if isinstance(objective, type) else type(objective)
     return issubclass(cls, LinearMeasurement)
 
@@ -100,10 +106,11 @@ def _cg(op, v: torch.Tensor, iters: int = CG_ITERS) -> torch.Tensor:
     rs = (r * r).sum(dims, keepdim=True)
     scale = rs.clamp_min(1e-30)
     for _ in range(iters):
-        if bool((rs <= 1e-24 * scale).all()):
+        done = rs <= 1e-24 * scale          # per row: a converged row stays put, whatever its batch neighbours do
+        if bool(done.all()):
             break
         Ap = op(p)
-        alpha = rs / (p * Ap).sum(dims, keepdim=True).clamp_min(1e-30)
+        alpha = torch.where(done, torch.zeros_like(rs), rs / (p * Ap).sum(dims, keepdim=True).clamp_min(1e-30))
         x = x + alpha * p
         r = r - alpha * Ap
         rs_new = (r * r).sum(dims, keepdim=True)
