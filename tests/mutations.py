@@ -519,6 +519,11 @@ MUTATIONS = [
       'if "FlowMatch" in str(scheduler_config.get("_class_name", "")):', "if False:", "test_flow_models"),
     m("has-operator-blind-to-counting", "objectives", "benchmark/objectives/operator.py",
       "    while isinstance(objective, CountingObjective):", "    while False:", "test_operator"),
+    m("daps-last-annealing-step-renoised", "methods", "benchmark/methods/daps.py",
+      "if not self.anneals(step.ab_prev):", "if step.ab_prev >= 1.0:", "test_daps_reddiff"),
+    m("daps-never-skips-below-sigma-min", "methods", "benchmark/methods/daps.py",
+      "        if not self.anneals(step.ab_t):\n            return x_t", "        if False:\n            return x_t",
+      "test_daps_reddiff"),
 ]
 
 

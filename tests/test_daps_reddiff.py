@@ -122,7 +122,8 @@ def test_reddiff_pinv_needs_an_operator(subspace):
 
 def test_bad_hyperparameters_are_refused():
     for name, params in [("daps", {"mcmc_steps": 0}), ("daps", {"ode_steps": 0}), ("daps", {"lr": 0.0}),
-                         ("daps", {"lr_min_ratio": 0.0}), ("reddiff", {"lam": -1.0}), ("reddiff", {"lr": 0.0})]:
+                         ("daps", {"lr_min_ratio": 0.0}), ("daps", {"sigma_min": -0.1}), ("reddiff", {"lam": -1.0}),
+                         ("reddiff", {"lr": 0.0})]:
         with pytest.raises(ValueError, match=next(iter(params))):
             make_method(name, **params)
 
@@ -138,6 +139,59 @@ def test_daps_step_size_schedule():
     assert m.step_size(st) == pytest.approx(0.1 * (1 + 0.25 * (0.01 - 1)))
     late = Step(19, 20, 2, 0, 0.999, 1.0, 1.0)
     assert m.step_size(late) == pytest.approx(0.001 / 0.999)                  # capped at r_t^2
+
+
+def test_daps_sigma_min_rule_by_hand(problem):
+    """sigma_min (their annealing floor, cores/scheduler.py + sampler.py): grid steps with sigma_t = sqrt((1 - ab_t)
+    / ab_t) <= sigma_min are not taken (x_t returned, no cost), and the last annealing step returns its MCMC x0
+    un-noised. Cosine T = 200, 50 steps: sigma at t = 12, 8 is 0.106, 0.074, so 48 steps anneal at sigma_min = 0.1."""
+    from benchmark.diffusion.sampler import Step
+
+    task, sched, obj = problem
+    ab = sched.ab.tolist()
+    sampler = Sampler(CountingDenoiser(task.oracle(sched), Costs()), sched, steps=50)
+    ts = [st.t for st in sampler.steps]
+    m = make_method("daps", sigma_min=0.1, mcmc_steps=3)
+    taken = [t for t in ts if math.sqrt((1 - ab[t]) / ab[t]) > 0.1]
+    assert taken == ts[:48] and [m.anneals(ab[t]) for t in ts] == [True] * 48 + [False] * 2
+    assert m.costs_per_sample(50, ts, sched) == (48, 0, 144, 144)
+    assert make_method("daps", mcmc_steps=3).costs_per_sample(50, ts, sched) == (50, 0, 150, 150)  # sigma_min 0
+    with pytest.raises(ValueError, match="depends on the grid"):
+        declared_costs(m, 50, ts)
+    last, n = sampler.steps[47], 3
+
+    def streams():
+        return PerSampleNoise([derive_seed("smin", i) for i in range(n)], (64,))
+    x_t = streams().draw() * 0.1
+    guide = Guide(CountingObjective(obj, Costs()))
+    x0 = m.step(x_t, last, sampler, guide, streams())                     # the last annealing step: x0
+    renoised = make_method("daps", mcmc_steps=3).step(x_t, last, sampler, guide, streams())
+    z = streams()
+    for _ in range(3):
+        z.draw()
+    z = z.draw()                                                          # the forward-diffusion draw after 3 MCMC
+    assert torch.allclose(renoised, math.sqrt(last.ab_prev) * x0 + math.sqrt(1 - last.ab_prev) * z, atol=1e-6)
+    assert torch.equal(m.step(x0, sampler.steps[48], sampler, guide, streams()), x0)     # not taken
+    costs = Costs()
+    run_sampler = Sampler(CountingDenoiser(task.oracle(sched), costs), sched, steps=50)
+    noise = streams()
+    sample(run_sampler, m, noise.draw(), noise, Guide(CountingObjective(obj, costs)))
+    assert (costs.denoiser_forwards, costs.objective_grads) == (n * 48, n * 144)
+
+
+@pytest.mark.slow
+def test_daps_likelihood_is_found_behind_the_counting_wrapper(digits_models):
+    """guide.objective is a CountingObjective: L must still be log_likelihood (not the reward -||y - A x||, whose
+    gradient has norm 1; the digits default run scored -3.88 against -4.16 unguided with it), counted once."""
+    from benchmark.methods.daps import log_likelihood_fn
+    from benchmark.tasks import make_task
+
+    obj = make_task("digits", models_dir=digits_models).objective("inpaint", {"sigma_y": 0.05})
+    costs = Costs()
+    L = log_likelihood_fn(CountingObjective(obj, costs))
+    x = torch.zeros(2, 1, 8, 8)
+    assert torch.allclose(L(x), obj.log_likelihood(x)) and not torch.allclose(obj(x), obj.log_likelihood(x))
+    assert costs.objective_evals == 2
 
 
 def test_reddiff_starts_from_the_pseudo_inverse(problem):
