@@ -35,7 +35,6 @@ transformers (SD3) need the latent pipeline's conditioning (benchmark.denoisers.
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import math
 
 import torch
@@ -131,7 +130,7 @@ def load_flow(source: str, device: str = "cpu", *, local_files_only: bool = True
         import diffusers
     except ImportError as err:
         raise ImportError("the diffusers_flow loader needs the `diffusers` package: pip install diffusers") from err
-    from benchmark.denoisers.hf import _MODEL_CONFIG, _locate, _read_json, _resolve, _weight_files, weights_sha256
+    from benchmark.denoisers.hf import _MODEL_CONFIG, _locate, _read_json, _resolve, load_pretrained, weights_sha256
 
     root = _resolve(source, local_files_only=local_files_only, cache_dir=cache_dir)
     model_dir, scheduler_file, layout = _locate(root, subfolder, source)
@@ -148,10 +147,7 @@ def load_flow(source: str, device: str = "cpu", *, local_files_only: bool = True
     if model_config.get("_class_name", "UNet2DModel") != "UNet2DModel":
         raise ValueError(f"diffusers_flow source {source!r}: the model is a {model_config.get('_class_name')}; only an "
                          "unconditional UNet2DModel is supported (conditional flow transformers are not yet)")
-    files, safe = _weight_files(model_dir)
-    low_mem = importlib.util.find_spec("accelerate") is not None
-    unet = diffusers.UNet2DModel.from_pretrained(model_dir, use_safetensors=safe, local_files_only=True,
-                                                 low_cpu_mem_usage=low_mem)
+    unet, files, safe = load_pretrained("UNet2DModel", model_dir)
     N = int(config.get("num_train_timesteps", 1000))
     shift = float(config.get("shift", 1.0))
     sigmas = flow_sigmas(N, shift)

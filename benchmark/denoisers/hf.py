@@ -183,6 +183,19 @@ def _weight_files(model_dir: Path) -> tuple[list[Path], bool]:
     raise ValueError(f"no {_WEIGHTS}.safetensors or {_WEIGHTS}.bin in {model_dir}")
 
 
+def load_pretrained(cls_name: str, model_dir: Path):
+    """(model, weight files, whether they are safetensors): diffusers' `cls_name` (e.g. UNet2DModel) from the local
+    folder `model_dir` only, safetensors preferred; the one loader of hf.py, flow.py and latent.py."""
+    import diffusers
+
+    files, safe = _weight_files(model_dir)
+    # low_cpu_mem_usage needs `accelerate`; without it diffusers falls back (with a warning) to False.
+    low_mem = importlib.util.find_spec("accelerate") is not None
+    model = getattr(diffusers, cls_name).from_pretrained(model_dir, use_safetensors=safe, local_files_only=True,
+                                                         low_cpu_mem_usage=low_mem)
+    return model, files, safe
+
+
 def _sha256(path: Path) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -249,12 +262,7 @@ def load_diffusers(source: str, device: str = "cpu", *, local_files_only: bool =
     if model_config.get("num_class_embeds") is not None or model_config.get("class_embed_type") is not None:
         raise ValueError(f"diffusers source {source!r}: a class-conditional UNet2DModel (num_class_embeds / "
                          "class_embed_type) needs class labels, which the eps-model interface has no place for")
-    files, safe = _weight_files(model_dir)
-
-    # low_cpu_mem_usage needs `accelerate`; without it diffusers falls back (with a warning) to False.
-    low_mem = importlib.util.find_spec("accelerate") is not None
-    unet = diffusers.UNet2DModel.from_pretrained(model_dir, use_safetensors=safe, local_files_only=True,
-                                                 low_cpu_mem_usage=low_mem)
+    unet, files, safe = load_pretrained("UNet2DModel", model_dir)
     scheduler, scheduler_config = _load_scheduler(scheduler_file)
     if "FlowMatch" in str(scheduler_config.get("_class_name", "")):  # a velocity model read as eps would be wrong
         raise ValueError(f"diffusers source {source!r} is a flow-matching model ({scheduler_config['_class_name']}): "

@@ -150,14 +150,9 @@ def _components(root: Path, source: str) -> dict[str, Path]:
 
 
 def _load_model(cls_name: str, folder: Path):
-    import diffusers
+    from benchmark.denoisers.hf import load_pretrained
 
-    from benchmark.denoisers.hf import _weight_files
-
-    files, safe = _weight_files(folder)
-    low_mem = importlib.util.find_spec("accelerate") is not None
-    model = getattr(diffusers, cls_name).from_pretrained(folder, use_safetensors=safe, local_files_only=True,
-                                                        low_cpu_mem_usage=low_mem)
+    model, files, _ = load_pretrained(cls_name, folder)
     return model.eval().requires_grad_(False), files
 
 
