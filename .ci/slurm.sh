@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# A single-node SLURM on this machine, for the SLURM profile test (tests/test_slurm.py).
+# A single-node SLURM on this machine, for the SLURM profile test (tests/workflow/test_slurm.py).
 #
 #   .ci/slurm.sh start    install slurm-wlm + munge if missing, write slurm.conf, start munged,
 #                         slurmctld and slurmd, wait until the node is idle (exit 1 otherwise)

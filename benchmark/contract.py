@@ -1,5 +1,5 @@
 """The contract every guidance method keeps (built-in or plug-in), as plain functions: pytest
-(tests/test_methods_contract.py) and `python -m benchmark check-method` run the same checks.
+(tests/test_contract.py) and `python -m benchmark check-method` run the same checks.
 
 On the subspace task's exact (oracle) denoiser, 20 DDIM(eta = 1) steps of a cosine schedule with
 T = 200, guiding the objective `quadratic_off` (the counted reward; Algorithm-1 methods get a
@@ -82,7 +82,7 @@ def setup(task, costs, steps: int = STEPS, eta: float = 1.0, device: str = "cpu"
 
 def noisy_stand_in(objective):
     """cg's noise-conditional log p(c | x_t, t), stood in for by the counted reward at x_t itself: the
-    subspace task has no noise-conditional classifier (tests/test_digits_cells.py checks cg with one)."""
+    subspace task has no noise-conditional classifier (tests/tasks/test_digits_cells.py checks cg with one)."""
     return lambda x_t, t: objective(x_t)
 
 

@@ -8,7 +8,7 @@ one warm-up round, with the counted evaluations per sample and step.
 The formula's time per step is built from separately timed primitives on the same batch:
     T_formula = f T_none + v T_vjp + g T_G
 with f, v, g the counted denoiser forwards, denoiser VJPs and objective gradients per sample and
-step (equal to each method's cost formula: tests/test_methods_contract.py), T_none the measured
+step (equal to each method's cost formula: tests/test_contract.py), T_none the measured
 unguided step (one forward plus the DDIM update and noise draw), T_vjp the extra time of a
 forward that keeps its graph plus the backward through the denoiser, and T_G one objective
 evaluation plus gradient. measured / formula > 1 is overhead the formula does not account for.

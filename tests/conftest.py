@@ -1,5 +1,13 @@
+import sys
+from pathlib import Path
+
 import pytest
 import torch
+
+# The support modules (images_fixture, reward_fixture) are also named by import path in configs under test
+# ("images_fixture:brightness"), as a user names their own module: tests/ is on the path, as before tests/ was a
+# package.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 
 def pytest_addoption(parser):

@@ -6,7 +6,7 @@ model that tests and the README name by import path ('reward_fixture:Brightness'
 - aesthetic_head.safetensors: an aesthetic head with the published key layout layers.{0,2,4,6,7} (16 -> 12 -> 8
   -> 6 -> 4 -> 1, as 768 -> 1024 -> 128 -> 64 -> 16 -> 1 with dropouts at 1, 3, 5);
 - tiny_lpips.safetensors: a TinyLPIPSNet (widths 4, 8) with non-negative heads and LPIPS's shift / scale.
-tests/fixtures/rewards/ holds these files as written (tests/test_reward_models.py checks they regenerate).
+tests/fixtures/rewards/ holds these files as written (tests/rewards/test_encoders.py checks they regenerate).
 """
 
 from __future__ import annotations

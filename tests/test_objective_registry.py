@@ -14,8 +14,8 @@ import benchmark.objectives as objectives
 from benchmark.objectives import BUILTIN_OBJECTIVES, Objective, builtin_classes
 from benchmark.registry import import_path
 from benchmark.tasks import TASKS, make_task
-from images_fixture import write_digit_folder
-from reward_fixture import FIXTURES
+from tests.images_fixture import write_digit_folder
+from tests.reward_fixture import FIXTURES
 
 #: Parameters that have no usable default (the images task's reward needs a user's function).
 NEEDED = {("images", "reward"): {"fn": "images_fixture:brightness"},

@@ -190,9 +190,9 @@ def test_import_paths_resolve_without_entry_points():
 
 
 def test_contract_tests_run_over_the_plugin(plugin_site):
-    """tests/test_methods_contract.py with the plug-in installed: its tests run over demo_tweedie too."""
+    """tests/test_contract.py with the plug-in installed: its tests run over demo_tweedie too."""
     proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
-                           "tests/test_methods_contract.py", "-k", "plugin-demo_tweedie"],
+                           "tests/test_contract.py", "-k", "plugin-demo_tweedie"],
                           capture_output=True, text=True, cwd=ROOT, env=_env(plugin_site), timeout=600)
     assert proc.returncode == 0, proc.stdout[-3000:]
     assert "5 passed" in proc.stdout, proc.stdout[-2000:]

@@ -15,7 +15,7 @@ So `FlowEps(x_vp, t)` = x_s + (1 - s_t) v(x_s, s_t N) with x_s = n(s_t) x_vp, an
 eps works with the velocity field. Deterministic DDIM (eta = 0) on the VP-equivalent schedule *is* the flow-match
 Euler step: with x0h and e as above, x'_vp = sqrt(ab') x0h + sqrt(1 - ab') e is, times n(s'),
 x'_s = (1 - s') x0h + s' e = x_s + (s' - s) v, diffusers' FlowMatchEulerDiscreteScheduler.step (no
-stochastic_sampling). The two loops agree to float rounding on the same sigmas (tests/test_flow_models.py).
+stochastic_sampling). The two loops agree to float rounding on the same sigmas (tests/denoisers/test_flow.py).
 
 Our integer grid. T = N and t = 0..N stands for u_t = t / N (diffusers' training grid timesteps/N, i = 1..N),
 shifted as the scheduler shifts it, s_t = shift u_t / (1 + (shift - 1) u_t) (static `shift`), so the UNet is

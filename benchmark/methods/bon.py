@@ -13,7 +13,7 @@ Draw j of chain i runs on its own noise stream: draw 0 is the chain itself (its 
 draw j > 0 starts from the first draw of the stream seeded derive_seed(seed_i, "particle", j), so
 n = 1 is the proposal exactly and a batch of B output samples equals B batches of 1. With the
 unguided proposal on the oracle the mean best reward is the mean of the largest of N draws of the
-unguided reward distribution (tests/test_bon_smc.py checks it against the order statistic).
+unguided reward distribution (tests/methods/test_bon.py checks it against the order statistic).
 
 Cost per output sample: N x the proposal's cost + N objective evaluations (no gradients).
 

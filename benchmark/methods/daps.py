@@ -49,7 +49,7 @@ the timesteps round(t (1 - k / n)), k = 0..n (repeats allowed: exactly n forward
 the sampler's `clip_x0` as every DDIM update is. Their annealing grid is their own (200 poly-7 sigmas from
 100 to 0.1); here it is the sampler's.
 
-What is exact (tests/test_daps_reddiff.py): with exact draws of p(x0 | x_t, y) the chain is exact (each step
+What is exact (tests/methods/test_daps.py): with exact draws of p(x0 | x_t, y) the chain is exact (each step
 is a p(x0 | y)-invariant kernel); DAPS replaces p(x0 | x_t) by N(x0h, r_t^2 I), which for data on a subspace
 is wrong off it (variance r_t^2 where it is 0), so even with exact Tweedie, r_t^2 = 1 - ab_t and exact
 inner sampling its law is not the posterior; on gaussian_inverse the tests propagate its exact Gaussian law.

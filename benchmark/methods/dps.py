@@ -30,7 +30,7 @@ is a general reward):
         a constant to r and its displacement strength ||g_t|| never divides by anything. Like any
         constant gradient step it is stable below 2 / (the curvature of r(x0h(x_t)) in x_t): on
         r = 10 - (theta^T x - 3)^2 with the oracle, zeta < 1 / (ab_t ||P theta||^2), i.e. zeta < ~1 on
-        quadratic_on (tests/test_dps.py derives the exact law of its samples at zeta = 0.1).
+        quadratic_on (tests/methods/test_dps.py derives the exact law of its samples at zeta = 0.1).
 
 "residual" on an objective that is not of kind "inverse" is refused (ValueError).
 

@@ -27,7 +27,7 @@ Strength conventions (tests/test_conventions.py checks them on one oracle step):
   (christianbelardi/adam-guidance) adds s guidance / sqrt(a_t) and steps from a clipped x0h instead;
   which one the original holds we could not verify.
 - TFG's unified method at gamma = 1 (their tfg.py: logsumexp - log n, no / n) has no factor n: it is
-  this rule with rho_t = strength sqrt(a_t) (tests/test_tfg.py).
+  this rule with rho_t = strength sqrt(a_t) (tests/methods/test_tfg.py).
 
 Reference: J. Song, Q. Zhang, H. Yin, M. Mardani, M.-Y. Liu, J. Kautz, Y. Chen, A. Vahdat.
 Loss-Guided Diffusion Models for Plug-and-Play Controllable Generation. ICML 2023.

@@ -22,7 +22,7 @@ Step size c_t, by `schedule` (per sample, d = the number of entries of one sampl
         `stop` (no guidance for t <= 100 of 1000) is not applied (guidance at every step).
     "constant": c_t = strength, a constant step in clean space. The DDIM update scales it by
         sqrt(ab_{t-1}) in x_{t-1}, which is TFG's clean-space term sqrt(ab_{t-1}) Delta_0 with one
-        iteration (N_iter = 1) and a constant mu (TFG's MPGD special case, tests/test_tfg.py).
+        iteration (N_iter = 1) and a constant mu (TFG's MPGD special case, tests/methods/test_tfg.py).
     "sqrt_ab_prev": c_t = strength sqrt(ab_{t-1}), smaller steps while the sample is noisy (the
         opposite dependence on ab_{t-1} from "rms").
 The authors' linear-inverse-problem code (linear_inv/guided_diffusion/condition_methods.py,

@@ -33,7 +33,7 @@ fk_steering_config.yaml: potential_type 'diff'), and one of the three that targe
 intermediate targets p(x_{T:t}) exp(lam r(x0h_t)) are the usual approximation of the tilted marginals
 (the twist of Wu et al.), so the final factor has little to correct; rt's tilt all the rewards so far
 added up, far harder, and needs many more particles. chi2/dof of theta^T x against the exact target,
-oracle subspace task, lam = 0.5, 20 steps, K = 256, B = 4000 (tests/test_smc_potentials.py,
+oracle subspace task, lam = 0.5, 20 steps, K = 256, B = 4000 (tests/methods/test_smc.py,
 `tilted_chi2_per_dof`): difference 1.6, max_ratio 1.8, rt 404 (consistent but far from converged), max 97, sum 3153.
 Weights accumulate (log w += log G_t) and each chain whose ESS = 1 / sum_k wbar_k^2 < ess_threshold K
 resamples its own K particles systematically (weights reset; never across output samples).

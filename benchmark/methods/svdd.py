@@ -15,7 +15,7 @@ The value estimate, `value`:
     pm (default): SVDD-PM, v(x_{t'}) = r(x0h(x_{t'})), the reward of the posterior mean, x0h from the one
         forward eps_theta(x_{t'}, t') (their code's `calculate_weight`, variant 'PM'). Not the soft value: it
         ignores the spread of x_0 given x_{t'}, so with softmax its M -> infinity limit over-tilts (on the oracle
-        Gaussian task its mean reward passes the tilted target's: tests/test_svdd.py).
+        Gaussian task its mean reward passes the tilted target's: tests/methods/test_svdd.py).
     mc: a Monte-Carlo estimate by rollouts of the pre-trained sampler itself, ours: K = `rollouts` runs of
         DDIM(eta) from x_{t'} to 0 over R_i = min(`rollout_steps`, S - 1 - i) steps of the remaining grid
         (grid points evenly spaced by index; R_i >= S - 1 - i is the sampler's own remaining chain), the first
@@ -29,7 +29,7 @@ The value estimate, `value`:
         E[r(x_0) | x_t]; this suite trains no value networks, so `mc` estimates the same quantity (or, for
         softmax, the soft value itself) at sampling time, paying for it in forwards. With full rollouts and
         softmax, selection by an unbiased weight makes the chain exact as M -> infinity: it samples the tilted
-        sampler law given the untilted x_T (tests/test_svdd.py).
+        sampler law given the untilted x_T (tests/methods/test_svdd.py).
 
 Per step, for all B chains at once ([M B] candidate rows, particle-major as smc's particles):
     e_t = eps_theta(x_t, t) is the forward already made for x_t as a candidate (the first step's at x_T is

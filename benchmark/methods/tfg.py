@@ -16,7 +16,7 @@ normalised so their mean over the sampling grid is rho (= strength) and mu; "inc
 s(t) = a_t (TFG's default), "decrease" 1 - a_t, "constant" 1. rho = 0 skips the VJP (1U only),
 mu = 0 skips the iterations. TFG's gradient clipping (their `clip_scale`) is not applied.
 
-Special cases (tests/test_tfg.py checks them step for step against the dedicated files, with the
+Special cases (tests/methods/test_tfg.py checks them step for step against the dedicated files, with the
 dedicated method's step size substituted for rho_t / mu_t, since each paper schedules its step
 differently from TFG's normalised a_t-schedule):
     DPS     = (rho > 0, mu = 0, gamma = 0, N_recur = 1, N_iter = 0)  dps with normalise="none" (its

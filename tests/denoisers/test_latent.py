@@ -1,0 +1,282 @@
+"""Latent diffusion (benchmark/denoisers/latent.py, benchmark/tasks/latent.py) on a tiny randomly initialised
+Stable-Diffusion-style pipeline folder (AutoencoderKL + UNet2DConditionModel + scheduler, model_index.json)
+saved locally, with the shipped example prompts and random stand-in embeddings: never a download, no
+transformers needed."""
+
+import json
+import math
+import types
+from pathlib import Path
+
+import pytest
+import torch
+
+diffusers = pytest.importorskip("diffusers")
+
+from benchmark.denoisers import DENOISERS  # noqa: E402
+from benchmark.denoisers.latent import (LatentEps, encode_prompts, load_latent_unet, load_prompt_embeds,  # noqa: E402
+                                        load_vae, read_prompts)
+from benchmark.diffusion import (Costs, CountingDenoiser, CountingObjective, PerSampleNoise, Sampler,  # noqa: E402
+                                 derive_seed, sample, timestep_grid)
+from benchmark.methods import Guide, make_method  # noqa: E402
+from benchmark.tasks import make_task  # noqa: E402
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+PROMPTS, EMBEDS = FIXTURES / "latent_prompts.txt", FIXTURES / "latent_prompt_embeds.safetensors"
+T, STEPS, CFG = 1000, 10, 3.0
+LATENT = (4, 8, 8)          # the tiny VAE downsamples by 2: images [3, 16, 16]
+D, L = 8, 4                 # cross_attention_dim, tokens (the shipped embeddings: [3, 4, 8])
+#: max |ours - the pipeline loop| / max(1, max |z_0|) in float32 (the same arithmetic; measured ~1e-6)
+TOL = 1e-5
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def save_tiny_pipeline(root: Path, prediction_type="epsilon", seed=0) -> Path:
+    """vae/, unet/, scheduler/ (SD-1.5's PNDM config: scaled_linear betas 0.00085..0.012) and model_index.json as
+    StableDiffusionPipeline.save_pretrained writes them (text encoder, tokenizer, safety checker absent)."""
+    torch.manual_seed(seed)
+    diffusers.AutoencoderKL(
+        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
+        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
+        latent_channels=LATENT[0], norm_num_groups=4, sample_size=16).save_pretrained(root / "vae")
+    diffusers.UNet2DConditionModel(
+        sample_size=LATENT[1], in_channels=LATENT[0], out_channels=LATENT[0], layers_per_block=1,
+        block_out_channels=(8, 16), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=D, norm_num_groups=4,
+        attention_head_dim=2).save_pretrained(root / "unet")
+    diffusers.PNDMScheduler(num_train_timesteps=T, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
+                            skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1,
+                            prediction_type=prediction_type).save_pretrained(root / "scheduler")
+    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
+             "vae": ["diffusers", "AutoencoderKL"], "unet": ["diffusers", "UNet2DConditionModel"],
+             "scheduler": ["diffusers", "PNDMScheduler"], "text_encoder": [None, None], "tokenizer": [None, None],
+             "safety_checker": [None, None], "feature_extractor": [None, None], "requires_safety_checker": False}
+    (root / "model_index.json").write_text(json.dumps(index))
+    return root
+
+
+@pytest.fixture(scope="module")
+def pipe(tmp_path_factory):
+    return save_tiny_pipeline(tmp_path_factory.mktemp("sd"))
+
+
+@pytest.fixture(scope="module")
+def unet_and_schedule(pipe):
+    unet, schedule, prediction_type, _ = load_latent_unet(str(pipe))
+    return unet, schedule, prediction_type
+
+
+# --- prompts and embeddings ----------------------------------------------------------------------------------
+
+def test_prompt_files(tmp_path):
+    prompts = read_prompts(PROMPTS)
+    assert len(prompts) == 3 and prompts[0] == "A red colored car."
+    (tmp_path / "p.json").write_text(json.dumps([{"prompt": "a"}, "b"]))
+    assert read_prompts(tmp_path / "p.json") == ["a", "b"]
+    (tmp_path / "empty.txt").write_text("# nothing\n\n")
+    with pytest.raises(ValueError, match="at least one prompt"):
+        read_prompts(tmp_path / "empty.txt")
+    cond, neg = load_prompt_embeds(EMBEDS, 3)
+    assert cond.shape == (3, L, D) and neg.shape == (1, L, D)
+    with pytest.raises(ValueError, match="hold 3 prompts"):
+        load_prompt_embeds(EMBEDS, 4)
+    assert sum(p.stat().st_size for p in (PROMPTS, EMBEDS)) < 100_000
+
+
+def test_text_encoder_needs_transformers_or_names_what_is_missing(pipe):
+    try:
+        import transformers  # noqa: F401
+    except ImportError:
+        with pytest.raises(ImportError, match="transformers"):
+            encode_prompts(pipe, ["a"])
+    else:
+        with pytest.raises(ValueError, match="no text_encoder"):
+            encode_prompts(pipe, ["a"])
+
+
+# --- classifier-free guidance and its cost --------------------------------------------------------------------
+
+def test_cfg_formula_and_counting(unet_and_schedule):
+    unet, schedule, prediction_type = unet_and_schedule
+    cond, neg = load_prompt_embeds(EMBEDS, 3)
+    z = torch.randn(2, *LATENT, generator=torch.Generator().manual_seed(0))
+    t = torch.tensor([T, 37])
+    with torch.no_grad():
+        e_c = unet(z, t - 1, encoder_hidden_states=cond[[1, 1]]).sample
+        e_u = unet(z, t - 1, encoder_hidden_states=neg[[0, 0]]).sample
+        guided = LatentEps(unet, schedule, prediction_type, cond, neg, cfg=CFG, prompt=1)
+        assert torch.allclose(guided(z, t), e_u + CFG * (e_c - e_u), atol=1e-5, rtol=0)
+        plain = LatentEps(unet, schedule, prediction_type, cond, neg, cfg=1.0, prompt=1)
+        assert torch.allclose(plain(z, t), e_c, atol=1e-6, rtol=0)
+        # prompt "all": row j is chain j mod chains, chain i takes prompt i mod P
+        per_chain = LatentEps(unet, schedule, prediction_type, cond, neg, cfg=1.0, prompt="all", chains=2)
+        zz = torch.cat([z, z])
+        e = per_chain(zz, torch.cat([t, t]))
+        for j in range(4):
+            want = unet(zz[j:j + 1], t[j % 2:j % 2 + 1] - 1, encoder_hidden_states=cond[j % 2:j % 2 + 1]).sample
+            assert torch.allclose(e[j:j + 1], want, atol=1e-6, rtol=0)
+    with pytest.raises(ValueError, match="negative_prompt_embeds"):
+        LatentEps(unet, schedule, prediction_type, cond, None, cfg=CFG)
+    # the counting wrapper sees one forward per row; the UNet ran twice per row (and twice per VJP)
+    costs = Costs()
+    counted = CountingDenoiser(guided, costs)
+    guided.unet_evals = 0
+    x = z.clone().requires_grad_(True)
+    counted(x, 500).sum().backward()
+    assert (costs.denoiser_forwards, costs.denoiser_vjps) == (2, 2)
+    assert guided.unet_evals == 2 * costs.denoiser_forwards and guided.unet_evals_per_forward == 2
+
+
+# --- our DDIM(eta = 0) = StableDiffusionPipeline's loop --------------------------------------------------------
+
+def _pipeline_loop(unet, vae, scheduler_dir, latents, cond, neg, w, steps):
+    """StableDiffusionPipeline.__call__'s denoising loop and decode (diffusers 0.42,
+    pipelines/stable_diffusion/pipeline_stable_diffusion.py, '# 7. Denoising loop'), with a DDIMScheduler
+    (trailing spacing, set_alpha_to_one: our grid) and eta = 0; prompt_embeds = cat([negative, prompt])."""
+    ddim = diffusers.DDIMScheduler.from_pretrained(scheduler_dir, timestep_spacing="trailing", set_alpha_to_one=True,
+                                                   clip_sample=False, thresholding=False)
+    ddim.set_timesteps(steps)
+    assert [int(t) + 1 for t in ddim.timesteps] == timestep_grid(T, steps)[:-1]
+    prompt_embeds = torch.cat([neg, cond])
+    latents = latents * ddim.init_noise_sigma
+    with torch.no_grad():
+        for t in ddim.timesteps:
+            latent_model_input = ddim.scale_model_input(torch.cat([latents] * 2), t)
+            noise_pred = unet(latent_model_input, t, encoder_hidden_states=prompt_embeds).sample
+            noise_pred_uncond, noise_pred_text = noise_pred.chunk(2)
+            noise_pred = noise_pred_uncond + w * (noise_pred_text - noise_pred_uncond)
+            latents = ddim.step(noise_pred, t, latents, eta=0.0).prev_sample
+        image = vae.decode(latents / vae.config.scaling_factor).sample
+    return latents, image
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_ddim_eta0_matches_the_stable_diffusion_loop(pipe, tmp_path, prediction_type, record_property):
+    folder = pipe if prediction_type == "epsilon" else save_tiny_pipeline(tmp_path / "sd-v", prediction_type)
+    unet, schedule, ptype, _ = load_latent_unet(str(folder))
+    assert ptype == prediction_type
+    decoder, _ = load_vae(str(folder))
+    cond, neg = load_prompt_embeds(EMBEDS, 3)
+    B = 2
+    z_T = torch.randn(B, *LATENT, generator=torch.Generator().manual_seed(7))
+    model = LatentEps(unet, schedule, ptype, cond, neg, cfg=CFG, prompt=2)
+    sampler = Sampler(CountingDenoiser(model, Costs()), schedule, steps=STEPS, eta=0.0)
+    noise = PerSampleNoise([derive_seed("sd-ddim", i) for i in range(B)], LATENT)
+    ours = sample(sampler, make_method("none"), z_T.clone(), noise)
+    with torch.no_grad():
+        ours_image = decoder(ours)
+    theirs, image = _pipeline_loop(unet, decoder.vae, folder / "scheduler", z_T.clone(), cond[[2, 2]],
+                                   neg[[0, 0]], CFG, STEPS)
+    diff, scale = (ours - theirs).abs().max().item(), theirs.abs().max().item()
+    diff_image = (ours_image - image).abs().max().item()
+    record_property("max_abs_diff", diff)
+    print(f"\nlatent {prediction_type}: max |ours - SD pipeline loop| latents {diff:.3g} (max |z_0| {scale:.3g}), "
+          f"decoded images {diff_image:.3g}")
+    assert torch.isfinite(ours).all() and diff < TOL * max(1.0, scale) and diff_image < TOL * max(1.0, scale)
+
+
+def test_against_the_real_pipeline_when_transformers_is_installed(pipe):
+    """StableDiffusionPipeline itself (it imports transformers) with prompt_embeds: skipped without it."""
+    pytest.importorskip("transformers")
+    unet, schedule, ptype, _ = load_latent_unet(str(pipe))
+    decoder, _ = load_vae(str(pipe))
+    ddim = diffusers.DDIMScheduler.from_pretrained(pipe / "scheduler", timestep_spacing="trailing",
+                                                   set_alpha_to_one=True, clip_sample=False)
+    sd = diffusers.StableDiffusionPipeline(vae=decoder.vae, text_encoder=None, tokenizer=None, unet=unet,
+                                           scheduler=ddim, safety_checker=None, feature_extractor=None,
+                                           requires_safety_checker=False)
+    cond, neg = load_prompt_embeds(EMBEDS, 3)
+    z_T = torch.randn(1, *LATENT, generator=torch.Generator().manual_seed(7))
+    theirs = sd(prompt_embeds=cond[:1], negative_prompt_embeds=neg, guidance_scale=CFG, num_inference_steps=STEPS,
+                latents=z_T.clone(), eta=0.0, output_type="latent").images
+    model = LatentEps(unet, schedule, ptype, cond, neg, cfg=CFG, prompt=0)
+    sampler = Sampler(CountingDenoiser(model, Costs()), schedule, steps=STEPS, eta=0.0)
+    ours = sample(sampler, make_method("none"), z_T.clone(), PerSampleNoise([1], LATENT))
+    assert (ours - theirs).abs().max().item() < TOL * max(1.0, theirs.abs().max().item())
+
+
+# --- the task: rewards on decoded images, decode counted -----------------------------------------------------
+
+def _task(pipe, **params):
+    return make_task("latent", 0, pipeline=str(pipe), prompts=str(PROMPTS), embeds=str(EMBEDS), **params)
+
+
+def test_task_shape_conditioning_and_refusals(pipe):
+    task = _task(pipe, prompt=1, cfg=CFG)
+    assert task.shape == LATENT and task.prompt_text() == "A photo of a cat sitting on a wooden bench."
+    with pytest.raises(ValueError, match="out of range"):
+        _task(pipe, prompt=3)
+    with pytest.raises(ValueError, match="cfg"):
+        _task(pipe, cfg=-1.0)
+    with pytest.raises(ValueError, match="no data"):
+        task.sample_data(2, torch.Generator())
+    with pytest.raises(ValueError, match="has no objective"):
+        task.objective("inpaint", {})
+
+
+def _spec(pipe, samples):
+    return types.SimpleNamespace(denoiser=types.SimpleNamespace(source=str(pipe)),
+                                 rounds=types.SimpleNamespace(samples=samples), task="latent")
+
+
+@pytest.mark.parametrize("name,strength,params",
+                         [("dps", 0.3, {}), ("bon", 0.0, {"n": 2}), ("smc", 1.0, {"particles": 2})])
+def test_methods_on_decoded_rewards_count_the_decode(pipe, name, strength, params):
+    """dps, bon, smc at the declared cost: every objective evaluation / gradient is a decode (+ VJP) + reward."""
+    n = 2
+    task = _task(pipe, prompt=0 if name == "dps" else "all", cfg=CFG)     # "all": chain i takes prompt i mod 3
+    objective = task.objective("reward", {"fn": "images_fixture:brightness"}).for_chains(n)
+    loaded = DENOISERS["diffusers_latent"].load(_spec(pipe, n), task, "cpu")
+    assert loaded.networks["denoiser"]["unet_evals_per_forward"] == 2
+    decodes = []
+    objective.decoder.register_forward_hook(lambda m, i, o: decodes.append(i[0].shape[0]))
+    costs = Costs()
+    sampler = Sampler(CountingDenoiser(loaded.model, costs), loaded.schedule, steps=4, eta=1.0)
+    method = make_method(name, strength, **params)
+    noise = PerSampleNoise([derive_seed("latent-methods", i) for i in range(n)], LATENT)
+    z = sample(sampler, method, noise.draw(), noise, Guide(CountingObjective(objective, costs)))
+    assert z.shape == (n, *LATENT) and torch.isfinite(z).all()
+    declared = tuple(c * n for c in method.costs_per_sample(4))
+    assert (costs.denoiser_forwards, costs.denoiser_vjps, costs.objective_evals, costs.objective_grads) == declared
+    assert sum(decodes) == costs.objective_evals > 0
+    assert loaded.model.unet_evals == 2 * costs.denoiser_forwards
+    metrics = task.sample_metrics(z, objective)
+    assert math.isfinite(float(metrics["diversity"]))
+
+
+def test_reward_gradient_flows_through_the_decoder(pipe):
+    task = _task(pipe)
+    objective = task.objective("reward", {"fn": "images_fixture:brightness"})
+    z = torch.randn(2, *LATENT, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    r = objective(z)
+    (g,) = torch.autograd.grad(r.sum(), z)
+    dec = task.decoder()[0]
+    with torch.no_grad():
+        assert torch.allclose(r, dec(z).flatten(1).mean(-1), atol=1e-6, rtol=0)
+    assert g.abs().sum() > 0 and objective.params()["vae_sha256"]
+
+
+def test_one_cell_end_to_end(pipe):
+    """A `latent` cell through the suite's own cell runner: spec -> loader -> sampler -> rows."""
+    from benchmark.cell import run_cell
+    from benchmark.spec import CellSpec, Denoiser, Rounds, Sampling
+
+    spec = CellSpec(task="latent", objective="reward", method="dps", strength=0.3,
+                    task_params={"pipeline": str(pipe), "prompts": str(PROMPTS), "embeds": str(EMBEDS), "prompt": 1,
+                                 "cfg": CFG},
+                    objective_params={"fn": "images_fixture:brightness"},
+                    denoiser=Denoiser(name="sd_tiny", loader="diffusers_latent", source=str(pipe)),
+                    sampling=Sampling(steps=4), rounds=Rounds(rounds=1, samples=2))
+    rows = run_cell(spec, "cpu")
+    last = rows[-1]
+    assert last["status"] == "ok" and last["cost_objective_evals"] == 8 and last["cost_denoiser_forwards"] == 8
+    info = json.loads(last["checkpoint_info"])
+    assert info["denoiser"]["cfg"] == CFG and info["denoiser"]["unet_evals_per_forward"] == 2 and info["vae"]["sha256"]
+    assert "diversity" in {r["metric"] for r in rows} and any(r["metric"].startswith("reward") for r in rows)
