@@ -43,6 +43,8 @@ BUILTIN_OBJECTIVES: tuple[str, ...] = (
     "benchmark.tasks.mixture.objectives:MixtureInverse",
     "benchmark.tasks.mixture.objectives:MixtureTilt",
     "benchmark.tasks.mixture.objectives:MixtureBetween",
+    "benchmark.tasks.latent:LatentRewardModel",
+    "benchmark.tasks.latent:LatentUserReward",
 )
 
 OBJECTIVES: Registry[type] = Registry("objective", "guidebench.objectives", {})

@@ -108,14 +108,8 @@ class LatentRewardModel(Decoded):
         RewardModelObjective.check_params(params, task, task_seed)
 
 
-#: The latent task's objectives (also registrable as built-ins: BUILTIN_OBJECTIVES lines
-#: "benchmark.tasks.latent:LatentRewardModel", "benchmark.tasks.latent:LatentUserReward").
-LATENT_OBJECTIVES = {cls.name: cls for cls in (LatentRewardModel, LatentUserReward)}
-
-
 class LatentTask(Task):
     name = "latent"
-    objectives = ("reward_model", "reward")
     metric_directions = {"diversity": "higher"}
     is_image = False
     data_range = None
@@ -187,18 +181,6 @@ class LatentTask(Task):
     def sample_data(self, n: int, generator: torch.Generator) -> torch.Tensor:
         raise ValueError("task 'latent' has no data: its denoiser is a pre-trained latent diffusion model "
                          "(loader diffusers_latent)")
-
-    # --- objectives: the images task's rewards on decoded images ----------------------------------------
-
-    objective_params = {name: cls.param_defaults() for name, cls in LATENT_OBJECTIVES.items()}
-
-    @classmethod
-    def check_objective_params(cls, name: str, params: dict, task_seed: int = 0) -> None:
-        objective = LATENT_OBJECTIVES[name]
-        objective.check_params(objective.param_defaults() | dict(params), cls, task_seed)
-
-    def _make_objective(self, name: str, **params):
-        return LATENT_OBJECTIVES[name](self, **params)
 
     # --- metrics --------------------------------------------------------------------------------------
 
