@@ -266,3 +266,209 @@ def test_named_repository_paths_exist():
     assert {"config/ddpm_cifar10.yaml", "tests/fixtures/guidebench_demo_plugin"} <= paths
     missing = sorted(p for p in paths if not (ROOT / p).exists())
     assert not missing, f"README names paths that do not exist: {missing}"
+
+
+# --- every code block of the whole README ----------------------------------------------------------------------
+#
+# Each fenced block of README.md is claimed by one checker below, and a block no checker claims fails
+# test_every_block_is_checked: a new block needs a checker. Bash blocks: each command line is parsed by the real
+# command-line interface (fast tier) and the ones that run in seconds are run as written (slow tier); Snakemake
+# lines are dry-run with their options; pip lines name real extras and files; the set-up lines are .ci/run's.
+# Python, TOML and YAML blocks live in the "Bring your own" section (the tests above). The layout block names
+# real files.
+
+README = ROOT / "README.md"
+CHEAP = {"run", "check-config", "list", "schema"}     # subcommands run as written (slow tier); check-method's
+                                                       # line needs the demo plug-in: test_python_blocks_run_as_written
+
+
+def readme_blocks() -> list[tuple[int, str, str]]:
+    """(line number, language, text) of every fenced block of README.md."""
+    text = README.read_text(encoding="utf-8")
+    return [(text[:m.start()].count("\n") + 1, m.group(1), m.group(2))
+            for m in re.finditer(r"^```(\w*)\n(.*?)^```$", text, re.S | re.M)]
+
+
+def readme_commands() -> list[tuple[int, str]]:
+    """(block line, command) of every bash block's command lines (continuations joined, comments dropped)."""
+    out = []
+    for line_no, lang, block in readme_blocks():
+        if lang == "bash":
+            for line in block.replace("\\\n", " ").splitlines():
+                line = re.sub(r"(^|\s+)#.*$", "", line).strip()
+                if line:
+                    out.append((line_no, re.sub(r"\s+", " ", line)))
+    return out
+
+
+def kind(command: str) -> str:
+    for prefix, name in (("python3 -m venv", "setup"), (". .venv/bin/activate && snakemake", "setup"),
+                         ("python -m benchmark.denoisers.latent ", "embed"), ("python -m benchmark ", "cli"),
+                         ("snakemake ", "snakemake"), ("pip install ", "pip"), ("export ", "export"),
+                         ("hf download ", "hf")):
+        if command.startswith(prefix):
+            return name
+    return "unknown"
+
+
+def test_every_block_is_checked():
+    byo = section()
+    for line_no, lang, block in readme_blocks():
+        if lang in ("python", "toml", "yaml"):
+            assert block in byo, f"README.md:{line_no}: a {lang} block outside the section {HEADING!r} has no checker"
+        elif lang == "":
+            assert block.startswith("Snakefile, workflow/rules/"), f"README.md:{line_no}: an unchecked plain block"
+        else:
+            assert lang == "bash", f"README.md:{line_no}: a ```{lang} block has no checker"
+    unknown = [f"README.md:{n}: {c}" for n, c in readme_commands() if kind(c) == "unknown"]
+    assert not unknown, "command lines no checker reads:\n" + "\n".join(unknown)
+    kinds = {kind(c) for _, c in readme_commands()}
+    assert kinds == {"setup", "cli", "embed", "snakemake", "pip", "export", "hf"}, kinds
+
+
+def test_the_two_setup_commands_are_those_ci_runs():
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
+    setup = [c for _, c in readme_commands() if kind(c) == "setup"]
+    assert len(setup) == 2 and all(c in ci or any(line.startswith(c) for line in ci) for c in setup), setup
+
+
+def _cli_argv(command: str) -> list[str]:
+    import shlex
+
+    return shlex.split(command)[3:]
+
+
+def test_every_benchmark_command_line_parses(monkeypatch):
+    """`python -m benchmark SUB ...` as written goes through the real parser (a recorder stands in for each
+    command's handler); an elided line (`...`) has each of its --flags checked against the subcommand's."""
+    import benchmark.catalog as catalog
+    import benchmark.cli as cli
+
+    seen = []
+    for name in [n for n in vars(cli) if n.startswith("cmd_")]:
+        monkeypatch.setattr(cli, name, lambda args, _n=name: seen.append((_n, args)) or 0)
+    for name in list(catalog.HANDLERS):
+        monkeypatch.setitem(catalog.HANDLERS, name, lambda args, _n=name: seen.append((_n, args)) or 0)
+    parsed = 0
+    for line_no, command in readme_commands():
+        if kind(command) != "cli":
+            continue
+        argv = _cli_argv(command)
+        if "..." in argv:
+            continue     # checked flag by flag in test_elided_command_lines_name_real_flags
+        try:
+            assert cli.main(argv) == 0, f"README.md:{line_no}: {command}"
+        except SystemExit as exc:
+            pytest.fail(f"README.md:{line_no}: the parser refuses `{command}` (exit {exc.code})")
+        parsed += 1
+    assert parsed >= 10 and len(seen) == parsed
+
+
+def test_elided_command_lines_name_real_flags(capsys):
+    elided = [(n, c) for n, c in readme_commands() if kind(c) == "cli" and "..." in _cli_argv(c)]
+    assert elided
+    for line_no, command in elided:
+        sub = _cli_argv(command)[0]
+        options = help_text(capsys, sub)
+        for flag in re.findall(r"(?<!\S)(--[\w-]+)", command):
+            assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", options), \
+                f"README.md:{line_no}: `python -m benchmark {sub}` has no option {flag}"
+
+
+def test_the_embed_command_parses(monkeypatch):
+    import benchmark.denoisers.latent as latent
+
+    calls = []
+    monkeypatch.setattr(latent, "resolve_pipeline", lambda p: calls.append(p) or (Path(p), None))
+    monkeypatch.setattr(latent, "read_prompts", lambda p: ["a"])
+    monkeypatch.setattr(latent, "encode_prompts", lambda *a: (_ for _ in ()).throw(RuntimeError("parsed")))
+    lines = [c for _, c in readme_commands() if kind(c) == "embed"]
+    assert lines
+    for command in lines:
+        with pytest.raises(RuntimeError, match="parsed"):
+            latent._main(_cli_argv(command))
+    assert len(calls) == len(lines)
+
+
+def test_pip_lines_name_real_extras_and_files():
+    extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
+    for line_no, command in readme_commands():
+        if kind(command) != "pip":
+            continue
+        for group in re.findall(r"\.\[([\w,]+)\]", command):
+            assert set(group.split(",")) <= extras, f"README.md:{line_no}: no such extra in {group!r}; have {extras}"
+        for path in re.findall(r"(?:-r |(?<=\s))((?:requirements|tests)/[\w./-]+)", command):
+            assert (ROOT / path).exists(), f"README.md:{line_no}: {path} does not exist"
+
+
+def test_downloaded_models_are_the_presets_sources():
+    """`hf download REPO` (the one step that needs the internet, done by the user beforehand) fetches what a
+    preset's `source` names."""
+    sources = {m for p in (ROOT / "config").glob("*.yaml")
+               for m in re.findall(r"^\s*source: ([\w./-]+)\s*$", p.read_text(encoding="utf-8"), re.M)}
+    repos = [c.split()[2] for _, c in readme_commands() if kind(c) == "hf"]
+    assert repos and set(repos) <= sources, (repos, sources)
+
+
+def test_exported_variables_are_read_by_the_profile():
+    profile = (ROOT / "workflow/profiles/slurm/config.yaml").read_text(encoding="utf-8")
+    names = [v for _, c in readme_commands() if kind(c) == "export" for v in re.findall(r"(\w+)=", c)]
+    assert names and all(f"environ.get('{v}'" in profile for v in names), names
+
+
+def test_the_layout_block_names_real_files():
+    block = next(b for _, lang, b in readme_blocks() if lang == "")
+    missing = []
+    for line in block.splitlines():
+        head = line.split("#", 1)[0].strip()
+        base = ""
+        for name in filter(None, (p.strip() for p in head.split(","))):
+            path = name if "/" in name or name == "Snakefile" else base + name   # `cell.py, cli.py`: siblings
+            base = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
+            if not (ROOT / path).exists():
+                missing.append(path)
+    assert not missing, f"README's layout names paths that do not exist: {missing}"
+
+
+def test_every_repository_path_the_readme_names_exists():
+    text = README.read_text(encoding="utf-8")
+    paths = set(re.findall(r"(?<![\w/.-])((?:config|tests|benchmark|workflow|requirements|\.ci)/[\w./-]*\w)", text))
+    assert "tests/test_readme.py" in paths or any(p.startswith("tests/") for p in paths)
+    missing = sorted(p for p in paths if not (ROOT / p).exists() and "*" not in p)
+    assert not missing, f"README.md names paths that do not exist: {missing}"
+
+
+@pytest.mark.slow
+def test_cheap_benchmark_commands_run_as_written(tmp_path, monkeypatch):
+    """The command lines of the cheap subcommands (`run` of a few rounds, `check-config`, `list`, ...) run as
+    written, in a scratch folder that sees the repository's config/ and tests/ (outputs land there)."""
+    for name in ("config", "tests", "workflow"):
+        (tmp_path / name).symlink_to(ROOT / name)
+    ran = 0
+    for line_no, command in readme_commands():
+        argv = _cli_argv(command) if kind(command) == "cli" else []
+        if not argv or argv[0] not in CHEAP or "..." in argv or argv[0] == "schema" and "--write" in argv:
+            continue
+        proc = subprocess.run([sys.executable, "-m", "benchmark", *argv], cwd=tmp_path, capture_output=True,
+                              text=True, timeout=600)
+        assert proc.returncode == 0, f"README.md:{line_no}: `{command}` failed:\n{proc.stderr[-2000:]}"
+        ran += 1
+    assert ran >= 4
+
+
+@pytest.mark.slow
+def test_snakemake_lines_dry_run(tmp_path):
+    """Each `snakemake ...` line builds its DAG (`-n`): its profile, config file and --config values are real."""
+    lines = [(n, c) for n, c in readme_commands() if kind(c) == "snakemake"]
+    text = README.read_text(encoding="utf-8")
+    for m in re.finditer(r"`(snakemake [^`]*--config [^`]*)`", text):     # the presets table's command cells
+        lines.append((text[:m.start()].count("\n") + 1, m.group(1)))
+    lines = list({c: (n, c) for n, c in lines}.values())
+    assert len(lines) >= 4
+    import shlex
+
+    for line_no, command in lines:
+        argv = shlex.split(command)[1:]
+        proc = subprocess.run(["snakemake", *argv, "-n", "--quiet", "rules", "--directory", str(ROOT)], cwd=ROOT,
+                              capture_output=True, text=True, timeout=600)
+        assert proc.returncode == 0, f"README.md:{line_no}: `{command} -n` failed:\n{proc.stderr[-3000:]}"
