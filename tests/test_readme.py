@@ -1,4 +1,6 @@
-"""The README's section "Bring your own method / objective / model / task", checked against the real thing.
+"""README.md and the reference pages beside the code (DOCS), checked against the real thing.
+
+The section "Bring your own method / objective / model / task" (benchmark/README.md):
 
 - Python blocks: each names its file on its first line (`# guidebench_demo/methods.py`), runs as written
   (test_python_blocks_run_as_written: the method passes check-method), and is an excerpt of
@@ -32,8 +34,8 @@ ELISION = re.compile(r"^\s*# \.\.\.")
 
 
 def section() -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    assert text.count(HEADING) == 1, f"README.md has no (or more than one) section {HEADING!r}"
+    text = (ROOT / "benchmark" / "README.md").read_text(encoding="utf-8")
+    assert text.count(HEADING) == 1, f"benchmark/README.md has no (or more than one) section {HEADING!r}"
     body = text.split(HEADING, 1)[1]
     return body.split("\n## ", 1)[0]
 
@@ -268,9 +270,9 @@ def test_named_repository_paths_exist():
     assert not missing, f"README names paths that do not exist: {missing}"
 
 
-# --- every code block of the whole README ----------------------------------------------------------------------
+# --- every code block of README.md and the reference pages ----------------------------------------------------------------------
 #
-# Each fenced block of README.md is claimed by one checker below, and a block no checker claims fails
+# Each fenced block of the DOCS is claimed by one checker below, and a block no checker claims fails
 # test_every_block_is_checked: a new block needs a checker. Bash blocks: each command line is parsed by the real
 # command-line interface (fast tier) and the ones that run in seconds are run as written (slow tier); Snakemake
 # lines are dry-run with their options; pip lines name real extras and files; the set-up lines are .ci/run's.
@@ -278,26 +280,37 @@ def test_named_repository_paths_exist():
 # real files.
 
 README = ROOT / "README.md"
+#: The newcomer's page and the reference pages beside the code it points to.
+DOCS = ("README.md", "benchmark/README.md", "benchmark/methods/README.md", "benchmark/tasks/README.md",
+        "benchmark/rewards/README.md", "benchmark/denoisers/README.md", "workflow/README.md", "config/README.md")
 CHEAP = {"run", "check-config", "list", "schema"}     # subcommands run as written (slow tier); check-method's
                                                        # line needs the demo plug-in: test_python_blocks_run_as_written
 
 
-def readme_blocks() -> list[tuple[int, str, str]]:
-    """(line number, language, text) of every fenced block of README.md."""
-    text = README.read_text(encoding="utf-8")
-    return [(text[:m.start()].count("\n") + 1, m.group(1), m.group(2))
-            for m in re.finditer(r"^```(\w*)\n(.*?)^```$", text, re.S | re.M)]
-
-
-def readme_commands() -> list[tuple[int, str]]:
-    """(block line, command) of every bash block's command lines (continuations joined, comments dropped)."""
+def readme_blocks() -> list[tuple[str, str, str]]:
+    """(file:line, language, text) of every fenced block of the DOCS."""
     out = []
-    for line_no, lang, block in readme_blocks():
+    for doc in DOCS:
+        text = (ROOT / doc).read_text(encoding="utf-8")
+        out += [(f"{doc}:{text[:m.start()].count(chr(10)) + 1}", m.group(1), m.group(2))
+                for m in re.finditer(r"^```(\w*)\n(.*?)^```$", text, re.S | re.M)]
+    return out
+
+
+def test_the_readme_points_to_every_reference_page():
+    text = README.read_text(encoding="utf-8")
+    assert all(f"]({doc})" in text for doc in DOCS[1:]), [d for d in DOCS[1:] if f"]({d})" not in text]
+
+
+def readme_commands() -> list[tuple[str, str]]:
+    """(file:line of the block, command) of every bash block's command lines (continuations joined, comments dropped)."""
+    out = []
+    for where, lang, block in readme_blocks():
         if lang == "bash":
             for line in block.replace("\\\n", " ").splitlines():
                 line = re.sub(r"(^|\s+)#.*$", "", line).strip()
                 if line:
-                    out.append((line_no, re.sub(r"\s+", " ", line)))
+                    out.append((where, re.sub(r"\s+", " ", line)))
     return out
 
 
@@ -313,14 +326,16 @@ def kind(command: str) -> str:
 
 def test_every_block_is_checked():
     byo = section()
-    for line_no, lang, block in readme_blocks():
+    for where, lang, block in readme_blocks():
+        if lang == "yaml" and where.startswith("config/README.md:"):
+            continue     # test_config_readme_yaml_blocks_pass_check_config
         if lang in ("python", "toml", "yaml"):
-            assert block in byo, f"README.md:{line_no}: a {lang} block outside the section {HEADING!r} has no checker"
+            assert block in byo, f"{where}: a {lang} block outside the section {HEADING!r} has no checker"
         elif lang == "":
-            assert block.startswith("Snakefile, workflow/rules/"), f"README.md:{line_no}: an unchecked plain block"
+            assert block.startswith(("Snakefile, workflow/rules/", "error: my.yaml:")), f"{where}: an unchecked plain block"
         else:
-            assert lang == "bash", f"README.md:{line_no}: a ```{lang} block has no checker"
-    unknown = [f"README.md:{n}: {c}" for n, c in readme_commands() if kind(c) == "unknown"]
+            assert lang == "bash", f"{where}: a ```{lang} block has no checker"
+    unknown = [f"{n}: {c}" for n, c in readme_commands() if kind(c) == "unknown"]
     assert not unknown, "command lines no checker reads:\n" + "\n".join(unknown)
     kinds = {kind(c) for _, c in readme_commands()}
     assert kinds == {"setup", "cli", "embed", "snakemake", "pip", "export", "hf"}, kinds
@@ -328,7 +343,7 @@ def test_every_block_is_checked():
 
 def test_the_two_setup_commands_are_those_ci_runs():
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8").splitlines()
-    setup = [c for _, c in readme_commands() if kind(c) == "setup"]
+    setup = [c for w, c in readme_commands() if kind(c) == "setup" and w.startswith("README.md:")]
     assert len(setup) == 2 and all(c in ci or any(line.startswith(c) for line in ci) for c in setup), setup
 
 
@@ -350,16 +365,16 @@ def test_every_benchmark_command_line_parses(monkeypatch):
     for name in list(catalog.HANDLERS):
         monkeypatch.setitem(catalog.HANDLERS, name, lambda args, _n=name: seen.append((_n, args)) or 0)
     parsed = 0
-    for line_no, command in readme_commands():
+    for where, command in readme_commands():
         if kind(command) != "cli":
             continue
         argv = _cli_argv(command)
         if "..." in argv:
             continue     # checked flag by flag in test_elided_command_lines_name_real_flags
         try:
-            assert cli.main(argv) == 0, f"README.md:{line_no}: {command}"
+            assert cli.main(argv) == 0, f"{where}: {command}"
         except SystemExit as exc:
-            pytest.fail(f"README.md:{line_no}: the parser refuses `{command}` (exit {exc.code})")
+            pytest.fail(f"{where}: the parser refuses `{command}` (exit {exc.code})")
         parsed += 1
     assert parsed >= 10 and len(seen) == parsed
 
@@ -367,12 +382,12 @@ def test_every_benchmark_command_line_parses(monkeypatch):
 def test_elided_command_lines_name_real_flags(capsys):
     elided = [(n, c) for n, c in readme_commands() if kind(c) == "cli" and "..." in _cli_argv(c)]
     assert elided
-    for line_no, command in elided:
+    for where, command in elided:
         sub = _cli_argv(command)[0]
         options = help_text(capsys, sub)
         for flag in re.findall(r"(?<!\S)(--[\w-]+)", command):
             assert re.search(rf"(?<![\w-]){re.escape(flag)}(?![\w-])", options), \
-                f"README.md:{line_no}: `python -m benchmark {sub}` has no option {flag}"
+                f"{where}: `python -m benchmark {sub}` has no option {flag}"
 
 
 def test_the_embed_command_parses(monkeypatch):
@@ -392,13 +407,13 @@ def test_the_embed_command_parses(monkeypatch):
 
 def test_pip_lines_name_real_extras_and_files():
     extras = set(tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["optional-dependencies"])
-    for line_no, command in readme_commands():
+    for where, command in readme_commands():
         if kind(command) != "pip":
             continue
         for group in re.findall(r"\.\[([\w,]+)\]", command):
-            assert set(group.split(",")) <= extras, f"README.md:{line_no}: no such extra in {group!r}; have {extras}"
+            assert set(group.split(",")) <= extras, f"{where}: no such extra in {group!r}; have {extras}"
         for path in re.findall(r"(?:-r |(?<=\s))((?:requirements|tests)/[\w./-]+)", command):
-            assert (ROOT / path).exists(), f"README.md:{line_no}: {path} does not exist"
+            assert (ROOT / path).exists(), f"{where}: {path} does not exist"
 
 
 def test_downloaded_models_are_the_presets_sources():
@@ -416,8 +431,39 @@ def test_exported_variables_are_read_by_the_profile():
     assert names and all(f"environ.get('{v}'" in profile for v in names), names
 
 
+def test_config_readme_yaml_blocks_pass_check_config(tmp_path):
+    """config/README.md's example configs pass check-config, with the cell count the text after each states."""
+    text = (ROOT / "config/README.md").read_text(encoding="utf-8")
+    found = list(re.finditer(r"^```yaml\n(.*?)^```$\n(.*?)(?=^```|\Z)", text, re.S | re.M))
+    assert found
+    for i, m in enumerate(found):
+        path = tmp_path / f"example{i}.yaml"
+        path.write_text(m.group(1))
+        proc = subprocess.run([sys.executable, "-m", "benchmark", "check-config", path.name], cwd=tmp_path,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr
+        stated = re.search(r"tuning cells \(.*?= (\d+)\)", m.group(2), re.S)
+        out = (proc.stdout + proc.stderr).strip()
+        assert stated and out == f"{path.name}: ok, {stated.group(1)} cells", (out, stated)
+
+
+def test_the_error_message_shown_is_what_check_config_prints(tmp_path):
+    """config/README.md's example error: config/smoke.yaml with naive's `strengths` misspelt, as check-config
+    prints it (the file name and line are the example's)."""
+    shown = [b.strip() for _, lang, b in readme_blocks() if lang == "" and b.startswith("error: my.yaml:")]
+    assert len(shown) == 1
+    lines = (ROOT / "config/smoke.yaml").read_text(encoding="utf-8").splitlines()
+    i = next(n for n, line in enumerate(lines) if re.search(r"^\s+naive: \{strengths", line))
+    lines[i] = lines[i].replace("strengths", "strenghts")
+    (tmp_path / "my.yaml").write_text("\n".join(lines) + "\n")
+    proc = subprocess.run([sys.executable, "-m", "benchmark", "check-config", "my.yaml"], cwd=tmp_path,
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert re.sub(r"^error: my.yaml:\d+:", "", proc.stderr.strip()) == re.sub(r"^error: my.yaml:\d+:", "", shown[0])
+
+
 def test_the_layout_block_names_real_files():
-    block = next(b for _, lang, b in readme_blocks() if lang == "")
+    block = next(b for _, lang, b in readme_blocks() if lang == "" and b.startswith("Snakefile"))
     missing = []
     for line in block.splitlines():
         head = line.split("#", 1)[0].strip()
@@ -427,15 +473,15 @@ def test_the_layout_block_names_real_files():
             base = path.rsplit("/", 1)[0] + "/" if "/" in path else ""
             if not (ROOT / path).exists():
                 missing.append(path)
-    assert not missing, f"README's layout names paths that do not exist: {missing}"
+    assert not missing, f"the layout block names paths that do not exist: {missing}"
 
 
-def test_every_repository_path_the_readme_names_exists():
-    text = README.read_text(encoding="utf-8")
+def test_every_repository_path_the_docs_name_exists():
+    text = "\n".join((ROOT / doc).read_text(encoding="utf-8") for doc in DOCS)
     paths = set(re.findall(r"(?<![\w/.-])((?:config|tests|benchmark|workflow|requirements|\.ci)/[\w./-]*\w)", text))
     assert "tests/test_readme.py" in paths or any(p.startswith("tests/") for p in paths)
     missing = sorted(p for p in paths if not (ROOT / p).exists() and "*" not in p)
-    assert not missing, f"README.md names paths that do not exist: {missing}"
+    assert not missing, f"the DOCS name paths that do not exist: {missing}"
 
 
 @pytest.mark.slow
@@ -445,13 +491,13 @@ def test_cheap_benchmark_commands_run_as_written(tmp_path, monkeypatch):
     for name in ("config", "tests", "workflow"):
         (tmp_path / name).symlink_to(ROOT / name)
     ran = 0
-    for line_no, command in readme_commands():
+    for where, command in readme_commands():
         argv = _cli_argv(command) if kind(command) == "cli" else []
         if not argv or argv[0] not in CHEAP or "..." in argv or argv[0] == "schema" and "--write" in argv:
             continue
         proc = subprocess.run([sys.executable, "-m", "benchmark", *argv], cwd=tmp_path, capture_output=True,
                               text=True, timeout=600)
-        assert proc.returncode == 0, f"README.md:{line_no}: `{command}` failed:\n{proc.stderr[-2000:]}"
+        assert proc.returncode == 0, f"{where}: `{command}` failed:\n{proc.stderr[-2000:]}"
         ran += 1
     assert ran >= 4
 
@@ -460,15 +506,16 @@ def test_cheap_benchmark_commands_run_as_written(tmp_path, monkeypatch):
 def test_snakemake_lines_dry_run(tmp_path):
     """Each `snakemake ...` line builds its DAG (`-n`): its profile, config file and --config values are real."""
     lines = [(n, c) for n, c in readme_commands() if kind(c) == "snakemake"]
-    text = README.read_text(encoding="utf-8")
-    for m in re.finditer(r"`(snakemake [^`]*--config [^`]*)`", text):     # the presets table's command cells
-        lines.append((text[:m.start()].count("\n") + 1, m.group(1)))
+    for doc in DOCS:
+        text = (ROOT / doc).read_text(encoding="utf-8")
+        for m in re.finditer(r"`(snakemake [^`]*--config [^`]*)`", text):     # the presets table's command cells
+            lines.append((f"{doc}:{text[:m.start()].count(chr(10)) + 1}", m.group(1)))
     lines = list({c: (n, c) for n, c in lines}.values())
     assert len(lines) >= 4
     import shlex
 
-    for line_no, command in lines:
+    for where, command in lines:
         argv = shlex.split(command)[1:]
         proc = subprocess.run(["snakemake", *argv, "-n", "--quiet", "rules", "--directory", str(ROOT)], cwd=ROOT,
                               capture_output=True, text=True, timeout=600)
-        assert proc.returncode == 0, f"README.md:{line_no}: `{command} -n` failed:\n{proc.stderr[-3000:]}"
+        assert proc.returncode == 0, f"{where}: `{command} -n` failed:\n{proc.stderr[-3000:]}"
