@@ -447,6 +447,14 @@ def test_config_readme_yaml_blocks_pass_check_config(tmp_path):
         assert stated and out == f"{path.name}: ok, {stated.group(1)} cells", (out, stated)
 
 
+def test_every_registered_method_has_a_row_in_methods_as_published():
+    from benchmark.methods import METHODS
+
+    text = (ROOT / "benchmark/methods/README.md").read_text(encoding="utf-8")
+    named = {n for row in re.findall(r"^\| ([^|]+) \|", text, re.M) for n in re.findall(r"`(\w+)`", row)}
+    assert set(METHODS.builtins()) <= named, sorted(set(METHODS.builtins()) - named)
+
+
 def test_the_error_message_shown_is_what_check_config_prints(tmp_path):
     """config/README.md's example error: config/smoke.yaml with naive's `strengths` misspelt, as check-config
     prints it (the file name and line are the example's)."""
