@@ -31,6 +31,7 @@ from benchmark.registry import Registry, import_path
 BUILTIN_REWARDS: tuple[str, ...] = (
     "benchmark.rewards.aesthetic:AestheticPredictor",
     "benchmark.rewards.clip_score:ClipScore",
+    "benchmark.rewards.pickscore:PickScore",
 )
 
 REWARDS: Registry[type] = Registry("reward model", "guidebench.rewards", {})

@@ -62,11 +62,13 @@ def clip_pixels(x: torch.Tensor, size: int, mean=CLIP_MEAN, std=CLIP_STD) -> tor
 class TinyCLIP(nn.Module):
     """A small CLIP-like encoder: image tower conv(3->w, stride 2) GELU conv(w->w, stride 2) GELU, mean pool,
     linear to d, on CLIP-normalised input at `size`; text tower: UTF-8 bytes -> embedding(256, w), mean over
-    tokens, linear to d. Keys `image.*`, `text.*` and `size` (a 0-d tensor); shapes read from the file."""
+    tokens, linear to d. Keys `image.*`, `text.*` and `size` (a 0-d tensor); shapes read from the file. An optional
+    0-d `logit_scale` (log of the learned temperature, as CLIP's) is kept as `logit_scale` (None without it)."""
 
     def __init__(self, width: int = 8, dim: int = 16, size: int = 16):
         super().__init__()
         self.size = size
+        self.logit_scale: float | None = None
         self.image = nn.ModuleDict({"conv1": nn.Conv2d(3, width, 3, 2, 1), "conv2": nn.Conv2d(width, width, 3, 2, 1),
                                     "proj": nn.Linear(width, dim)})
         self.text = nn.ModuleDict({"embed": nn.Embedding(256, width), "proj": nn.Linear(width, dim)})
@@ -79,8 +81,10 @@ class TinyCLIP(nn.Module):
             return cls(width, dim, size)
 
     def state(self) -> dict[str, torch.Tensor]:
-        """What `save` writes: the weights and the input size."""
-        return {k: v.detach().contiguous() for k, v in self.state_dict().items()} | {"size": torch.tensor(self.size)}
+        """What `save` writes: the weights, the input size and, when set, the learned logit scale."""
+        extra = {} if self.logit_scale is None else {"logit_scale": torch.tensor(float(self.logit_scale))}
+        return {k: v.detach().contiguous() for k, v in self.state_dict().items()} | {"size": torch.tensor(self.size)} \
+            | extra
 
     def save(self, path: str | Path) -> None:
         from safetensors.torch import save_file
@@ -91,7 +95,9 @@ class TinyCLIP(nn.Module):
     def from_state(cls, state: dict[str, torch.Tensor]) -> "TinyCLIP":
         width, dim = state["image.proj.weight"].shape[1], state["image.proj.weight"].shape[0]
         model = cls(width, dim, int(state["size"]))
-        model.load_state_dict({k: v for k, v in state.items() if k != "size"})
+        model.load_state_dict({k: v for k, v in state.items() if k not in ("size", "logit_scale")})
+        if "logit_scale" in state:
+            model.logit_scale = float(state["logit_scale"])
         return model
 
     def encode_image(self, x: torch.Tensor) -> torch.Tensor:
@@ -134,6 +140,11 @@ class HFCLIP(nn.Module):
         self.model = CLIPModel.from_pretrained(str(folder), local_files_only=True, use_safetensors=True)
         self.tokenizer = CLIPTokenizer.from_pretrained(str(folder), local_files_only=True)
         self.size = int(self.model.config.vision_config.image_size)
+
+    @property
+    def logit_scale(self) -> float:
+        """log of the model's learned temperature (CLIPModel.logit_scale)."""
+        return float(self.model.logit_scale.detach())
 
     @staticmethod
     def _embeds(out) -> torch.Tensor:

@@ -1,0 +1,66 @@
+"""benchmark/rewards/pickscore.py: PickScore, exp(s) cos(E_I(x), E_T(c)) with the encoder's learned logit scale
+s (Kirstain et al. 2023; their inference code), on a tiny random TinyCLIP stand-in with a `logit_scale` entry."""
+
+import math
+
+import pytest
+import torch
+
+from benchmark.rewards import load_reward, reward_names
+from benchmark.rewards.encoders import TinyCLIP
+from benchmark.rewards.pickscore import PickScore
+
+S = math.log(100.0) - 0.3      # a learned log-temperature, not torchmetrics' 100
+
+
+@pytest.fixture
+def weights(tmp_path):
+    clip = TinyCLIP.random(seed=3)
+    clip.logit_scale = S
+    path = tmp_path / "pickscore_tiny.safetensors"
+    clip.save(path)
+    return path, clip
+
+
+def test_is_the_learned_scale_times_the_cosine(weights):
+    path, clip = weights
+    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    r = load_reward("pickscore", path, prompt="a cat")(x)
+    e_i, e_t = clip.encode_image(x).detach(), clip.encode_text(["a cat"]).detach()
+    expected = math.exp(S) * torch.nn.functional.cosine_similarity(e_i, e_t.expand_as(e_i), dim=-1)
+    torch.testing.assert_close(r.detach(), expected, rtol=1e-5, atol=1e-5)
+    assert r.abs().max() <= math.exp(S) + 1e-4
+
+
+def test_softmax_of_two_images_scores_is_their_preference_and_the_gradient_flows(weights):
+    path, _ = weights
+    model = load_reward("pickscore", path, prompt="a cat")
+    x = (torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1).requires_grad_()
+    r = model(x)
+    p = torch.softmax(r, 0)                               # their README: probs = softmax(scores)
+    assert torch.isclose(p.sum(), torch.tensor(1.0)) and (p > 0).all()
+    r.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+
+
+def test_refuses_weights_without_a_learned_scale_and_an_empty_prompt(tmp_path):
+    path = tmp_path / "plain.safetensors"
+    TinyCLIP.random(seed=3).save(path)
+    with pytest.raises(ValueError, match="reward model 'pickscore': .* has no learned logit_scale"):
+        PickScore(str(path), prompt="a cat")
+    with pytest.raises(ValueError, match="reward model 'pickscore' needs prompt: a non-empty text, got ''"):
+        PickScore(str(path), prompt="")
+
+
+def test_registered_with_its_name_and_version(weights):
+    path, _ = weights
+    assert "pickscore" in reward_names()
+    model = load_reward("pickscore", path, prompt="a cat")
+    assert model.name == "pickscore" and len(model.version) == 64
+
+
+def test_logit_scale_round_trips_through_the_file(weights):
+    path, _ = weights
+    from benchmark.rewards import load_state_dict
+
+    assert float(load_state_dict(path)["logit_scale"]) == pytest.approx(S)
