@@ -1,6 +1,8 @@
-"""A misspelt config key stops the workflow with one clear line (benchmark.config.validate_config): the key,
+"""benchmark/config.py: reading a config. A misspelt config key stops the workflow with one clear line
+(benchmark.config.validate_config): the key,
 where it is and the closest allowed names, not jsonschema's message followed by the whole schema; through
-`python -m benchmark check-config` (with file:line) and through Snakemake (`snakemake -n`)."""
+`python -m benchmark check-config` (with file:line) and through Snakemake (`snakemake -n`). Numbers as YAML 1.2
+writes them are numbers; names that become file names cannot leave the results folder."""
 
 import re
 import shutil
@@ -10,8 +12,11 @@ from pathlib import Path
 
 import pytest
 import yaml
+from snakemake.utils import validate
 
 from benchmark.config import ConfigError, validate_config
+from benchmark.sweep import cells_from_config
+from tests.test_sweep import SCHEMA
 
 ROOT = Path(__file__).resolve().parents[1]
 SMOKE = ROOT / "config/smoke.yaml"
@@ -78,3 +83,31 @@ def test_snakemake_stops_with_one_short_message(tmp_path, case):
     assert out[start] == f"invalid config: {message}" or out[start].startswith(f"invalid config: {message}"), out[start]
     assert len(out) - start < 10, "\n".join(out)  # our error, then at most Snakemake's few traceback lines
     assert not any("Failed validating" in line or "$schema" in line for line in out), "\n".join(out)
+
+
+def test_unsafe_objective_names_cannot_escape_results(tmp_path):
+    from benchmark.config import safe_name
+
+    for bad in ("../x", "/etc", "..", ".hidden", "a/b", "-rf"):
+        with pytest.raises(ConfigError, match="cannot be part of a file name"):
+            safe_name("key", bad)
+
+
+def test_numbers_as_yaml_1_2_writes_them_are_numbers():
+    from benchmark.config import coerce_numbers
+
+    text = (ROOT / "config/smoke.yaml").read_text()
+    text = (text.replace("lr: 0.002", "lr: 2e-3")
+            .replace("naive: {strengths: [0.9]}", "naive: {strengths: [9e-1], params: {sigma: 1.0e-1}}")
+            .replace("samples: 8\n    steps: 20", "samples: 8e0\n    steps: 2.0e1"))
+    config = yaml.safe_load(text)
+    assert config["pretrain"]["subspace"]["lr"] == "2e-3"  # PyYAML (YAML 1.1) leaves these strings
+    coerce_numbers(config)
+    validate(config, SCHEMA)
+    oracle = config["experiments"]["oracle"]
+    assert (config["pretrain"]["subspace"]["lr"], oracle["methods"]["naive"]["strengths"]) == (0.002, [0.9])
+    assert (oracle["samples"], oracle["steps"], oracle["methods"]["naive"]["params"]["sigma"]) == (8, 20, 0.1)
+    assert type(oracle["samples"]) is int and type(oracle["steps"]) is int
+    assert config["results_dir"] == "results/smoke"  # strings stay strings
+    assert cells_from_config(config)
+

@@ -31,7 +31,7 @@ Standard metrics on user-provided local networks (benchmark.rewards.encoders loa
 measures them when configured, see benchmark.tasks.images.task):
 - FID: `frechet_distance` of a feature network's features (Inception for the published FID; any local
   network here, so a figure is comparable only with the same network). Biased upward at small n (above).
-  Equal to torchmetrics' FrechetInceptionDistance(feature=<the same module>) (tests/test_standard_image_metrics).
+  Equal to torchmetrics' FrechetInceptionDistance(feature=<the same module>) (tests/images/test_metrics.py).
 - KID (Binkowski et al. 2018): the unbiased estimator of the squared MMD with the polynomial kernel
   k(a, b) = (a^T b / d + 1)^3, MMD^2_u = sum_{i != j} k(x_i, x_j) / (m(m-1)) + sum_{i != j} k(y_i, y_j) / (n(n-1))
   - 2 sum_{i,j} k(x_i, y_j) / (m n), over the whole sets (torchmetrics averages it over random subsets of

@@ -27,7 +27,7 @@ default 0.25 is their number, not their weighting. With sigma_y = 0 the data ter
 unsquared -||y - A x|| on inpaint / superres / deblur), theirs squared. Strength 0 is not unguided sampling: the
 default init still reads A^+ y. Adam state is per chain (element-wise, step count shared by the grid). The grid is the sampler's.
 
-Limit (tests/methods/test_daps.py): a point estimate, so its spread across chains shrinks with the optimisation
+Limit (tests/methods/test_reddiff.py): a point estimate, so its spread across chains shrinks with the optimisation
 (var_ratio -> 0), its mean a regularised least-squares solution near the posterior mean (= the MAP here), not
 a posterior sample.
 

@@ -52,7 +52,9 @@ class Decoded(Objective):
         return getattr(self.inner, "reward", None)
 
     def params(self) -> dict:
-        return self.inner.params() | {"decode": "vae", "vae_sha256": self.decoder_sha256}
+        """The inner reward's parameters (the objective protocol: what it was built with); the VAE it decodes with
+        is recorded with the cell's networks (the diffusers_latent loader's "vae" record joins the run id)."""
+        return self.inner.params()
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.inner(self.decoder(z))

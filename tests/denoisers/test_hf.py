@@ -143,17 +143,6 @@ def test_model_id_resolves_in_the_local_cache(folders, tmp_path, monkeypatch):
     assert info["sha256"] == load_diffusers(str(folders["epsilon"]))[2]["sha256"]
 
 
-def test_schedule_from_alphas_cumprod_validates():
-    from benchmark.diffusion import VPSchedule
-
-    s = VPSchedule.from_alphas_cumprod(torch.tensor([0.9, 0.5, 0.1], dtype=torch.float64), "given")
-    assert s.T == 3 and s.ab.tolist() == [1.0, 0.9, 0.5, 0.1] and s.ab.dtype == torch.float64
-    with pytest.raises(ValueError, match="zero-terminal-SNR"):
-        VPSchedule.from_alphas_cumprod(torch.tensor([0.9, 0.5, 0.0]), "zsnr")
-    with pytest.raises(ValueError, match="strictly decreasing"):
-        VPSchedule.from_alphas_cumprod(torch.tensor([0.9, 0.95, 0.1]), "bad")
-
-
 # --- prediction types --------------------------------------------------------------------------
 
 def test_prediction_to_eps_formulas():

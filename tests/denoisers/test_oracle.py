@@ -1,4 +1,4 @@
-"""Closed forms of the subspace task with the exact (oracle) score.
+"""benchmark/denoisers/oracle.py: closed forms of the subspace task with the exact (oracle) score.
 
 Data x_0 = A u, u ~ N(0, I_d), P = A A^T. Under the VP forward process
     x_t ~ N(0, ab_t P + h I),   x0h(x_t) = alpha P x_t,   Cov(x_0 | x_t) = h P   (alpha = sqrt(ab_t), h = 1 - ab_t).
@@ -15,7 +15,7 @@ import math
 import pytest
 import torch
 
-from benchmark.denoisers import SubspaceOracle
+from benchmark.denoisers.oracle import SubspaceOracle
 from benchmark.diffusion import Costs, CountingDenoiser, CountingObjective, PerSampleNoise, Sampler, make_schedule, sample
 from benchmark.methods import Guide, LinearTarget, make_method
 from benchmark.objectives import Linear

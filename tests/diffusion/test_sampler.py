@@ -1,4 +1,5 @@
-"""The sampling option clip_x0: every DDIM update clips x0h to the task's data range and recomputes e
+"""benchmark/diffusion/sampler.py: the DDIM/DDPM update against the forward process, and the sampling option
+clip_x0: every DDIM update clips x0h to the task's data range and recomputes e
 from it (TFG's `_predict_x_prev_from_zero`, diffusers' DDIMScheduler.step with clip_sample=True and
 use_clipped_model_output=True); off by default, when nothing changes; a config key end to end."""
 
@@ -10,7 +11,7 @@ import torch
 import yaml
 
 from benchmark.diffusion import Costs, CountingDenoiser, PerSampleNoise, Sampler, ddim_update, make_schedule, sample
-from benchmark.diffusion.sampler import Step, tweedie
+from benchmark.diffusion.sampler import Step, renoise, tweedie
 from benchmark.diffusion.schedules import VPSchedule
 from benchmark.methods import Guide, make_method
 from benchmark.spec import CellSpec
@@ -35,6 +36,27 @@ def _inputs(seed=0, shape=(4, 3, 8, 8)):
 
 def _bare_sampler(schedule, clip_x0):
     return Sampler(CountingDenoiser(lambda x, t: torch.zeros_like(x), Costs()), schedule, steps=10, clip_x0=clip_x0)
+
+
+def test_ddim_posterior_and_renoise_are_consistent():
+    """DDPM (eta = 1) step from the true x_0 is q(x_{t-1} | x_t, x_0); renoise is q(x_t | x_{t-1})."""
+    s = make_schedule("cosine", 50)
+    t, tp = 30, 29
+    step = Step(0, 1, t, tp, float(s.ab[t]), float(s.ab[tp]), 1.0)
+    n = 200_000
+    gen = torch.Generator().manual_seed(0)
+    x0 = torch.randn(n, 1, generator=gen, dtype=torch.float64)
+    eps = torch.randn(n, 1, generator=gen, dtype=torch.float64)
+    x_t = math.sqrt(step.ab_t) * x0 + math.sqrt(1 - step.ab_t) * eps
+    x_prev = ddim_update(x0, eps, step, torch.randn(n, 1, generator=gen, dtype=torch.float64))
+    # Marginal of x_{t-1} must be N(0, 1) for unit-variance data, and renoise must map it back.
+    assert float(x_prev.var()) == pytest.approx(1.0, abs=0.01)
+    x_t2 = renoise(x_prev, step, torch.randn(n, 1, generator=gen, dtype=torch.float64))
+    assert float(x_t2.var()) == pytest.approx(1.0, abs=0.01)
+    # Posterior variance of DDPM: (1 - ab_{t-1}) / (1 - ab_t) * beta_t.
+    resid = x_prev - (math.sqrt(step.ab_prev) * x0 + math.sqrt(1 - step.ab_prev - step.sigma ** 2) * eps)
+    assert float(resid.var()) == pytest.approx(step.sigma ** 2, rel=0.02)
+    assert step.sigma ** 2 == pytest.approx((1 - step.ab_prev) / (1 - step.ab_t) * (1 - step.a_t), rel=1e-12)
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])

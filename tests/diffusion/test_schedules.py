@@ -1,10 +1,12 @@
+"""benchmark/diffusion/schedules.py: the variance-preserving schedules (cosine, linear) against their formulas,
+the sampling grid, and the checks of names, T and given alpha-bar values."""
+
 import math
 
 import pytest
 import torch
 
-from benchmark.diffusion import make_schedule, timestep_grid
-from benchmark.diffusion.sampler import Step, ddim_update, renoise
+from benchmark.diffusion.schedules import SCHEDULES, VPSchedule, make_schedule, timestep_grid
 
 
 @pytest.mark.parametrize("name", ["cosine", "linear"])
@@ -33,6 +35,21 @@ def test_linear_endpoints_rescaled():
     assert float(betas[-1]) == pytest.approx(0.02 * 5, rel=1e-9)
 
 
+def test_schedule_from_alphas_cumprod_validates():
+    s = VPSchedule.from_alphas_cumprod(torch.tensor([0.9, 0.5, 0.1], dtype=torch.float64), "given")
+    assert s.T == 3 and s.ab.tolist() == [1.0, 0.9, 0.5, 0.1] and s.ab.dtype == torch.float64
+    with pytest.raises(ValueError, match="zero-terminal-SNR"):
+        VPSchedule.from_alphas_cumprod(torch.tensor([0.9, 0.5, 0.0]), "zsnr")
+    with pytest.raises(ValueError, match="strictly decreasing"):
+        VPSchedule.from_alphas_cumprod(torch.tensor([0.9, 0.95, 0.1]), "bad")
+
+
+def test_T_must_be_at_least_one():
+    with pytest.raises(ValueError, match="T must be >= 1, got 0"):
+        make_schedule("cosine", 0)
+    assert sorted(SCHEDULES) == ["cosine", "linear"] and make_schedule("linear", 1).T == 1
+
+
 def test_grid():
     assert timestep_grid(5, 5) == [5, 4, 3, 2, 1, 0]
     g = timestep_grid(1000, 50)
@@ -45,24 +62,3 @@ def test_grid():
 def test_bad_schedule_name():
     with pytest.raises(ValueError, match="allowed: \\['cosine', 'linear'\\]"):
         make_schedule("sigmoid", 10)
-
-
-def test_ddim_posterior_and_renoise_are_consistent():
-    """DDPM (eta = 1) step from the true x_0 is q(x_{t-1} | x_t, x_0); renoise is q(x_t | x_{t-1})."""
-    s = make_schedule("cosine", 50)
-    t, tp = 30, 29
-    step = Step(0, 1, t, tp, float(s.ab[t]), float(s.ab[tp]), 1.0)
-    n = 200_000
-    gen = torch.Generator().manual_seed(0)
-    x0 = torch.randn(n, 1, generator=gen, dtype=torch.float64)
-    eps = torch.randn(n, 1, generator=gen, dtype=torch.float64)
-    x_t = math.sqrt(step.ab_t) * x0 + math.sqrt(1 - step.ab_t) * eps
-    x_prev = ddim_update(x0, eps, step, torch.randn(n, 1, generator=gen, dtype=torch.float64))
-    # Marginal of x_{t-1} must be N(0, 1) for unit-variance data, and renoise must map it back.
-    assert float(x_prev.var()) == pytest.approx(1.0, abs=0.01)
-    x_t2 = renoise(x_prev, step, torch.randn(n, 1, generator=gen, dtype=torch.float64))
-    assert float(x_t2.var()) == pytest.approx(1.0, abs=0.01)
-    # Posterior variance of DDPM: (1 - ab_{t-1}) / (1 - ab_t) * beta_t.
-    resid = x_prev - (math.sqrt(step.ab_prev) * x0 + math.sqrt(1 - step.ab_prev - step.sigma ** 2) * eps)
-    assert float(resid.var()) == pytest.approx(step.sigma ** 2, rel=0.02)
-    assert step.sigma ** 2 == pytest.approx((1 - step.ab_prev) / (1 - step.ab_t) * (1 - step.a_t), rel=1e-12)

@@ -1,55 +1,13 @@
-"""The digits task's sample metrics and sample galleries (the metrics themselves: test_image_metrics.py)."""
+"""benchmark/images/gallery.py: sample galleries (PNG grids beside a cell's Parquet file): 10 tiles a row, at most
+10 x 10, the atomic write, grey and RGB tiles, the default scale, and an empty cell's tile."""
 
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
-from benchmark.images.gallery import gallery_path, grid_image, save_gallery
-from benchmark.images.metrics import PSNR_CAP
-from benchmark.tasks import make_task
-from benchmark.tasks.digits import METRIC_DIRECTIONS
-
-
-# --- the task's sample metrics ---------------------------------------------------------------------
-
-@pytest.fixture(scope="module")
-def loaded(digits_models):
-    return make_task("digits", models_dir=digits_models)
-
-
-def test_label_metrics(loaded):
-    r = loaded.objective("label")
-    x = loaded.split("test")[0][:20]
-    m = loaded.sample_metrics(x, r)
-    assert set(m) == {"digit_confidence", "eval_accuracy", "guide_accuracy", "fd", "diversity"}
-    assert set(m) <= set(METRIC_DIRECTIONS) and set(METRIC_DIRECTIONS.values()) == {"higher", "lower"}
-    evaluator = loaded.network("evaluator")
-    c = torch.arange(20) % 10
-    with torch.no_grad():
-        assert m["eval_accuracy"] == pytest.approx(float((evaluator(x).argmax(-1) == c).double().mean()))
-        assert m["digit_confidence"] == pytest.approx(float(evaluator(x).softmax(-1).max(-1).values.mean()), rel=1e-6)
-    assert 0 <= m["guide_accuracy"] <= 1 and m["fd"] >= 0 and m["diversity"] > 0
-
-
-def test_inverse_problem_metrics_at_the_ground_truth(loaded):
-    x = loaded.split("test")[0][:6]
-    for name in ("inpaint", "superres"):
-        m = loaded.sample_metrics(x, loaded.objective(name, {"sigma_y": 0.0}))
-        assert set(m) == {"digit_confidence", "psnr", "ssim", "meas_error"} and set(m) <= set(METRIC_DIRECTIONS)
-        assert m["ssim"] == pytest.approx(1.0) and m["psnr"] == PSNR_CAP                 # identical: capped
-        assert m["meas_error"] == pytest.approx(0, abs=1e-5)
-
-
-def test_reward_metrics_and_clipping(loaded):
-    x = loaded.split("test")[0][:10]
-    m = loaded.sample_metrics(x, loaded.objective("reward"))
-    assert set(m) == {"digit_confidence", "fd", "diversity"} and set(m) <= set(METRIC_DIRECTIONS)
-    assert loaded.sample_metrics(x * 3, loaded.objective("reward")) == loaded.sample_metrics(
-        (x * 3).clamp(-1, 1), loaded.objective("reward"))                   # measured as saved: clipped
-
-
-# --- galleries -------------------------------------------------------------------------------------
+from benchmark.images.gallery import auto_scale, gallery_path, grid_image, save_gallery
+from tests.tasks.images.test_task import N, colour_dir, task  # noqa: F401 (fixtures: the images task's folder)
 
 def test_gallery_grid_and_atomic_write(tmp_path):
     x = torch.linspace(-1, 1, 110 * 64).view(110, 1, 8, 8)
@@ -64,3 +22,21 @@ def test_gallery_grid_and_atomic_write(tmp_path):
     assert a.shape == (1 * 9 + 1, 3 * 9 + 1)                                 # one row of three
     assert a[1, 1] == 0 and a[8, 8] == round((float(x[0, 0, 7, 7]) + 1) * 127.5)
     assert np.array(grid_image(None)).shape == (24, 96)                     # a cell with no samples
+
+
+def test_gallery_of_colour_32px_images(task, tmp_path):
+    a = np.array(grid_image(task.images))                                    # default scale: 1 from 32 px
+    assert a.shape == (33 + 1, N * 33 + 1, 3)
+    expected = ((task.images[1].permute(1, 2, 0) + 1) * 127.5).round().to(torch.uint8).numpy()
+    assert (a[1:33, 34:66] == expected).all()
+    assert Image.open(save_gallery(task.images, tmp_path / "g.png")).mode == "RGB"
+    assert np.array(grid_image(task.images[:, :1])).shape == (34, N * 33 + 1)  # grey
+    assert np.array(grid_image(torch.zeros(2, 1, 8, 8))).shape == (1 * 33 + 1, 2 * 33 + 1)  # digits: scale 4
+
+
+def test_default_scale_and_channels():
+    """Tiles about 32 px a side: max(1, 32 // max(H, W)); 1 or 3 channels only."""
+    assert [auto_scale(h, w) for h, w in ((8, 8), (16, 8), (32, 32), (64, 48), (33, 1))] == [4, 2, 1, 1, 1]
+    assert np.array(grid_image(torch.zeros(1, 1, 16, 16))).shape == (16 * 2 + 2, 16 * 2 + 2)
+    with pytest.raises(ValueError, match="1-channel \\(grey\\) or 3-channel \\(RGB\\) images, got 2 channels"):
+        grid_image(torch.zeros(1, 2, 8, 8))

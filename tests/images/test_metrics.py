@@ -1,16 +1,23 @@
-"""benchmark.images.metrics against known values: Frechet distance, PSNR and SSIM on [0, 1] (L = 1),
-SSIM against a window-by-window computation and against scikit-image, and sample diversity."""
+"""benchmark/images/metrics.py: Frechet distance, PSNR and SSIM on [0, 1] (L = 1) against known values, SSIM against
+a window-by-window computation and against scikit-image, and sample diversity; the standard metrics on local
+networks (issue 26: FID, KID, LPIPS, CLIP score), each against torchmetrics 1.8.2 on the same tiny random networks
+(tests/reward_fixture.py), and their sample-size bias."""
 
 import math
 
 import numpy as np
 import pytest
 import torch
+from torch import nn
 from torch.nn import functional as F
 
-from benchmark.images.metrics import (PSNR_CAP, SMALL_WINDOW, WANG_WINDOW, frechet_distance,
-                                      frechet_distance_from_stats, mean_pairwise_distance, psnr, ssim, ssim_window)
+from benchmark.images.metrics import (LPIPS, PSNR_CAP, SMALL_WINDOW, WANG_WINDOW, clip_score, frechet_distance,
+                                      frechet_distance_from_stats, kernel_distance, mean_pairwise_distance, psnr, ssim,
+                                      ssim_window)
+from benchmark.rewards import load_state_dict
+from benchmark.rewards.encoders import TinyCLIP, load_lpips
 from benchmark.tasks.digits import load_images
+from tests.reward_fixture import FIXTURES
 
 
 def reference_ssim(X: np.ndarray, Y: np.ndarray, L: float, window: tuple[int, float]) -> float:
@@ -155,3 +162,134 @@ def test_mean_pairwise_distance():
     x = torch.tensor([[0.0, 0.0], [3.0, 4.0], [0.0, 4.0]])
     assert mean_pairwise_distance(x) == pytest.approx((5 + 4 + 3) / 3)
     assert math.isnan(mean_pairwise_distance(x[:1]))
+
+
+# --- standard metrics on local networks, against torchmetrics (issue 26) -------------------------------------
+
+CLIP = str(FIXTURES / "tiny_clip.safetensors")
+LPIPS_FILE = str(FIXTURES / "tiny_lpips.safetensors")
+
+
+def _images(B, seed, C=3, size=16):
+    return torch.rand(B, C, size, size, generator=torch.Generator().manual_seed(seed)) * 2 - 1
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return TinyCLIP.from_state(load_state_dict(CLIP)).eval()
+
+
+def test_fd_equals_torchmetrics_fid_on_the_same_features(encoder):
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
+    real, fake = _images(40, 0), _images(40, 1) * 0.3 + 0.5
+    fid = FrechetInceptionDistance(feature=encoder, normalize=True, input_img_size=(3, 16, 16))
+    fid.update(real, real=True)
+    fid.update(fake, real=False)
+    with torch.no_grad():
+        ours = frechet_distance(encoder(fake), encoder(real))
+    assert ours > 1e-3 and abs(float(fid.compute()) - ours) < 1e-4 * ours
+
+
+@pytest.mark.filterwarnings("ignore:Metric `Kernel Inception Distance` will save")
+def test_kid_equals_torchmetrics_kid_with_one_subset_of_all_samples(encoder):
+    from torchmetrics.image.kid import KernelInceptionDistance, poly_mmd
+
+    real, fake = _images(30, 2), _images(30, 3) * 0.5
+    kid = KernelInceptionDistance(feature=encoder, subsets=1, subset_size=30)
+    kid.update(real, real=True)
+    kid.update(fake, real=False)
+    with torch.no_grad():
+        f_fake, f_real = encoder(fake), encoder(real)
+    ours = kernel_distance(f_fake, f_real)
+    assert abs(float(kid.compute()[0]) - ours) < 1e-5 * max(1.0, abs(ours))
+    assert abs(float(poly_mmd(f_real.double(), f_fake.double())) - ours) < 1e-10
+    # unequal sizes: the same estimator, by definition (within-set U-statistics, cross mean)
+    a, b = f_fake[:12].double(), f_real.double()
+    k = lambda u, v: (u @ v.T / u.shape[1] + 1) ** 3                           # noqa: E731
+    want = ((k(a, a).sum() - k(a, a).trace()) / (12 * 11) + (k(b, b).sum() - k(b, b).trace()) / (30 * 29)
+            - 2 * k(a, b).mean())
+    assert abs(kernel_distance(f_fake[:12], f_real) - float(want)) < 1e-10
+
+
+def test_sample_size_bias_fd_upward_kid_unbiased():
+    """Two independent samples of one Gaussian: FD's expectation is > 0 and falls with n (biased upward);
+    KID's is 0 at every n (unbiased)."""
+    g = torch.Generator().manual_seed(0)
+    d, reps = 8, 60
+
+    def draws(n):
+        fd, kid = [], []
+        for _ in range(reps):
+            a, b = torch.randn(n, d, generator=g), torch.randn(n, d, generator=g)
+            fd.append(frechet_distance(a, b))
+            kid.append(kernel_distance(a, b))
+        return torch.tensor(fd, dtype=torch.float64), torch.tensor(kid, dtype=torch.float64)
+
+    fd16, kid16 = draws(16)
+    fd128, kid128 = draws(128)
+    assert fd16.mean() > 3 * fd128.mean() > 0 and fd16.mean() > 1.0             # ~ 2 tr(S) / n and more
+    for kid in (kid16, kid128):
+        assert abs(float(kid.mean())) < 3 * float(kid.std()) / reps ** 0.5      # mean 0 within 3 standard errors
+    assert kid16.std() > kid128.std()                                           # only its variance grows
+
+
+def _torchmetrics_lpips(ours: LPIPS):
+    """torchmetrics' own _LPIPS.forward on our backbone and heads (its constructor needs torchvision)."""
+    from torchmetrics.functional.image.lpips import _LPIPS, NetLinLayer, ScalingLayer
+
+    ref = _LPIPS.__new__(_LPIPS)
+    nn.Module.__init__(ref)
+    ref.scaling_layer, ref.net, ref.spatial, ref.resize, ref.L = ScalingLayer(), ours.net, False, None, len(ours.lins)
+    lins = []
+    for w in ours.lins:
+        lin = NetLinLayer(w.shape[1], use_dropout=False)
+        lin.model[0].weight.data.copy_(w)
+        lins.append(lin)
+    ref.lins = nn.ModuleList(lins)
+    return ref.eval()
+
+
+def test_lpips_equals_torchmetrics_lpips_on_the_same_network():
+    ours, digest = load_lpips(LPIPS_FILE)
+    x, y = _images(5, 4), _images(5, 5)
+    with torch.no_grad():
+        d = ours(x, y)
+        ref = _torchmetrics_lpips(ours)(x, y).flatten()
+    assert d.shape == (5,) and (d - ref).abs().max() < 1e-6 and (d > 0).all()
+    assert len(digest) == 64
+    with torch.no_grad():
+        assert ours(x, x).abs().max() < 1e-6 and torch.allclose(ours(y, x), d)    # 0 on itself, symmetric
+        assert torch.allclose(ours(x[:, :1], y[:, :1]), ours(x[:, :1].expand(-1, 3, -1, -1),
+                                                             y[:, :1].expand(-1, 3, -1, -1)))
+
+
+def test_clip_score_equals_torchmetrics_update_on_the_same_encoder(encoder):
+    from torchmetrics.functional.multimodal.clip_score import _clip_score_update
+
+    class Model(nn.Module):                              # CLIPModel's interface, over TinyCLIP
+        config = object()
+
+        def __init__(self, enc):
+            super().__init__()
+            self.enc = enc
+
+        def get_image_features(self, pixel_values):
+            return self.enc.encode_image(pixel_values)
+
+        def get_text_features(self, input_ids, attention_mask):
+            return self.enc.encode_tokens(input_ids, attention_mask)
+
+    def processor(images=None, text=None, return_tensors="pt", padding=True):
+        if images is not None:
+            return {"pixel_values": torch.stack(images)}
+        ids, mask = encoder.tokens(text)
+        return {"input_ids": ids, "attention_mask": mask}
+
+    x = _images(4, 6)
+    texts = ["a red square", "a dog", "two cats", "a red square"]
+    with torch.no_grad():
+        ref, n = _clip_score_update(list(x), texts, Model(encoder), processor)
+        ours = clip_score(encoder.encode_image(x), encoder.encode_text(texts))
+    assert n == 4 and (ours - ref.clamp_min(0)).abs().max() < 1e-4 and ours.shape == (4,)
+    assert (ours >= 0).all() and (ours <= 100).all()

@@ -1,60 +1,59 @@
-"""The optima the report's gaps are measured against (`optimum`, `optimum_on_support`), checked by
-evaluating each objective at a maximiser found by hand and at random points of the support.
+"""benchmark/objectives/base.py: what every objective offers: its kind (`objective_kind`), the parameters its
+constructor takes (`constructor_params`, `param_defaults`) and how a batch's rows map to per-chain entries
+(`for_chains`, `chain_index`). The optima of the built-in rewards are checked in their own files
+(tests/objectives/test_quadratic.py, test_negnorm.py, ...)."""
 
-Support span(A), A with orthonormal columns. Quadratic r = top - (theta^T x - target)^2: on the support
-theta^T A u takes every value when A^T theta != 0 (sup = top, at u = target A^T theta / |A^T theta|^2) and
-is 0 when theta is orthogonal to span(A) (r = top - target^2 everywhere on it). Negative distance
-r = top - scale |x - b|: the closest support point is A A^T b, at distance |b - A A^T b|.
-"""
+import inspect
+from types import SimpleNamespace
 
 import pytest
 import torch
 
-from benchmark.objectives import NegNorm, Quadratic
+from benchmark.objectives.base import KINDS, Objective, constructor_params, objective_kind
 
 
-def _support_points(A, n=64, seed=0):
-    return torch.randn(n, A.shape[1], generator=torch.Generator().manual_seed(seed)) @ A.T
+def test_objective_kind_defaults_to_reward_and_refuses_others():
+    assert objective_kind(SimpleNamespace()) == "reward"                   # declares none
+    assert objective_kind(SimpleNamespace(kind="log_prob")) == "log_prob"
+    assert objective_kind(SimpleNamespace(kind="inverse", residual_norm=lambda x: x)) == "inverse"
+    with pytest.raises(ValueError, match=r"objective 'odd': kind must be one of \['inverse', 'log_prob', 'reward'\], "
+                                         r"got 'loss'"):
+        objective_kind(SimpleNamespace(name="odd", kind="loss"))
+    with pytest.raises(ValueError, match=r"objective 'inv' declares kind 'inverse' but has no residual_norm"):
+        objective_kind(SimpleNamespace(name="inv", kind="inverse"))
+    assert KINDS == ("inverse", "log_prob", "reward")
 
 
-@pytest.mark.parametrize("name", ["quadratic_on", "quadratic_off"])
-def test_quadratic_optima_of_the_task_are_attained(subspace, name):
-    objective = subspace.objective(name)
-    A, theta = subspace.A, objective.theta
-    u = objective.target * (A.T @ theta) / (A.T @ theta).square().sum()
-    best = objective((A @ u)[None])
-    assert float(best) == pytest.approx(objective.optimum_on_support, abs=1e-4)
-    assert objective.optimum_on_support == objective.optimum == objective.top
-    assert (objective(_support_points(A)) <= objective.optimum_on_support + 1e-5).all()
+def test_constructor_params_are_the_keywords_after_task():
+    class Two(Objective):
+        def __init__(self, task, scale: float = 1.0, *, head: int):
+            super().__init__()
+
+    class Open(Objective):
+        def __init__(self, task, **params):
+            super().__init__()
+
+    assert constructor_params(Two) == {"scale": 1.0, "head": inspect.Parameter.empty}
+    assert Two.param_defaults() == {"scale": 1.0, "head": inspect.Parameter.empty}
+    assert constructor_params(Open) is None and Open.param_defaults() == {}    # any keyword passes
 
 
-def test_quadratic_orthogonal_to_the_support_is_constant_on_it():
-    """theta exactly orthogonal to span(A) (coordinate axes, so that A^T theta is 0 in float32 too)."""
-    A = torch.eye(8)[:, :3]
-    objective = Quadratic("perp", torch.eye(8)[5], A, target=3.0, top=10.0)
-    assert objective.optimum_on_support == pytest.approx(10.0 - 3.0 ** 2)
-    assert objective(_support_points(A)) == pytest.approx(torch.full((64,), 1.0))
-    assert objective.optimum == 10.0
-    tilted = Quadratic("tilted", torch.eye(8)[5] + 0.1 * torch.eye(8)[1], A, target=3.0, top=10.0)
-    assert tilted.optimum_on_support == 10.0
-    assert float(tilted(torch.tensor([[0.0, 30.0, 0, 0, 0, 0, 0, 0]]))) == pytest.approx(10.0)
+def test_chain_index_reads_stacked_copies_of_the_chains():
+    """Chain j of n reads entry j mod L; after for_chains(n), row j of k n rows is chain j mod n."""
+    objective = Objective()
+    assert objective.chain_index(5, 2, "cpu").tolist() == [0, 1, 0, 1, 0]      # no chains set: row j is chain j
+    objective.for_chains(3)
+    assert objective.chains == 3
+    assert objective.chain_index(6, 2, "cpu").tolist() == [0, 1, 0, 0, 1, 0]
+    assert objective.chain_index(6, 1, "cpu").tolist() == [0] * 6
+    assert objective.chain_index(4, 1, "cpu").tolist() == [0] * 4             # one entry: any batch
+    objective.name = "per_chain"
+    with pytest.raises(ValueError, match=r"objective 'per_chain' has per-chain parameters for 3 chains; a batch of 4 "
+                                         r"rows is neither the chains nor stacked copies of them"):
+        objective.chain_index(4, 2, "cpu")
 
 
-@pytest.mark.parametrize("name", ["negnorm_ones", "negnorm_random"])
-def test_negnorm_optima_of_the_task_are_attained(subspace, name):
-    objective = subspace.objective(name)
-    b = objective.b
-    closest = subspace.project(b[None])
-    assert float(objective(closest)) == pytest.approx(objective.optimum_on_support, abs=1e-4)
-    assert objective.optimum_on_support == pytest.approx(
-        objective.top - objective.scale * float((b - closest[0]).norm()), abs=1e-4)
-    assert (objective(_support_points(subspace.A)) <= objective.optimum_on_support + 1e-5).all()
-    assert float(objective(b[None])) == pytest.approx(objective.optimum)
-
-
-def test_negnorm_on_its_own_support_reaches_the_top():
-    A, _ = torch.linalg.qr(torch.randn(8, 3, generator=torch.Generator().manual_seed(0)))
-    b = A @ torch.tensor([1.0, -2.0, 0.5])
-    objective = NegNorm("inside", b, A, top=5.0, scale=0.5)
-    assert objective.optimum_on_support == pytest.approx(5.0, abs=1e-5)
-    assert float(objective(b[None])) == pytest.approx(5.0)
+def test_for_chains_refuses_no_chains():
+    with pytest.raises(ValueError, match=r"objective '': chains must be >= 1, got 0"):
+        Objective().for_chains(0)
+    assert isinstance(Objective().for_chains(2).chain_index(2, 2, "cpu"), torch.Tensor)

@@ -1,23 +1,22 @@
-"""Reward models as plug-ins (issue 26, benchmark.rewards): the protocol, the built-in adapters (aesthetic
-predictor, CLIP score) on tiny random stand-ins (tests/reward_fixture.py), the `reward_model` objective of the
-images task and what it records (the reward model's name and version), plug-ins by import path and entry point,
-and loading that never unpickles code."""
+"""benchmark/rewards/encoders.py and the reward registry (benchmark/rewards/__init__.py; issue 26): the tiny random
+stand-ins (tests/reward_fixture.py) the tests load, the protocol the built-ins follow (frozen, named, versioned by
+their files' sha256, differentiable, batch-independent, grey images as RGB), a CLIP folder without transformers,
+errors naming what is missing, plug-ins by import path and entry point, and loading that never unpickles code.
+Each built-in adapter's own formula: tests/rewards/test_aesthetic.py, tests/rewards/test_clip_score.py; the images
+task's `reward_model` objective: tests/tasks/images/test_objectives.py."""
 
 import hashlib
-import json
 import pickle
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from torch.nn import functional as F
 
 from benchmark.rewards import (REWARDS, RewardModel, builtin_rewards, combined_digest, load_reward, load_state_dict,
                                reward_names)
-from benchmark.rewards.encoders import CLIP_MEAN, CLIP_STD, TinyCLIP
-from benchmark.tasks import TASKS
-from benchmark.tasks.images import ImagesTask
+from benchmark.rewards.encoders import TinyCLIP, load_clip
+from benchmark.tasks.images.task import ImagesTask
 from tests.reward_fixture import FIXTURES, NoVersion, aesthetic_head_state, write_reward_weights
 
 CLIP = str(FIXTURES / "tiny_clip.safetensors")
@@ -39,7 +38,8 @@ def test_committed_stand_ins_are_the_generated_ones(tmp_path):
 
 
 def test_builtins_and_protocol():
-    assert list(builtin_rewards()) == ["aesthetic", "clip_score"] and reward_names()[:2] == ["aesthetic", "clip_score"]
+    builtins = ["aesthetic", "clip_score", "pickscore"]
+    assert list(builtin_rewards()) == builtins and reward_names()[:3] == builtins
     a = load_reward("aesthetic", HEAD, encoder=CLIP)
     c = load_reward("clip_score", CLIP, prompt="a red square")
     for m in (a, c):
@@ -48,32 +48,6 @@ def test_builtins_and_protocol():
     assert a.name == "aesthetic" and a.files == {"weights": _sha(HEAD), "encoder": _sha(CLIP)}
     assert a.version == hashlib.sha256(f"encoder {_sha(CLIP)}\nweights {_sha(HEAD)}\n".encode()).hexdigest()
     assert c.name == "clip_score" and c.version == _sha(CLIP) == combined_digest({"weights": _sha(CLIP)})
-
-
-def test_aesthetic_is_the_published_head_on_normalised_embeddings():
-    """r = W5(W4(W3(W2(W1 e + b1) + b2) + b3) + b4) + b5, e = E(x)/||E(x)||, no nonlinearity (published MLP)."""
-    x = _images()
-    r = load_reward("aesthetic", HEAD, encoder=CLIP)(x)
-    enc = TinyCLIP.from_state(load_state_dict(CLIP))
-    # the encoder by hand: CLIP preprocessing (bicubic to 16 px: identity here, mean/std), two convs, pool, proj
-    u = ((x + 1) / 2 - torch.tensor(CLIP_MEAN).view(1, 3, 1, 1)) / torch.tensor(CLIP_STD).view(1, 3, 1, 1)
-    h = F.gelu(enc.image["conv2"](F.gelu(enc.image["conv1"](u))))
-    e = enc.image["proj"](h.mean((-2, -1)))
-    h = e / e.norm(dim=-1, keepdim=True)
-    state = aesthetic_head_state()
-    for i in (0, 2, 4, 6, 7):
-        h = h @ state[f"layers.{i}.weight"].T + state[f"layers.{i}.bias"]
-    assert r.shape == (4,) and (r - h[:, 0]).abs().max() < 1e-5
-    assert (r[1:] - r[0]).abs().max() > 1e-4                                    # depends on the image
-
-
-def test_aesthetic_reads_a_torch_state_dict_like_the_published_pth(tmp_path):
-    pth = tmp_path / "head.pth"
-    torch.save(aesthetic_head_state(), pth)                                     # the published file's format
-    x = _images()
-    a = load_reward("aesthetic", str(pth), encoder=CLIP)
-    assert torch.allclose(a(x), load_reward("aesthetic", HEAD, encoder=CLIP)(x), atol=1e-6)
-    assert a.files["weights"] == _sha(pth)
 
 
 class _Touch:
@@ -109,14 +83,15 @@ def test_rewards_are_differentiable_batch_independent_and_grey_ok():
         assert torch.allclose(m(grey), m(grey.expand(-1, 3, -1, -1)))          # grey = repeated to RGB
 
 
-def test_clip_score_is_100_cosine_with_the_prompt():
-    x = _images()
-    enc = TinyCLIP.from_state(load_state_dict(CLIP))
-    r = load_reward("clip_score", CLIP, prompt="a red square")(x)
-    e_i, e_t = enc.encode_image(x), enc.encode_text(["a red square"])
-    assert (r - 100 * F.cosine_similarity(e_i, e_t)).abs().max() < 1e-4
-    other = load_reward("clip_score", CLIP, prompt="a blue circle")(x)
-    assert (other - r).abs().max() > 1e-3                                       # the prompt matters
+def test_load_clip_reads_a_tinyclip_file_and_names_its_owner(tmp_path):
+    enc, digest = load_clip(CLIP, "reward model 'x'")
+    assert isinstance(enc, TinyCLIP) and digest == _sha(CLIP)
+    grey = _images(2, C=1)
+    assert torch.allclose(enc.encode_image(grey), enc.encode_image(grey.expand(-1, 3, -1, -1)))   # grey as RGB
+    with pytest.raises(ValueError, match=r"images must have 1 or 3 channels, got 2"):
+        enc.encode_image(_images(2, C=2))
+    with pytest.raises(ValueError, match=r"^reward model 'x': encoder '.*none.safetensors' does not exist"):
+        load_clip(str(tmp_path / "none.safetensors"), "reward model 'x'")
 
 
 def test_a_clip_folder_without_transformers_names_what_to_install(tmp_path, monkeypatch):
@@ -144,55 +119,6 @@ def test_missing_weights_and_bad_options_are_named(tmp_path):
         load_reward("aesthetic", CLIP, encoder=CLIP)
 
 
-# --- the images task's objective ---------------------------------------------------------------------
-
-def _task(channels=3):
-    return ImagesTask(resolution=16, channels=channels)
-
-
-def test_reward_model_objective_records_name_and_version():
-    task = _task()
-    assert "reward_model" in ImagesTask.objectives
-    obj = task.objective("reward_model", {"model": "aesthetic", "weights": HEAD, "encoder": CLIP})
-    x = _images()
-    assert torch.allclose(obj(x), obj.reward(x))
-    p = obj.params()
-    assert set(p) == set(type(obj).param_defaults())                           # the registry's convention
-    assert p["model"] == "aesthetic" and p["sha256"] == obj.reward.version and len(p["sha256"]) == 64
-    assert json.loads(json.dumps(p)) == p                                      # what settings_json records
-    c = task.objective("reward_model", {"model": "clip_score", "weights": CLIP, "prompt": "a cat"}).params()
-    assert c["sha256"] == _sha(CLIP) and c["prompt"] == "a cat"
-
-
-def test_a_pinned_version_must_match():
-    task = _task()
-    params = {"model": "clip_score", "weights": CLIP, "prompt": "a cat"}
-    assert task.objective("reward_model", params | {"sha256": _sha(CLIP)}).sha256 == _sha(CLIP)
-    with pytest.raises(ValueError, match="not the 0000"):
-        task.objective("reward_model", params | {"sha256": "0" * 64})
-    with pytest.raises(ValueError, match="64 lower-case hex"):
-        task.objective("reward_model", params | {"sha256": "abc"})
-
-
-def test_parameters_are_checked_before_any_file_exists():
-    check = TASKS["images"].check_objective
-    check("reward_model", {"model": "aesthetic", "weights": "models/not_yet.pth", "encoder": "models/clip"})
-    with pytest.raises(ValueError, match="needs model"):
-        check("reward_model", {"weights": HEAD})
-    with pytest.raises(ValueError, match="needs weights"):
-        check("reward_model", {"model": "aesthetic", "encoder": CLIP})
-    with pytest.raises(ValueError, match=r"needs option\(s\) \['encoder'\]"):
-        check("reward_model", {"model": "aesthetic", "weights": HEAD})
-
-
-def test_guidance_gradients_flow_through_the_objective():
-    task = _task(channels=1)                                                   # a grey model's images
-    obj = task.objective("reward_model", {"model": "aesthetic", "weights": HEAD, "encoder": CLIP})
-    x = _images(2, C=1).requires_grad_()
-    (g,) = torch.autograd.grad(obj(x).sum(), x)
-    assert g.shape == x.shape and torch.isfinite(g).all() and g.abs().sum() > 0
-
-
 # --- plug-ins: one class, named by import path or entry point ------------------------------------------
 
 @pytest.fixture
@@ -205,7 +131,8 @@ def scale_file(tmp_path):
 
 
 def test_a_plugin_by_import_path_is_config_only(scale_file):
-    obj = _task().objective("reward_model", {"model": "reward_fixture:Brightness", "weights": scale_file})
+    obj = ImagesTask(resolution=16, channels=3).objective("reward_model", {"model": "reward_fixture:Brightness",
+                                                                           "weights": scale_file})
     x = _images()
     assert torch.allclose(obj(x), 2 * x.flatten(1).mean(-1))
     assert obj.params()["sha256"] == _sha(scale_file) and obj.reward.name == "brightness"

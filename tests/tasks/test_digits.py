@@ -1,5 +1,5 @@
-"""The digits task: split, scaling, augmentation, objectives (signs, values, per-sample independence)
-and their parameter errors."""
+"""benchmark/tasks/digits.py: the digits task's split, scaling, augmentation, objectives (signs, values, per-sample
+independence) and their parameter errors, and its sample metrics (label, inverse problems, reward)."""
 
 import re
 
@@ -7,8 +7,9 @@ import pytest
 import torch
 
 from benchmark.diffusion import Costs, CountingObjective
+from benchmark.images.metrics import PSNR_CAP
 from benchmark.tasks import make_task
-from benchmark.tasks.digits import load_images
+from benchmark.tasks.digits import METRIC_DIRECTIONS, load_images
 
 
 @pytest.fixture(scope="module")
@@ -249,3 +250,36 @@ def test_objective_params_cover_every_objective(digits):
     assert digits.objective_params == {"label": {"target": "all"},
                                        "inpaint": {"image": "all", "sigma_y": 0.05, "mask": "centre"},
                                        "superres": {"image": "all", "sigma_y": 0.05}, "reward": {"head": 0}}
+
+
+# --- the task's sample metrics ---------------------------------------------------------------------
+
+def test_label_metrics(loaded):
+    r = loaded.objective("label")
+    x = loaded.split("test")[0][:20]
+    m = loaded.sample_metrics(x, r)
+    assert set(m) == {"digit_confidence", "eval_accuracy", "guide_accuracy", "fd", "diversity"}
+    assert set(m) <= set(METRIC_DIRECTIONS) and set(METRIC_DIRECTIONS.values()) == {"higher", "lower"}
+    evaluator = loaded.network("evaluator")
+    c = torch.arange(20) % 10
+    with torch.no_grad():
+        assert m["eval_accuracy"] == pytest.approx(float((evaluator(x).argmax(-1) == c).double().mean()))
+        assert m["digit_confidence"] == pytest.approx(float(evaluator(x).softmax(-1).max(-1).values.mean()), rel=1e-6)
+    assert 0 <= m["guide_accuracy"] <= 1 and m["fd"] >= 0 and m["diversity"] > 0
+
+
+def test_inverse_problem_metrics_at_the_ground_truth(loaded):
+    x = loaded.split("test")[0][:6]
+    for name in ("inpaint", "superres"):
+        m = loaded.sample_metrics(x, loaded.objective(name, {"sigma_y": 0.0}))
+        assert set(m) == {"digit_confidence", "psnr", "ssim", "meas_error"} and set(m) <= set(METRIC_DIRECTIONS)
+        assert m["ssim"] == pytest.approx(1.0) and m["psnr"] == PSNR_CAP                 # identical: capped
+        assert m["meas_error"] == pytest.approx(0, abs=1e-5)
+
+
+def test_reward_metrics_and_clipping(loaded):
+    x = loaded.split("test")[0][:10]
+    m = loaded.sample_metrics(x, loaded.objective("reward"))
+    assert set(m) == {"digit_confidence", "fd", "diversity"} and set(m) <= set(METRIC_DIRECTIONS)
+    assert loaded.sample_metrics(x * 3, loaded.objective("reward")) == loaded.sample_metrics(
+        (x * 3).clamp(-1, 1), loaded.objective("reward"))                   # measured as saved: clipped

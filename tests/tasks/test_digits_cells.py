@@ -142,7 +142,7 @@ def test_objective_params_change_the_run_id(digits_models, tmp_path):
     assert Cell(a).run_id() != Cell(b).run_id()
     elsewhere = shutil.copytree(digits_models, tmp_path / "elsewhere")  # where models lie is not identity,
     moved = CellSpec.of(**base | {"models_dir": str(elsewhere), "checkpoint": str(elsewhere / MODEL_FILES["denoiser"])})
-    assert Cell(a).run_id() == Cell(moved).run_id()  # what they hold is (tests/test_integrity.py)
+    assert Cell(a).run_id() == Cell(moved).run_id()  # what they hold is (tests/test_cell.py)
 
 
 def test_subspace_cells_write_no_gallery(tmp_path):

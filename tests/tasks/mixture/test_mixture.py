@@ -1,9 +1,11 @@
-"""The `mixture` task (issue 25): a Gaussian mixture whose score, posteriors and tilted targets are exact.
+"""benchmark/tasks/mixture/mixture.py and the `mixture` task (issue 25): a Gaussian mixture whose score, posteriors
+and tilted targets are exact.
 
 Checked against independent arithmetic: the oracle's eps against autograd of the mixture's log-density (built
-from torch.distributions, not from the task's code); the posterior and tilted mixtures against importance
-sampling from the prior and against hand-computed 1-D cases; the exact sliced W2 against quadrature; the
-metrics of exact draws against their `_exact_n` floors; a sampler that drops a mode against coverage.
+from torch.distributions, not from the task's code); the posterior and tilted mixtures against hand-computed 1-D
+cases; the 1-D projections' quantiles and partial means (the exact sliced W2) against quadrature; the task's
+parameter errors; cells end to end. The objectives' targets against importance sampling:
+tests/tasks/mixture/test_objectives.py; the metrics: tests/tasks/mixture/test_metrics.py.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import torch
 
 from benchmark.diffusion import make_schedule
 from benchmark.tasks import make_task
-from benchmark.tasks.mixture.metrics import modes, on_data_radius2
+from benchmark.tasks.mixture.metrics import modes
 from benchmark.tasks.mixture.mixture import GaussianMixture, Mixture1D
 
 F64 = torch.float64
@@ -27,22 +29,10 @@ def task():
     return make_task("mixture")
 
 
-@pytest.fixture(scope="module")
-def objectives(task):
-    return {name: task.objective(name) for name in task.objectives}
-
-
 def _log_density(weights, means, covs, x):
     """log sum_k w_k N(x; mu_k, Sigma_k) by torch.distributions (independent of the task's code)."""
     comps = torch.distributions.MultivariateNormal(means, covariance_matrix=covs)
     return torch.logsumexp(torch.log(weights) + comps.log_prob(x[:, None, :]), dim=-1)
-
-
-def _prior_draws(p: GaussianMixture, n: int, seed: int) -> list[torch.Tensor]:
-    """n draws of each data component by torch.distributions (not GaussianMixture.sample)."""
-    torch.manual_seed(seed)
-    return [torch.distributions.MultivariateNormal(p.means[k], covariance_matrix=p.covs[k]).sample((n,))
-            for k in range(p.K)]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -96,7 +86,7 @@ def test_oracle_takes_one_noise_level_per_sample(task):
 
 
 # ---------------------------------------------------------------------------------------------------
-# posterior and tilted mixtures: by hand in 1-D, and against importance sampling
+# posterior and tilted mixtures: by hand in 1-D
 
 def test_posterior_and_tilt_by_hand_in_one_dimension():
     """p = 0.3 N(-1, 0.5^2) + 0.7 N(2, 1); y = x + 0.5 e with y = 0.5; tilt exp(0.8 x)."""
@@ -119,58 +109,8 @@ def test_posterior_and_tilt_by_hand_in_one_dimension():
     assert tilted.covs[:, 0, 0].tolist() == pytest.approx([0.25, 1.0], abs=1e-12)
 
 
-def _importance(task, objective, n=40_000, seed=0):
-    """Per data component k, draws x ~ N(mu_k, Sigma_k) weighted by exp(r(x)): the target's weights
-    (∝ w_k mean exp(r)), component means and per-coordinate variances, and the weights' effective sample sizes."""
-    p = task.mixture
-    log_z, means, variances, ess = [], [], [], []
-    for x in _prior_draws(p, n, seed):
-        log_r = objective(x.float()).double()                     # the reward the methods see (float32)
-        w = torch.softmax(log_r, 0)
-        log_z.append(torch.logsumexp(log_r, 0) - math.log(n))
-        means.append(w @ x)
-        variances.append(w @ (x - means[-1]) ** 2)
-        ess.append(float(1 / (w ** 2).sum()))
-    weights = torch.softmax(torch.log(p.weights) + torch.stack(log_z), 0)
-    return weights, torch.stack(means), torch.stack(variances), ess
-
-
-@pytest.mark.parametrize("name, params", [("inverse", {}), ("tilt", {}), ("between", {}),
-                                          ("inverse", {"m": 3, "sigma_y": 0.5}), ("tilt", {"lam": 1.0}),
-                                          ("between", {"scale": 0.6})])
-def test_target_mixture_matches_importance_sampling(task, name, params):
-    obj = task.objective(name, params)
-    target = obj.target
-    weights, means, variances, ess = _importance(task, obj)
-    assert min(e for e, w in zip(ess, target.weights) if w > 0.01) > 500
-    assert torch.allclose(weights, target.weights, atol=0.02), (weights, target.weights)
-    for k in range(task.mixture.K):
-        if target.weights[k] > 0.01:                              # components the target keeps
-            var = target.covs[k].diagonal()
-            err = (means[k] - target.means[k]).abs() / var.sqrt()
-            assert float(err.max()) < 5 / math.sqrt(ess[k]), (k, float(err.max()))
-            assert float((variances[k] / var - 1).abs().max()) < 5 * math.sqrt(2 / ess[k]), k
-
-
-def test_inverse_posterior_is_multimodal_for_every_task_seed():
-    """H cannot see mu_0 - mu_{K-1}: the posterior keeps the heaviest and the lightest mode, and the
-    measurement rules out the others."""
-    for seed in range(4):
-        w = make_task("mixture", task_seed=seed).objective("inverse").target.weights
-        assert float(w[0]) > 0.05 and float(w[-1]) > 0.05, (seed, w)
-        assert float(w[1:-1].sum()) < 0.01, (seed, w)
-
-
-def test_default_targets(objectives):
-    assert objectives["inverse"].target.weights.tolist() == pytest.approx([0.771, 0, 0, 0.229], abs=2e-3)
-    assert objectives["tilt"].target.weights.tolist() == pytest.approx([0.097, 0.297, 0.199, 0.407], abs=2e-3)
-    assert objectives["between"].target.weights.tolist() == pytest.approx([0.565, 0.435, 0, 0], abs=2e-3)
-    assert objectives["between"](objectives["between"].b[None]).item() == 0.0      # the maximiser is b
-    assert (modes(objectives["between"].data, objectives["between"].b[None].double()) == -1).all()
-
-
 # ---------------------------------------------------------------------------------------------------
-# metrics
+# the 1-D projections (Mixture1D): the sliced W2 in closed form
 
 def test_sliced_w2_is_exact_against_quadrature():
     """W2^2 between an empirical law on the line and a 1-D mixture equals int_0^1 (Q_n(u) - F^{-1}(u))^2 du,
@@ -198,79 +138,6 @@ def test_sliced_w2_is_exact_against_quadrature():
     assert float(mix.cdf(edges[1:-1]).sub(torch.arange(1, n, dtype=F64) / n).abs().max()) < 1e-14
 
 
-@pytest.mark.parametrize("name", ["inverse", "tilt"])
-def test_exact_draws_score_at_the_floors(objectives, name):
-    """Batches of n exact target draws (another stream than the reference's): each metric's mean is its
-    `_exact_n` value; prior (data) draws score far worse on the inverse problem."""
-    obj = objectives[name]
-    n, batches = 64, 48
-    x = obj.target.sample(n, torch.Generator().manual_seed(123), shape=(batches,))[0]
-    scores = obj.metrics.scores(x)
-    ref = obj.metrics.reference(n)
-    for metric, values in scores.items():
-        se = float(values.std()) / math.sqrt(batches)
-        assert abs(float(values.mean()) - ref[metric]) < 4 * se + 1e-3, (metric, float(values.mean()), ref[metric])
-    one = obj.calibration(x[0])
-    assert set(one) == {m + s for m in ("sw2", "weight_error", "coverage", "ci90_coverage") for s in ("", "_exact_n")}
-    # coverage of n exact draws, closed form for well-separated modes: sum_k w_k (1 - (1 - w_k)^n)
-    w = obj.target.weights
-    assert ref["coverage"] == pytest.approx(float((w * (1 - (1 - w) ** n)).sum()), abs=2e-3)
-    assert 0.8 < ref["ci90_coverage"] < 0.9                     # a finite batch's interval is a little short
-
-
-def test_prior_draws_miss_the_posterior(task, objectives):
-    obj = objectives["inverse"]
-    x = task.sample_data(256, torch.Generator().manual_seed(5)).double()
-    got, ref = obj.calibration(x), obj.metrics.reference(256)
-    assert got["sw2"] > 3 * ref["sw2"] and got["weight_error"] > 0.3 and got["ci90_coverage"] < 0.8
-
-
-@pytest.mark.parametrize("name", ["inverse", "tilt"])
-def test_a_sampler_that_drops_a_mode_is_caught_by_coverage(objectives, name):
-    """Exact draws with the target's smallest kept mode replaced by draws of its heaviest: coverage falls by
-    that mode's weight, weight_error rises by it, far beyond the floors."""
-    obj = objectives[name]
-    target = obj.target
-    kept = [k for k in range(target.K) if target.weights[k] > 0.05]
-    drop, keep = min(kept, key=lambda k: target.weights[k]), max(kept, key=lambda k: target.weights[k])
-    n = 256
-    x, labels = target.sample(n, torch.Generator().manual_seed(7))
-    heavy = target.sample(4 * n, torch.Generator().manual_seed(8))
-    donors = heavy[0][heavy[1] == keep]
-    x[labels == drop] = donors[: int((labels == drop).sum())]
-    got, ref = obj.calibration(x), obj.metrics.reference(n)
-    w_drop = float(target.weights[drop])
-    assert ref["coverage"] > 0.99
-    assert got["coverage"] == pytest.approx(1 - w_drop, abs=0.01)
-    assert got["coverage"] < ref["coverage"] - 0.05
-    assert got["weight_error"] == pytest.approx(w_drop, abs=0.04) and got["weight_error"] > 2 * ref["weight_error"]
-
-
-def test_off_data_counts_samples_between_modes(task, objectives):
-    """25 of 100 data draws moved next to b: off_data 0.25 (at most one of the other 75 off the data by
-    chance), and weight_error the total variation with the off-data bin, (sum_k |n_k / n - w*_k| + 0.25) / 2."""
-    p, obj = task.mixture, objectives["between"]
-    x, labels = p.sample(100, torch.Generator().manual_seed(3))
-    b = obj.b.double()
-    x[:25] = b + 0.05 * torch.randn(25, 16, dtype=F64, generator=torch.Generator().manual_seed(4))
-    metrics = task.sample_metrics(x, obj)
-    assert metrics["off_data"].shape == (100,)
-    assert float(metrics["off_data"][:25].sum()) == 25 and float(metrics["off_data"][25:].sum()) <= 1
-    counts = torch.bincount(labels[25:], minlength=4).double()
-    expected = 0.5 * (float((counts / 100 - obj.target.weights).abs().sum()) + 0.25)
-    assert metrics["weight_error"] == pytest.approx(expected, abs=0.011)
-    assert on_data_radius2(16) == pytest.approx(39.252, abs=1e-3)     # chi2_16 quantile at 0.999
-
-
-def test_metric_directions_are_declared(task):
-    from benchmark.report import aggregate as agg
-
-    declared = agg.declared_directions("mixture")
-    assert list(declared)[0] == "off_data" and declared["off_data"] == "lower"
-    assert declared["coverage"] == "higher" and declared["ci90_coverage"] == 0.9
-    assert {declared[m] for m in ("sw2", "sw2_exact_n", "weight_error", "weight_error_exact_n")} == {"lower"}
-
-
 # ---------------------------------------------------------------------------------------------------
 # parameters, errors
 
@@ -290,12 +157,6 @@ def test_bad_parameters_are_refused():
         cls.check_objective("between", {"b": 1})
     with pytest.raises(ValueError, match=r"m must be an integer in \[1, 15\]"):
         make_task("mixture").objective("inverse", {"m": 16})
-
-
-def test_objective_parameters_change_the_target(task):
-    loose = task.objective("inverse", {"m": 2, "sigma_y": 1.0})
-    assert loose.params() == {"m": 2, "sigma_y": 1.0} and loose.H.shape == (2, 16)
-    assert task.objective("tilt", {"lam": 1.0}).target.weights[-1] > task.objective("tilt").target.weights[-1]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -1,0 +1,57 @@
+"""benchmark/diffusion/noise.py: per-sample random streams: stable seeds from an identity (`derive_seed`), each
+row's draws independent of its batch neighbours across buffer refills, and the particles of a chain (particle 0
+continues the chain's own stream)."""
+
+import hashlib
+
+import pytest
+import torch
+
+from benchmark.diffusion.noise import ParticleNoise, PerSampleNoise, derive_seed
+
+
+def test_derive_seed_is_a_stable_63_bit_hash_of_the_identity():
+    digest = hashlib.sha256("cell\x1f3\x1fNone".encode()).digest()
+    assert derive_seed("cell", 3, None) == int.from_bytes(digest[:8], "little") >> 1
+    assert 0 <= derive_seed("cell", 3) < 2 ** 63
+    assert derive_seed("cell", 3) != derive_seed("cell", 4) != derive_seed("cell3")
+
+
+def test_each_row_draws_its_own_stream_whatever_the_batch():
+    seeds = [derive_seed("noise-test", i) for i in range(4)]
+    batch = PerSampleNoise(seeds, (2, 3), chunk=3)
+    draws = torch.stack([batch.draw() for _ in range(5)])                            # [steps, B, 2, 3], 2 refills
+    assert draws.shape == (5, 4, 2, 3)
+    for i, s in enumerate(seeds):
+        alone = PerSampleNoise([s], (2, 3), chunk=3)
+        assert torch.equal(torch.stack([alone.draw() for _ in range(5)])[:, 0], draws[:, i])
+    assert not torch.equal(draws[:, 0], draws[:, 1])                                 # rows differ
+    again = PerSampleNoise.for_chains(("noise-test",), 4, (2, 3), chunk=3)
+    assert again.seeds == seeds and torch.equal(again.draw(), draws[0])
+
+
+def test_derived_streams_are_fresh_and_seeded():
+    noise = PerSampleNoise.for_chains(("c",), 3, (2,))
+    u = noise.derived("resample", shape=(1,))
+    assert u.seeds == [derive_seed(s, "resample") for s in noise.seeds] and u.draw().shape == (3, 1)
+    assert torch.equal(noise.derived("resample", shape=(1,)).draw(), PerSampleNoise.for_chains(("c",), 3, (2,)).derived(
+        "resample", shape=(1,)).draw())
+
+
+def test_particle_zero_continues_the_chain():
+    chain = PerSampleNoise.for_chains(("p",), 2, (3,))
+    twin = PerSampleNoise.for_chains(("p",), 2, (3,))
+    particles = chain.particles(3)
+    assert isinstance(particles, ParticleNoise)
+    x_T = chain.draw()                                                                # a chain's x_T: its first draw
+    assert torch.equal(x_T, twin.draw())
+    start = particles.start(x_T)
+    assert start.shape == (6, 3) and torch.equal(start[:2], x_T)
+    z = particles.draw()
+    assert torch.equal(z[:2], twin.draw())                                            # particle 0: the chain's stream
+    other = PerSampleNoise([derive_seed(s, "particle", 1) for s in chain.seeds], (3,))
+    assert torch.equal(start[2:4], other.draw()) and torch.equal(z[2:4], other.draw())
+    assert particles.seeds[:2] == [derive_seed(s, "particle", 0) for s in chain.seeds]
+    assert torch.equal(PerSampleNoise.for_chains(("p",), 2, (3,)).particles(1).start(x_T), x_T)
+    with pytest.raises(ValueError, match="particles per chain must be >= 1, got 0"):
+        chain.particles(0)
