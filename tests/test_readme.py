@@ -486,7 +486,8 @@ def test_the_layout_block_names_real_files():
 
 def test_every_repository_path_the_docs_name_exists():
     text = "\n".join((ROOT / doc).read_text(encoding="utf-8") for doc in DOCS)
-    paths = set(re.findall(r"(?<![\w/.-])((?:config|tests|benchmark|workflow|requirements|\.ci)/[\w./-]*\w)", text))
+    paths = set(re.findall(r"(?<![\w/.-])((?:config|tests|benchmark|workflow|requirements|\.ci)/[\w./-]*\w)(?![\w./<-])",
+                           text))                                    # not a pattern such as tests/<path>/test_<name>.py
     assert "tests/test_readme.py" in paths or any(p.startswith("tests/") for p in paths)
     missing = sorted(p for p in paths if not (ROOT / p).exists() and "*" not in p)
     assert not missing, f"the DOCS name paths that do not exist: {missing}"

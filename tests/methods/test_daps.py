@@ -1,6 +1,7 @@
-"""DAPS and RED-diff (benchmark/methods/daps.py, reddiff.py): costs, their limits on the linear-Gaussian problem
-(subspace task, `gaussian_inverse`, oracle denoiser, exact posterior N(mu, Sigma)), and runs on the digits inverse
-problems and on a tiny diffusers model.
+"""benchmark/methods/daps.py: DAPS's costs, step-size schedule and sigma_min rule, its limits on the linear-Gaussian
+problem (subspace task, `gaussian_inverse`, oracle denoiser, exact posterior N(mu, Sigma)), and runs on the digits
+inverse problems and on a tiny diffusers model; the counted costs, refused hyper-parameters and runs check
+RED-diff beside it (its own tests: tests/methods/test_reddiff.py, which uses `problem` and `run` from here).
 
 DAPS on gaussian_inverse is a linear-Gaussian chain: with the oracle, x0h = sqrt(ab_t) P x_t (P = A A^T), each
 Langevin step x <- G x + lr (x0h / r^2 + s H^T y / sigma_y^2) + sqrt(2 lr) z with G = I - lr Lam, Lam = I / r^2
@@ -34,7 +35,9 @@ from benchmark.diffusion import (
 )
 from benchmark.methods import Guide, make_method
 from benchmark.methods.base import declared_costs
+from benchmark.methods.daps import log_likelihood_fn
 from benchmark.objectives.gaussian_inverse import gaussian_w2, mean_and_cov
+from tests.images_fixture import write_digit_folder
 
 T = 200
 
@@ -111,15 +114,6 @@ def test_counted_costs_on_gaussian_inverse_equal_the_formula(problem, name, para
     assert got == tuple(n * c for c in declared_costs(make_method(name, **params), len(sampler.steps)))
 
 
-def test_reddiff_pinv_needs_an_operator(subspace):
-    objectives = {k: subspace.objective(k) for k in ("quadratic_off", "gaussian_inverse")}
-    assert make_method("reddiff").skip(objectives["quadratic_off"])[0]
-    assert "init='noise'" in make_method("reddiff").skip(objectives["quadratic_off"])[1]
-    assert not make_method("reddiff").skip(objectives["gaussian_inverse"])[0]
-    assert not make_method("reddiff", init="noise").skip(objectives["quadratic_off"])[0]
-    assert not make_method("daps").skip(objectives["quadratic_off"])[0]
-
-
 def test_bad_hyperparameters_are_refused():
     for name, params in [("daps", {"mcmc_steps": 0}), ("daps", {"ode_steps": 0}), ("daps", {"lr": 0.0}),
                          ("daps", {"lr_min_ratio": 0.0}), ("daps", {"sigma_min": -0.1}), ("reddiff", {"lam": -1.0}),
@@ -183,7 +177,6 @@ def test_daps_sigma_min_rule_by_hand(problem):
 def test_daps_likelihood_is_found_behind_the_counting_wrapper(digits_models):
     """guide.objective is a CountingObjective: L must still be log_likelihood (not the reward -||y - A x||, whose
     gradient has norm 1; the digits default run scored -3.88 against -4.16 unguided with it), counted once."""
-    from benchmark.methods.daps import log_likelihood_fn
     from benchmark.tasks import make_task
 
     obj = make_task("digits", models_dir=digits_models).objective("inpaint", {"sigma_y": 0.05})
@@ -192,13 +185,6 @@ def test_daps_likelihood_is_found_behind_the_counting_wrapper(digits_models):
     x = torch.zeros(2, 1, 8, 8)
     assert torch.allclose(L(x), obj.log_likelihood(x)) and not torch.allclose(obj(x), obj.log_likelihood(x))
     assert costs.objective_evals == 2
-
-
-def test_reddiff_starts_from_the_pseudo_inverse(problem):
-    """With a vanishing learning rate the output is its start, A^+ y (their `initialize`)."""
-    x, _, _ = run(problem, "reddiff", 5, 2, strength=1.0, lr=1e-12)
-    obj = problem[2]
-    assert torch.allclose(x, obj.A_pinv(obj.measurement(x)), atol=1e-6)
 
 
 # --- DAPS's limit on gaussian_inverse ----------------------------------------------------------------
@@ -281,24 +267,6 @@ def test_daps_at_200_steps_approaches_the_posterior(problem):
     assert cal["w2"] < w2_law + cal["w2_exact_n"]
 
 
-# --- RED-diff's limit ------------------------------------------------------------------------------
-
-def test_reddiff_is_a_point_estimate_near_the_posterior_mean(problem):
-    """RED-diff optimises one mu per chain from A^+ y; chains differ only by the noise of the stochastic gradient,
-    so the spread is a small fraction of the posterior's (var_ratio measured 0.005, 0.035, 0.068 at 20, 100, 200
-    steps, n = 1000), and the mean approaches the posterior mean (= the MAP) as the optimisation runs longer
-    (mean_error 1.46, 0.71, 0.33; the prior mean 0 is ||mu|| away)."""
-    obj = problem[2]
-    far = float(obj.posterior_mean.norm())
-    errors = []
-    for steps in (20, 100, 200):
-        x, _, _ = run(problem, "reddiff", steps, 1000, strength=1.0)
-        cal = obj.calibration(x)
-        assert cal["var_ratio"] < 0.1, (steps, cal)
-        errors.append(cal["mean_error"])
-    assert errors[0] > errors[1] > errors[2] and errors[2] < 0.45 < far
-
-
 # --- runs on the digits inverse problems and on a tiny diffusers model -----------------------------------
 
 def _residual(objective, x):
@@ -333,8 +301,6 @@ def test_daps_and_reddiff_on_a_tiny_diffusers_model(tmp_path):
     """The images task (a folder of 32 px digits) with a tiny randomly initialised diffusers UNet: finite samples
     of the images' shape that fit the inpainting measurement better than unguided samples."""
     diffusers = pytest.importorskip("diffusers")
-    from images_fixture import write_digit_folder
-
     from benchmark.denoisers.hf import load_diffusers
     from benchmark.tasks import make_task
 

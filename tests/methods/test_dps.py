@@ -15,6 +15,7 @@ from torch.nn import functional as F
 from benchmark.diffusion import (Costs, CountingDenoiser, CountingObjective, PerSampleNoise, Sampler, ddim_update,
                                  make_schedule, sample)
 from benchmark.methods import Guide, make_method
+from benchmark.methods.dps import DPS
 from benchmark.objectives import FeatureReward, GaussianInverse, Inpaint, Label, Linear, NegNorm, Objective, Quadratic
 from benchmark.objectives import SuperRes
 from benchmark.objectives.deblur import Deblur
@@ -203,6 +204,7 @@ def test_chungs_rule_costs_what_the_formula_declares(subspace, params, per_step)
     objective = CountingObjective(subspace.objective("gaussian_inverse"), costs)
     noise = PerSampleNoise.for_chains(("dps-costs",), 4, (64,))
     method = make_method("dps", 0.3, **params)
+    assert isinstance(method, DPS)
     sample(_sampler(subspace, 10, costs=costs), method, noise.draw(), noise, Guide(objective, augment=subspace.augment))
     counted = (costs.denoiser_forwards, costs.denoiser_vjps, costs.objective_evals, costs.objective_grads)
     assert counted == tuple(4 * c for c in method.costs_per_sample(10)) == tuple(40 * c for c in per_step)

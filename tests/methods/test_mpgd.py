@@ -1,4 +1,5 @@
-"""MPGD (He et al. 2024): one guided step pinned to the authors' step-size rule by independent arithmetic.
+"""benchmark/methods/mpgd.py: MPGD (He et al. 2024), one guided step pinned to the authors' step-size rule by
+independent arithmetic, and its cost (no backward pass through the denoiser).
 
 Hand-built inputs with closed forms (as tests/methods/test_published_steps.py): data N(0, Sigma) in d = 4 with
 its exact noise prediction e(x_t) = sqrt(1 - ab) M x_t, M = (ab Sigma + (1 - ab) I)^{-1}, so
@@ -16,6 +17,8 @@ import torch
 
 from benchmark.diffusion import Costs, CountingDenoiser, CountingObjective, PerSampleNoise, Sampler, make_schedule
 from benchmark.methods import Guide, make_method
+from benchmark.methods.mpgd import MPGD
+from tests.methods.test_freedom import _run
 
 D, B = 4, 8
 TOL = 1e-10
@@ -129,3 +132,12 @@ def test_bad_schedule_names_the_choices():
     message = r"schedule must be one of \['rms', 'constant', 'sqrt_ab_prev'\], got 'cosine'"
     with pytest.raises(ValueError, match=message):
         make_method("mpgd", 0.1, schedule="cosine")
+
+
+def test_mpgd_never_backpropagates_through_the_denoiser(subspace):
+    """A whole run with the oracle on quadratic_off (tests/methods/test_freedom.py's _run): no VJP, one
+    objective gradient per chain and step (the clean-space gradient grad r(x0h))."""
+    assert isinstance(make_method("mpgd", 0.1), MPGD)
+    _, costs, sampler = _run(subspace, "mpgd", 0.1, n=4)
+    assert costs.denoiser_vjps == 0
+    assert costs.objective_grads == 4 * len(sampler.steps)

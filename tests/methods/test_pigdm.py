@@ -1,5 +1,6 @@
-"""PiGDM, DDNM(+) and DiffPIR (benchmark/methods/pigdm.py, ddnm.py, diffpir.py): counted costs, the exact law
-of their linear updates on the linear-Gaussian problem with the oracle, their limits against the exact
+"""benchmark/methods/pigdm.py: PiGDM, and beside it DDNM(+) and DiffPIR (ddnm.py, diffpir.py; their one-step rules
+by hand: tests/methods/test_ddnm.py, tests/methods/test_diffpir.py): counted costs, the exact law of the three
+methods' linear updates on the linear-Gaussian problem with the oracle, their limits against the exact
 posterior, and runs on digits inpaint / superres and on a tiny diffusers model (inpaint, superres, deblur).
 
 The law. On `gaussian_inverse` (data N(0, P), P = A A^T, A [D, d] orthonormal columns; y = H x* + sigma_y n)
@@ -20,6 +21,7 @@ from benchmark.diffusion import (Costs, CountingDenoiser, CountingObjective, Per
                                  make_schedule, sample)
 from benchmark.methods import Guide, make_method
 from benchmark.methods.diffpir import SIGMA_FLOOR
+from benchmark.methods.pigdm import PiGDM
 from benchmark.objectives.gaussian_inverse import GaussianInverse, gaussian_w2, mean_and_cov
 from benchmark.tasks import make_task
 from benchmark.tasks.digits import MODEL_FILES
@@ -197,7 +199,9 @@ def test_strength_zero_is_the_unguided_chain(subspace):
     noise (DDNM with sigma_y = 0: test_noise_free_branches_on_digits_inpaint)."""
     sampler, objective, counted, _ = _setup(subspace, 10)
     ref = _draw(make_method("none"), sampler, counted, 4)
-    assert torch.equal(_draw(make_method("pigdm", 0.0), sampler, counted, 4), ref)
+    pigdm = make_method("pigdm", 0.0)
+    assert isinstance(pigdm, PiGDM) and pigdm.needs_operator
+    assert torch.equal(_draw(pigdm, sampler, counted, 4), ref)
     assert torch.allclose(_draw(make_method("diffpir", 0.0, zeta=0.0), sampler, counted, 4), ref, atol=1e-5)
 
 

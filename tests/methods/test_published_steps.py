@@ -9,7 +9,8 @@ Monte-Carlo smoothing log mean_i exp r(x0h + s eps_i) has the gradient theta for
 eta = 0 makes the DDIM update deterministic: x_{t-1} = sqrt(ab_prev) x0h' + sqrt(1 - ab_prev) e'.
 Each test states the paper's update and its reference; the methods run at their default settings
 (only the strength given), so a changed default shows here. DPS, MPGD and Shen's Polyak step are
-pinned in tests/methods/test_dps.py, tests/methods/test_mpgd.py and tests/methods/test_shen.py.
+pinned in tests/methods/test_dps.py, tests/methods/test_mpgd.py and tests/methods/test_shen.py; classifier guidance
+and Guo et al.'s G and G_loss on these inputs (`_Setup`) in tests/methods/test_cg.py, test_naive.py and test_gloss.py.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import pytest
 import torch
 
 from benchmark.diffusion import Costs, CountingDenoiser, CountingObjective, PerSampleNoise, Sampler, make_schedule
-from benchmark.methods import Guide, LinearTarget, make_method
+from benchmark.methods import Guide, make_method
 
 D, B = 4, 3
 TOL = 1e-10
@@ -118,43 +119,3 @@ def test_tfg_step_is_ye_et_al(s):
     delta_0 = mu_t * (s.c - s.x0h)
     want = s.ddim(s.x0h + delta_0, s.e) + delta_t / math.sqrt(a_t)
     assert torch.allclose(s.run("tfg", rho), want, atol=TOL, rtol=0)
-
-
-def test_cg_step_is_dhariwal_and_nichol(s):
-    """Classifier guidance (Dhariwal & Nichol 2021, Alg. 2): e' = e - s sqrt(1 - ab) grad_{x_t} log p(c | x_t, t),
-    x_{t-1} = DDIM(x0h(e'), e'); here log p(c | x, t) = -|x - c|^2 / 2, gradient c - x_t at x_t itself."""
-    scale = 1.5
-    e_prime = s.e - scale * math.sqrt(1 - s.ab) * (s.c - s.x_t)
-    want = s.ddim(s.x0_of(e_prime), e_prime)
-    got = s.run("cg", scale, noisy_log_prob=lambda x, t: -0.5 * ((x - s.c) ** 2).sum(-1))
-    assert torch.allclose(got, want, atol=TOL, rtol=0)
-
-
-def _target(s):
-    gen = torch.Generator().manual_seed(5)
-    g = torch.randn(B, D, generator=gen, dtype=torch.float64)
-    return LinearTarget(g, (g * s.x0h).sum(-1) + 0.7)
-
-
-def test_naive_step_is_guo_et_al(s):
-    """G (Guo et al. 2024, eq. 6): e' = e - sqrt(h) beta_t (y - g^T x0h) g, beta_t = alpha / (sigma^2 + h |g|^2),
-    sigma = 0.1; x_{t-1} = DDIM(x0h(e'), e')."""
-    target, sigma, alpha, h = _target(s), 0.1, math.sqrt(s.ab), 1 - s.ab
-    g, y = target.g, target.y
-    beta = alpha / (sigma ** 2 + h * (g * g).sum(-1))
-    e_prime = s.e - math.sqrt(h) * (beta * (y - (g * s.x0h).sum(-1)))[:, None] * g
-    want = s.ddim(s.x0_of(e_prime), e_prime)
-    assert torch.allclose(s.run("naive", 1.0, linear=target), want, atol=TOL, rtol=0)
-
-
-def test_gloss_step_is_guo_et_al(s):
-    """G_loss (Guo et al. 2024, Def. 1 / eq. 7): with u = grad_{x_t}(g^T x0h) = J^T g,
-    score' = score + 2 beta_t (y - g^T x0h) u, beta_t = (alpha^2 / 2) / (alpha^2 sigma^2 + h |u|^2);
-    in noise units (e = -sqrt(h) score) e' = e - sqrt(h) 2 beta_t (y - g^T x0h) u."""
-    target, sigma, alpha, h = _target(s), 0.1, math.sqrt(s.ab), 1 - s.ab
-    g, y = target.g, target.y
-    u = g @ s.J
-    beta = (alpha ** 2 / 2) / (alpha ** 2 * sigma ** 2 + h * (u * u).sum(-1))
-    e_prime = s.e - math.sqrt(h) * (2 * beta * (y - (g * s.x0h).sum(-1)))[:, None] * u
-    want = s.ddim(s.x0_of(e_prime), e_prime)
-    assert torch.allclose(s.run("gloss", 1.0, linear=target), want, atol=TOL, rtol=0)

@@ -1,4 +1,5 @@
-"""Shen et al. (2024)'s three options on the through-denoiser methods, and the bundled `shen`.
+"""benchmark/methods/shen.py: the bundled `shen`, and Shen et al. (2024)'s three options (the Polyak step, random
+augmentation, time travel; benchmark/methods/base.py) on the through-denoiser methods.
 
 With the oracle, x0h = alpha P x_t and a through-denoiser gradient is alpha P grad r(x0h), so the
 options can be checked against closed forms on one step.
@@ -12,6 +13,8 @@ import torch
 from benchmark.diffusion import Costs, CountingDenoiser, CountingObjective, PerSampleNoise, Sampler, make_schedule, sample
 from benchmark.diffusion.sampler import ddim_update
 from benchmark.methods import Guide, make_method
+from benchmark.methods.freedom import FreeDoM
+from benchmark.methods.shen import Shen
 from tests.methods.test_mpgd import B, TOL, GaussianStep
 
 
@@ -151,6 +154,9 @@ def test_shen_is_freedom_with_all_three(subspace):
         noise = PerSampleNoise.for_chains(("shen",), 4, (64,))
         guide = Guide(CountingObjective(subspace.objective("negnorm_random"), Costs()), augment=subspace.augment)
         return sample(sampler, make_method(name, 0.02, **params), noise.draw(), noise, guide)
+    shen = make_method("shen", 0.02)
+    assert isinstance(shen, Shen) and isinstance(shen, FreeDoM)
+    assert (shen.augment, shen.polyak, shen.polyak_rule, shen.recurrence) == (10, True, "published", 2)
     assert torch.equal(run("shen"), run("freedom", augment=10, polyak=True, recurrence=2))
 
 

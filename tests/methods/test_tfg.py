@@ -1,4 +1,5 @@
-"""TFG's special cases, step for step against the dedicated implementations (Ye et al. 2024, §3).
+"""benchmark/methods/tfg.py: TFG's special cases, step for step against the dedicated implementations (Ye et al.
+2024, §3), one step with smoothing and both guidances written out with the oracle, its schedules and settings.
 
 Each paper schedules its step size differently from TFG's a_t-schedule normalised to its mean, so
 each comparison substitutes the dedicated method's step for rho_t / mu_t (a subclass overriding
@@ -12,8 +13,10 @@ import pytest
 import torch
 
 from benchmark.diffusion import Costs, CountingDenoiser, CountingObjective, PerSampleNoise, Sampler, make_schedule, sample
+from benchmark.diffusion.sampler import ddim_update
 from benchmark.methods import Guide, make_method
 from benchmark.methods.tfg import TFG, schedule_value
+from tests.methods.test_lgd import _one_step, _smoothed_grad
 
 
 class MatchedTFG(TFG):
@@ -95,8 +98,8 @@ def test_tfg_as_ugd_without_backward_guidance(subspace, eta):
     """UGD with m = 0 (forward guidance + self-recurrence k) = (rho > 0, mu = 0, gamma = 0,
     N_recur = k, N_iter = 0) with rho_t = w sqrt(1 - ab_t) (sqrt(1 - ab_t) - sqrt(a_t) c_t):
     e^ = e - w sqrt(1 - ab_t) g_t moves x0h(e^) by w (1 - ab_t) / sqrt(ab_t) g_t and the e-term by
-    -c_t w sqrt(1 - ab_t) g_t. For m > 0 the two differ (ugd.py says how); test_ugd_one_step checks
-    backward guidance against Bansal et al.'s formulas instead."""
+    -c_t w sqrt(1 - ab_t) g_t. For m > 0 the two differ (ugd.py says how); tests/methods/test_ugd.py
+    checks backward guidance against Bansal et al.'s formulas instead."""
     def rho(s):
         return Z * math.sqrt(s.h) * (math.sqrt(s.h) - math.sqrt(s.a_t) * _ddim_e_coefficient(s))
     tfg = MatchedTFG(rho_fn=rho, strength=Z, mu=0.0, n_recur=2, n_iter=0)
@@ -104,31 +107,24 @@ def test_tfg_as_ugd_without_backward_guidance(subspace, eta):
     _close(_sample(subspace, tfg, eta=eta), _sample(subspace, ugd, eta=eta))
 
 
-def test_ugd_one_step_with_backward_guidance(subspace):
-    """One eta = 0 step from a given x_t against Bansal et al.'s Alg. 1 written out with the oracle
-    (x0h = alpha P x_t) and the quadratic's grad r(x) = -2 (theta^T x - 3) theta, m = 2 steps."""
-    sched = make_schedule("cosine", 200)
-    sampler = Sampler(CountingDenoiser(subspace.oracle(sched), Costs()), sched, steps=20, eta=0.0)
-    step = sampler.steps[8]
-    objective = subspace.objective("quadratic_off")
-    theta = objective.theta
-    grad_r = lambda x: -2 * (x @ theta - 3).unsqueeze(-1) * theta                  # noqa: E731
-    x_t = torch.randn(5, 64, generator=torch.Generator().manual_seed(4))
-    a, h = step.alpha, step.h
-    x0h = a * subspace.project(x_t)
-    e = (x_t - a * x0h) / math.sqrt(h)
-    g_t = a * subspace.project(grad_r(x0h))
-    e_hat = e - Z * math.sqrt(h) * g_t
-    x0_hat = (x_t - math.sqrt(h) * e_hat) / a
-    D = torch.zeros_like(x0_hat)
+def test_tfg_one_step_with_smoothing_and_both_guidances(subspace):
+    """TFG (rho, mu, gamma > 0, N_iter = 2): Delta_t = rho_t alpha P grad rt(x0h); Delta_0 <- Delta_0 +
+    mu_t grad rt(x0h + Delta_0) twice; x_{t-1} = DDIM(x0h + Delta_0, e) + Delta_t / sqrt(a_t), rt smoothed
+    at std = gamma sqrt(1 - ab_t) with the chains' next N_s draws, the same draws for every gradient."""
+    sampler, step, objective, x_t, x0h, e = _one_step(subspace)
+    seeds = list(range(5))
+    method = make_method("tfg", 0.3, mu=0.2, gamma=0.5, n_s=4, n_iter=2)
+    rho_t, mu_t = method.rho_t(step, sampler), method.mu_t(step, sampler)
+    stream = PerSampleNoise(seeds, (64,))
+    draws = [stream.draw() for _ in range(4)]
+    std = 0.5 * math.sqrt(step.h)
+    delta_t = rho_t * step.alpha * subspace.project(_smoothed_grad(objective, x0h, std, draws))
+    delta_0 = torch.zeros_like(x0h)
     for _ in range(2):
-        D = D + 0.05 * grad_r(x0_hat + D)
-    e_hat = e_hat - math.sqrt(step.ab_t / h) * D
-    x0_final = (x_t - math.sqrt(h) * e_hat) / a
-    want = math.sqrt(step.ab_prev) * x0_final + math.sqrt(1 - step.ab_prev) * e_hat
-    method = make_method("ugd", Z, backward_steps=2, backward_lr=0.05)
-    got = method.step(x_t, step, sampler, Guide(objective), PerSampleNoise(list(range(5)), (64,)))
-    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4)
+        delta_0 = delta_0 + mu_t * _smoothed_grad(objective, x0h + delta_0, std, draws)
+    want = ddim_update(x0h + delta_0, e, step, torch.zeros_like(x_t)) + delta_t / math.sqrt(step.a_t)
+    got = method.step(x_t, step, sampler, Guide(objective), PerSampleNoise(seeds, (64,)))
+    assert torch.allclose(got, want, atol=1e-4, rtol=1e-4), (got - want).abs().max()
 
 
 @pytest.mark.parametrize("kind", ["increase", "decrease", "constant"])
