@@ -1,5 +1,6 @@
 """Flow-matching models (benchmark/denoisers/flow.py) on a tiny randomly initialised UNet2DModel with a
-FlowMatchEulerDiscreteScheduler config, saved locally: never a download."""
+FlowMatchEulerDiscreteScheduler config, saved locally: never a download. The loaded model's tests run on the
+`device` fixture (`pytest --device cuda`) and compare on the CPU."""
 
 import math
 
@@ -14,6 +15,7 @@ from benchmark.denoisers.flow import (FlowEps, flow_alpha_bar, flow_schedule, fl
 from benchmark.diffusion import Costs, CountingDenoiser, PerSampleNoise, Sampler, derive_seed, sample  # noqa: E402
 from benchmark.diffusion.sampler import tweedie  # noqa: E402
 from benchmark.methods import make_method  # noqa: E402
+from tests.denoisers.test_hf import full_float32  # noqa: E402, F401 (autouse: no TF32 on cuda, see there)
 
 N = 1000
 SHIFT = 3.0       # SD3's shift: s = 3 u / (1 + 2 u)
@@ -49,8 +51,8 @@ def folder(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def loaded(folder):
-    return load_flow(str(folder))
+def loaded(folder, device):
+    return load_flow(str(folder), device)
 
 
 # --- the conversion ------------------------------------------------------------------------------------------
@@ -82,18 +84,18 @@ class LinearVelocity(torch.nn.Module):
         return (s - (1 - s) * self.c ** 2) * x / ((1 - s) ** 2 * self.c ** 2 + s ** 2)
 
 
-def test_flow_eps_of_a_linear_model_is_the_exact_vp_eps():
+def test_flow_eps_of_a_linear_model_is_the_exact_vp_eps(device):
     """FlowEps of the exact Gaussian velocity equals the exact VP eps-model of the same data on ab(s_t):
     E[eps | x_vp] = sqrt(1 - ab) x_vp / (ab c^2 + 1 - ab)."""
     c = 0.7
     sigmas = flow_sigmas(N, SHIFT)
     schedule = flow_schedule(sigmas)
-    model = FlowEps(LinearVelocity(c), sigmas, N).double()
+    model = FlowEps(LinearVelocity(c), sigmas, N).double().to(device)
     x = torch.randn(5, 2, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     t = torch.tensor([1, 10, 500, N - 1, N])
     ab = schedule.ab[t].view(-1, 1, 1)
-    exact = (1 - ab).sqrt() * x / (ab * c ** 2 + 1 - ab)
-    assert torch.allclose(model(x, t), exact, atol=1e-9, rtol=0)
+    exact = (1 - ab).sqrt() * x / (ab * c ** 2 + 1 - ab)                    # on the CPU
+    assert torch.allclose(model(x.to(device), t.to(device)).cpu(), exact, atol=1e-9, rtol=0)
 
 
 def test_sigma_grid_and_schedule():
@@ -127,16 +129,16 @@ def test_the_eps_loader_refuses_a_flow_model(folder):
         load_diffusers(str(folder))
 
 
-def test_loaded_model_calls_the_unet_at_timestep_s_times_n(folder, loaded):
+def test_loaded_model_calls_the_unet_at_timestep_s_times_n(folder, loaded, device):
     model, _, info = loaded
     assert info["shift"] == SHIFT and info["T"] == N and info["prediction_type"] == "flow_velocity"
-    x = torch.randn(3, *SHAPE, generator=torch.Generator().manual_seed(2))
-    t = torch.tensor([1, 400, N])
+    x = torch.randn(3, *SHAPE, generator=torch.Generator().manual_seed(2)).to(device)
+    t = torch.tensor([1, 400, N], device=device)
     s = model.sigmas[t].float().view(-1, 1, 1, 1)
     x_s = vp_scale(s) * x
     with torch.no_grad():
         v = model.model(x_s, s.flatten() * N).sample
-        assert torch.allclose(model(x, t), x_s + (1 - s) * v, atol=1e-6, rtol=0)
+        assert torch.allclose(model(x, t).cpu(), (x_s + (1 - s) * v).cpu(), atol=1e-6, rtol=0)
 
 
 # --- our DDIM(eta = 0) = diffusers' flow-match Euler loop --------------------------------------------------
@@ -144,11 +146,14 @@ def test_loaded_model_calls_the_unet_at_timestep_s_times_n(folder, loaded):
 def _ours(model, schedule, x_T, steps):
     B = x_T.shape[0]
     sampler = Sampler(CountingDenoiser(model, Costs()), schedule, steps=steps, eta=0.0)
-    noise = PerSampleNoise([derive_seed("flow-ddim", i) for i in range(B)], SHAPE)
+    noise = PerSampleNoise([derive_seed("flow-ddim", i) for i in range(B)], SHAPE, device=x_T.device)
     return sampler, sample(sampler, make_method("none"), x_T.clone(), noise)
 
 
 def _euler(folder, unet, x, sigmas=None, steps=None):
+    """diffusers' flow-match Euler loop from x on x's device; the scheduler's sigmas and timesteps stay on the CPU
+    (0-d tensors broadcast against device tensors), the UNet gets the timestep batch on x's device (UNet2DModel moves
+    only a 0-d timestep there itself)."""
     sched = diffusers.FlowMatchEulerDiscreteScheduler.from_pretrained(folder)
     if sigmas is None:
         sched.set_timesteps(steps)               # diffusers' own grid: from sigma = 1 (pure noise)
@@ -157,42 +162,43 @@ def _euler(folder, unet, x, sigmas=None, steps=None):
         sched.timesteps = torch.tensor(sigmas) * N
     with torch.no_grad():
         for t in sched.timesteps:
-            x = sched.step(unet(x, t.expand(x.shape[0])).sample, t, x).prev_sample
+            x = sched.step(unet(x, t.expand(x.shape[0]).to(x.device)).sample, t, x).prev_sample
     return x
 
 
-def test_ddim_eta0_is_the_flow_match_euler_loop(folder, loaded, record_property):
+def test_ddim_eta0_is_the_flow_match_euler_loop(folder, loaded, record_property, device):
     """Same sigmas, same start x_s = n(s_T) x_T: our sampler (DDIM eta = 0 on ab(s)) and diffusers'
     FlowMatchEulerDiscreteScheduler.step loop agree to float32 rounding (the module docstring's identity)."""
     model, schedule, _ = loaded
-    x_T = torch.randn(3, *SHAPE, generator=torch.Generator().manual_seed(7))
+    x_T = torch.randn(3, *SHAPE, generator=torch.Generator().manual_seed(7)).to(device)
     sampler, ours = _ours(model, schedule, x_T, 10)
     sigmas = [float(model.sigmas[st.t]) for st in sampler.steps]
     theirs = _euler(folder, model.model, x_T * vp_scale(sigmas[0]), sigmas=sigmas)
+    ours, theirs = ours.cpu(), theirs.cpu()
     diff, scale = (ours - theirs).abs().max().item(), theirs.abs().max().item()
     record_property("max_abs_diff", diff)
     print(f"\nflow: max |ours - diffusers flow-match Euler (same sigmas)| = {diff:.3g} (max |x_0| = {scale:.3g})")
     assert torch.isfinite(ours).all() and diff < EULER_TOL * max(1.0, scale)
 
 
-def test_against_diffusers_default_loop_in_the_limit(folder, loaded, record_property):
+def test_against_diffusers_default_loop_in_the_limit(folder, loaded, record_property, device):
     """diffusers' own set_timesteps(S) loop starts at sigma = 1 on another grid (its shifted linspace to
     sigma_min, then 0); ours starts at s_T = 0.99983 on t = T, T - T/S, ..., 0. Both are Euler schemes of the
     same probability-flow ODE, so their gap is a discretisation error that shrinks as S grows (measured
     0.076, 0.012, 0.0034 at S = 10, 50, 200: ~1/S)."""
     model, schedule, _ = loaded
-    x_T = torch.randn(3, *SHAPE, generator=torch.Generator().manual_seed(7))
+    x_T = torch.randn(3, *SHAPE, generator=torch.Generator().manual_seed(7)).to(device)
     gaps = {}
     for S in (10, 50):
         ours = _ours(model, schedule, x_T, S)[1]
-        gaps[S] = (ours - _euler(folder, model.model, x_T.clone(), steps=S)).abs().max().item()
+        gaps[S] = (ours.cpu() - _euler(folder, model.model, x_T.clone(), steps=S).cpu()).abs().max().item()
     record_property("gaps", gaps)
     print(f"\nflow: max |ours - diffusers default loop| by steps: {gaps}")
     assert gaps[50] < gaps[10] / 3 and gaps[50] < 0.03
 
 
 @pytest.mark.parametrize("name,strength,params", [("dps", 0.3, {}), ("bon", 0.0, {"n": 2})])
-def test_guidance_methods_run_on_the_velocity_field(loaded, name, strength, params):
+def test_guidance_methods_run_on_the_velocity_field(loaded, name, strength, params, device):
     """Methods that use eps (here DPS's VJP through the converted model, best-of-N) run unchanged, at their cost."""
     from benchmark.diffusion import CountingObjective
     from benchmark.methods import Guide
@@ -202,7 +208,7 @@ def test_guidance_methods_run_on_the_velocity_field(loaded, name, strength, para
     sampler = Sampler(CountingDenoiser(model, costs), schedule, steps=5, eta=1.0)
     objective = CountingObjective(lambda x: -(x - 0.5).square().flatten(1).sum(-1), costs)
     method = make_method(name, strength, **params)
-    noise = PerSampleNoise([derive_seed("flow-methods", i) for i in range(n)], SHAPE)
+    noise = PerSampleNoise([derive_seed("flow-methods", i) for i in range(n)], SHAPE, device=device)
     x = sample(sampler, method, noise.draw(), noise, Guide(objective))
     assert torch.isfinite(x).all()
     declared = tuple(c * n for c in method.costs_per_sample(5))

@@ -1,5 +1,6 @@
 """The diffusers adapter (benchmark/denoisers/hf.py) on tiny randomly initialised UNet2DModels saved
-locally with save_pretrained: never a download."""
+locally with save_pretrained: never a download. The loading, conversion, DDIM-equivalence and every-method tests
+run on the `device` fixture (`pytest --device cuda`) and compare on the CPU."""
 
 import math
 import socket
@@ -60,6 +61,18 @@ def one_thread():
     torch.set_num_threads(before)
 
 
+@pytest.fixture(scope="module", autouse=True)
+def full_float32():
+    """Float32 convolutions and matmuls in full float32 on cuda (a no-op on the CPU). cuDNN's default TF32 rounds
+    a convolution's inputs to 10 mantissa bits (~5e-4 relative): two loops whose inputs differ by float32 rounding
+    could then differ by far more than the float32-rounding tolerances here (DDIM_TOL; test_flow.py's and
+    test_latent.py's, which use this fixture too), so they hold on cuda as on the CPU. Restored after the module."""
+    before = torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = False
+    yield
+    torch.backends.cudnn.allow_tf32, torch.backends.cuda.matmul.allow_tf32 = before
+
+
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     """{prediction type: pipeline folder} plus a flat folder of the same epsilon network."""
@@ -71,13 +84,14 @@ def folders(tmp_path_factory):
 
 # --- schedule, timestep mapping, layouts -------------------------------------------------------
 
-def test_both_layouts_load_the_same_model(folders):
+def test_both_layouts_load_the_same_model(folders, device):
     scheduler = diffusers.DDPMScheduler.from_pretrained(folders["epsilon"] / "scheduler")
-    x = torch.randn(3, *SHAPE, generator=torch.Generator().manual_seed(0))
-    t = torch.tensor([1, 500, T])
+    x = torch.randn(3, *SHAPE, generator=torch.Generator().manual_seed(0)).to(device)
+    t = torch.tensor([1, 500, T], device=device)
     outs = []
     for key, layout in (("epsilon", "pipeline"), ("flat", "flat")):
-        model, schedule, info = load_diffusers(str(folders[key]))
+        model, schedule, info = load_diffusers(str(folders[key]), device)
+        assert {v.device for v in (*model.parameters(), *model.buffers())} == {x.device}   # ab included
         assert info["layout"] == layout and info["prediction_type"] == "epsilon"
         assert (info["sample_size"], info["in_channels"], info["T"]) == (SHAPE[1], SHAPE[0], T)
         assert info["safetensors"] and info["weights"] == "diffusion_pytorch_model.safetensors"
@@ -145,16 +159,17 @@ def test_model_id_resolves_in_the_local_cache(folders, tmp_path, monkeypatch):
 
 # --- prediction types --------------------------------------------------------------------------
 
-def test_prediction_to_eps_formulas():
+def test_prediction_to_eps_formulas(device):
+    """Each prediction type converted back to eps (float64, on `device`: a float ab becomes a tensor there)."""
     g = torch.Generator().manual_seed(0)
     x0, eps = torch.randn(2, 4, 3, 3, generator=g, dtype=torch.float64), torch.randn(2, 4, 3, 3, generator=g,
                                                                                     dtype=torch.float64)
     for ab in (0.9999, 0.5, 4e-5):
-        x_t = math.sqrt(ab) * x0 + math.sqrt(1 - ab) * eps
+        x_t = (math.sqrt(ab) * x0 + math.sqrt(1 - ab) * eps).to(device)
         v = math.sqrt(ab) * eps - math.sqrt(1 - ab) * x0
-        assert torch.equal(prediction_to_eps(eps, x_t, ab, "epsilon"), eps)
-        assert torch.allclose(prediction_to_eps(v, x_t, ab, "v_prediction"), eps, atol=1e-12, rtol=0)
-        assert torch.allclose(prediction_to_eps(x0, x_t, ab, "sample"), eps, atol=1e-9, rtol=0)
+        assert torch.equal(prediction_to_eps(eps.to(device), x_t, ab, "epsilon").cpu(), eps)
+        assert torch.allclose(prediction_to_eps(v.to(device), x_t, ab, "v_prediction").cpu(), eps, atol=1e-12, rtol=0)
+        assert torch.allclose(prediction_to_eps(x0.to(device), x_t, ab, "sample").cpu(), eps, atol=1e-9, rtol=0)
     with pytest.raises(ValueError, match="unknown prediction_type"):
         prediction_to_eps(eps, eps, 0.5, "score")
 
@@ -183,36 +198,39 @@ class _Reparametrised(torch.nn.Module):
         return _Output(ab.sqrt() * eps - (1 - ab).sqrt() * x0 if self.prediction_type == "v_prediction" else x0)
 
 
-def test_v_and_sample_models_give_the_epsilon_models_eps(folders):
+def test_v_and_sample_models_give_the_epsilon_models_eps(folders, device):
     """Wrapped v_prediction / sample versions of the same network give its eps exactly (float64)."""
-    model, schedule, _ = load_diffusers(str(folders["epsilon"]))
+    model, schedule, _ = load_diffusers(str(folders["epsilon"]), device)
     model = model.double()
-    x = torch.randn(4, *SHAPE, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
-    t = torch.tensor([1, 10, 400, T])
+    x = torch.randn(4, *SHAPE, generator=torch.Generator().manual_seed(1), dtype=torch.float64).to(device)
+    t = torch.tensor([1, 10, 400, T], device=device)
     with torch.no_grad():
-        e = model(x, t)
+        e = model(x, t).cpu()
         for p in ("v_prediction", "sample"):
-            wrapped = DiffusersEps(_Reparametrised(model.unet, schedule.ab[1:], p), schedule, p).double()
-            assert torch.allclose(wrapped(x, t), e, atol=1e-9, rtol=0), p
+            wrapped = DiffusersEps(_Reparametrised(model.unet, schedule.ab[1:], p), schedule, p).double().to(device)
+            assert torch.allclose(wrapped(x, t).cpu(), e, atol=1e-9, rtol=0), p
 
 
 # --- our DDIM = diffusers' DDIM ----------------------------------------------------------------
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction", "sample"])
-def test_ddim_eta0_matches_diffusers(folders, prediction_type, record_property):
+def test_ddim_eta0_matches_diffusers(folders, prediction_type, record_property, device):
     """Unguided DDIM(eta = 0) through our Sampler + method 'none' equals diffusers' DDIMScheduler loop.
 
     Our grid for S steps is T, T - T/S, ..., T/S, 0 (timestep_grid). diffusers' DDIMScheduler with
     timestep_spacing="trailing" visits timesteps T-1, T-1-T/S, ..., T/S-1 (= our t - 1 for each t of
     the grid but the last), steps each to timestep - T // S, and with set_alpha_to_one=True the last
     step (to timestep -1) uses alpha-bar 1 = our ab[0]. clip_sample=False: our sampler never clips x0h.
+    Both loops run on `device` from one x_T (drawn on the CPU); diffusers' scheduler keeps alphas_cumprod and its
+    timesteps on the CPU, 0-d tensors that broadcast against device tensors (UNet2DModel moves a 0-d timestep to
+    the sample's device itself).
     """
-    model, schedule, _ = load_diffusers(str(folders[prediction_type]))
+    model, schedule, _ = load_diffusers(str(folders[prediction_type]), device)
     B = 3
-    x_T = torch.randn(B, *SHAPE, generator=torch.Generator().manual_seed(7))
+    x_T = torch.randn(B, *SHAPE, generator=torch.Generator().manual_seed(7)).to(device)
 
     sampler = Sampler(CountingDenoiser(model, Costs()), schedule, steps=STEPS, eta=0.0)
-    noise = PerSampleNoise([derive_seed("hf-ddim", i) for i in range(B)], SHAPE)
+    noise = PerSampleNoise([derive_seed("hf-ddim", i) for i in range(B)], SHAPE, device=device)
     ours = sample(sampler, make_method("none"), x_T.clone(), noise)
 
     ddim = diffusers.DDIMScheduler.from_pretrained(folders[prediction_type] / "scheduler", timestep_spacing="trailing",
@@ -224,6 +242,7 @@ def test_ddim_eta0_matches_diffusers(folders, prediction_type, record_property):
         for t in ddim.timesteps:
             x = ddim.step(model.unet(x, t).sample, t, x, eta=0.0).prev_sample
 
+    ours, x = ours.cpu(), x.cpu()
     diff = (ours - x).abs().max().item()
     scale = x.abs().max().item()
     record_property("max_abs_diff", diff)
@@ -249,10 +268,10 @@ def _jitter(x, z):
 
 
 @pytest.fixture(scope="module")
-def v_model(folders):
-    """The v_prediction tiny model: random weights still give a well-conditioned x0h near t = T
+def v_model(folders, device):
+    """The v_prediction tiny model on `device`: random weights still give a well-conditioned x0h near t = T
     (x0h ~ -v there), as with the suite's own v-prediction networks."""
-    return load_diffusers(str(folders["v_prediction"]))[:2]
+    return load_diffusers(str(folders["v_prediction"]), device)[:2]
 
 
 def test_every_method_is_covered():
@@ -265,17 +284,17 @@ REWARD = [i for i, s in enumerate(SETTINGS) if not make_method(s[0], s[1], **s[2
 
 
 @pytest.mark.parametrize("setting", [SETTINGS[i] for i in REWARD], ids=[IDS[i] for i in REWARD])
-def test_every_method_runs_on_a_diffusers_model(v_model, setting):
+def test_every_method_runs_on_a_diffusers_model(v_model, setting, device):
     name, strength, params, cost = setting
     model, schedule = v_model
     n = 3
     costs = Costs()
     sampler = Sampler(CountingDenoiser(model, costs), schedule, steps=STEPS, eta=1.0)
-    target = torch.full((1, *SHAPE), 0.5)
+    target = torch.full((1, *SHAPE), 0.5, device=device)
     objective = CountingObjective(NegSqDistance(target), costs)
     method = make_method(name, strength, **params)
-    noise = PerSampleNoise([derive_seed("hf-methods", i) for i in range(n)], SHAPE)
-    z_prev = PerSampleNoise([1000 + i for i in range(n)], SHAPE).draw() * 0.5
+    noise = PerSampleNoise([derive_seed("hf-methods", i) for i in range(n)], SHAPE, device=device)
+    z_prev = PerSampleNoise([1000 + i for i in range(n)], SHAPE, device=device).draw() * 0.5
     linear = linearise(objective, z_prev, method.strength, "per_sample") if method.uses_linear_target else None
     before = costs.snapshot()
     x = sample(sampler, method, noise.draw(), noise,

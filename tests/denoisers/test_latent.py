@@ -1,7 +1,8 @@
 """Latent diffusion (benchmark/denoisers/latent.py, benchmark/tasks/latent.py) on a tiny randomly initialised
 Stable-Diffusion-style pipeline folder (AutoencoderKL + UNet2DConditionModel + scheduler, model_index.json)
 saved locally, with the shipped example prompts and random stand-in embeddings: never a download, no
-transformers needed."""
+transformers needed. The model tests and the cell run on the `device` fixture (`pytest --device cuda`) and compare
+on the CPU."""
 
 import json
 import math
@@ -20,6 +21,7 @@ from benchmark.diffusion import (Costs, CountingDenoiser, CountingObjective, Per
                                  derive_seed, sample, timestep_grid)
 from benchmark.methods import Guide, make_method  # noqa: E402
 from benchmark.tasks import make_task  # noqa: E402
+from tests.denoisers.test_hf import full_float32  # noqa: E402, F401 (autouse: no TF32 on cuda, see there)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 PROMPTS, EMBEDS = FIXTURES / "latent_prompts.txt", FIXTURES / "latent_prompt_embeds.safetensors"
@@ -68,9 +70,15 @@ def pipe(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def unet_and_schedule(pipe):
-    unet, schedule, prediction_type, _ = load_latent_unet(str(pipe))
+def unet_and_schedule(pipe, device):
+    unet, schedule, prediction_type, _ = load_latent_unet(str(pipe), device)
     return unet, schedule, prediction_type
+
+
+def _embeds(device):
+    """The shipped (prompt_embeds [3, L, D], negative_prompt_embeds [1, L, D]) on `device`."""
+    cond, neg = load_prompt_embeds(EMBEDS, 3)
+    return cond.to(device), neg.to(device)
 
 
 # --- prompts and embeddings ----------------------------------------------------------------------------------
@@ -103,25 +111,28 @@ def test_text_encoder_needs_transformers_or_names_what_is_missing(pipe):
 
 # --- classifier-free guidance and its cost --------------------------------------------------------------------
 
-def test_cfg_formula_and_counting(unet_and_schedule):
+def test_cfg_formula_and_counting(unet_and_schedule, device):
+    """Classifier-free guidance as the pipeline combines it, prompt selection and the 2 UNet evaluations per counted
+    forward. On `device`: t is made there (a UNet2DConditionModel moves only a 0-d timestep to the sample's device),
+    and each LatentEps is moved with .to(device) as the loader does (its ab, cond and uncond are buffers)."""
     unet, schedule, prediction_type = unet_and_schedule
-    cond, neg = load_prompt_embeds(EMBEDS, 3)
-    z = torch.randn(2, *LATENT, generator=torch.Generator().manual_seed(0))
-    t = torch.tensor([T, 37])
+    cond, neg = _embeds(device)
+    z = torch.randn(2, *LATENT, generator=torch.Generator().manual_seed(0)).to(device)
+    t = torch.tensor([T, 37], device=device)
     with torch.no_grad():
-        e_c = unet(z, t - 1, encoder_hidden_states=cond[[1, 1]]).sample
-        e_u = unet(z, t - 1, encoder_hidden_states=neg[[0, 0]]).sample
-        guided = LatentEps(unet, schedule, prediction_type, cond, neg, cfg=CFG, prompt=1)
-        assert torch.allclose(guided(z, t), e_u + CFG * (e_c - e_u), atol=1e-5, rtol=0)
-        plain = LatentEps(unet, schedule, prediction_type, cond, neg, cfg=1.0, prompt=1)
-        assert torch.allclose(plain(z, t), e_c, atol=1e-6, rtol=0)
+        e_c = unet(z, t - 1, encoder_hidden_states=cond[[1, 1]]).sample.cpu()
+        e_u = unet(z, t - 1, encoder_hidden_states=neg[[0, 0]]).sample.cpu()
+        guided = LatentEps(unet, schedule, prediction_type, cond, neg, cfg=CFG, prompt=1).to(device)
+        assert torch.allclose(guided(z, t).cpu(), e_u + CFG * (e_c - e_u), atol=1e-5, rtol=0)
+        plain = LatentEps(unet, schedule, prediction_type, cond, neg, cfg=1.0, prompt=1).to(device)
+        assert torch.allclose(plain(z, t).cpu(), e_c, atol=1e-6, rtol=0)
         # prompt "all": row j is chain j mod chains, chain i takes prompt i mod P
-        per_chain = LatentEps(unet, schedule, prediction_type, cond, neg, cfg=1.0, prompt="all", chains=2)
+        per_chain = LatentEps(unet, schedule, prediction_type, cond, neg, cfg=1.0, prompt="all", chains=2).to(device)
         zz = torch.cat([z, z])
-        e = per_chain(zz, torch.cat([t, t]))
+        e = per_chain(zz, torch.cat([t, t])).cpu()
         for j in range(4):
             want = unet(zz[j:j + 1], t[j % 2:j % 2 + 1] - 1, encoder_hidden_states=cond[j % 2:j % 2 + 1]).sample
-            assert torch.allclose(e[j:j + 1], want, atol=1e-6, rtol=0)
+            assert torch.allclose(e[j:j + 1], want.cpu(), atol=1e-6, rtol=0)
     with pytest.raises(ValueError, match="negative_prompt_embeds"):
         LatentEps(unet, schedule, prediction_type, cond, None, cfg=CFG)
     # the counting wrapper sees one forward per row; the UNet ran twice per row (and twice per VJP)
@@ -139,7 +150,8 @@ def test_cfg_formula_and_counting(unet_and_schedule):
 def _pipeline_loop(unet, vae, scheduler_dir, latents, cond, neg, w, steps):
     """StableDiffusionPipeline.__call__'s denoising loop and decode (diffusers 0.42,
     pipelines/stable_diffusion/pipeline_stable_diffusion.py, '# 7. Denoising loop'), with a DDIMScheduler
-    (trailing spacing, set_alpha_to_one: our grid) and eta = 0; prompt_embeds = cat([negative, prompt])."""
+    (trailing spacing, set_alpha_to_one: our grid) and eta = 0; prompt_embeds = cat([negative, prompt]). On the
+    latents' device; the scheduler's timesteps stay on the CPU (0-d: the UNet moves them, the step broadcasts)."""
     ddim = diffusers.DDIMScheduler.from_pretrained(scheduler_dir, timestep_spacing="trailing", set_alpha_to_one=True,
                                                    clip_sample=False, thresholding=False)
     ddim.set_timesteps(steps)
@@ -158,22 +170,23 @@ def _pipeline_loop(unet, vae, scheduler_dir, latents, cond, neg, w, steps):
 
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
-def test_ddim_eta0_matches_the_stable_diffusion_loop(pipe, tmp_path, prediction_type, record_property):
+def test_ddim_eta0_matches_the_stable_diffusion_loop(pipe, tmp_path, prediction_type, record_property, device):
     folder = pipe if prediction_type == "epsilon" else save_tiny_pipeline(tmp_path / "sd-v", prediction_type)
-    unet, schedule, ptype, _ = load_latent_unet(str(folder))
+    unet, schedule, ptype, _ = load_latent_unet(str(folder), device)
     assert ptype == prediction_type
-    decoder, _ = load_vae(str(folder))
-    cond, neg = load_prompt_embeds(EMBEDS, 3)
+    decoder, _ = load_vae(str(folder), device)
+    cond, neg = _embeds(device)
     B = 2
-    z_T = torch.randn(B, *LATENT, generator=torch.Generator().manual_seed(7))
-    model = LatentEps(unet, schedule, ptype, cond, neg, cfg=CFG, prompt=2)
+    z_T = torch.randn(B, *LATENT, generator=torch.Generator().manual_seed(7)).to(device)
+    model = LatentEps(unet, schedule, ptype, cond, neg, cfg=CFG, prompt=2).to(device)
     sampler = Sampler(CountingDenoiser(model, Costs()), schedule, steps=STEPS, eta=0.0)
-    noise = PerSampleNoise([derive_seed("sd-ddim", i) for i in range(B)], LATENT)
+    noise = PerSampleNoise([derive_seed("sd-ddim", i) for i in range(B)], LATENT, device=device)
     ours = sample(sampler, make_method("none"), z_T.clone(), noise)
     with torch.no_grad():
         ours_image = decoder(ours)
     theirs, image = _pipeline_loop(unet, decoder.vae, folder / "scheduler", z_T.clone(), cond[[2, 2]],
                                    neg[[0, 0]], CFG, STEPS)
+    ours, ours_image, theirs, image = ours.cpu(), ours_image.cpu(), theirs.cpu(), image.cpu()
     diff, scale = (ours - theirs).abs().max().item(), theirs.abs().max().item()
     diff_image = (ours_image - image).abs().max().item()
     record_property("max_abs_diff", diff)
@@ -182,23 +195,24 @@ def test_ddim_eta0_matches_the_stable_diffusion_loop(pipe, tmp_path, prediction_
     assert torch.isfinite(ours).all() and diff < TOL * max(1.0, scale) and diff_image < TOL * max(1.0, scale)
 
 
-def test_against_the_real_pipeline_when_transformers_is_installed(pipe):
-    """StableDiffusionPipeline itself (it imports transformers) with prompt_embeds: skipped without it."""
+def test_against_the_real_pipeline_when_transformers_is_installed(pipe, device):
+    """StableDiffusionPipeline itself (it imports transformers) with prompt_embeds: skipped without it. On `device`
+    (the pipeline runs where its UNet is)."""
     pytest.importorskip("transformers")
-    unet, schedule, ptype, _ = load_latent_unet(str(pipe))
-    decoder, _ = load_vae(str(pipe))
+    unet, schedule, ptype, _ = load_latent_unet(str(pipe), device)
+    decoder, _ = load_vae(str(pipe), device)
     ddim = diffusers.DDIMScheduler.from_pretrained(pipe / "scheduler", timestep_spacing="trailing",
                                                    set_alpha_to_one=True, clip_sample=False)
     sd = diffusers.StableDiffusionPipeline(vae=decoder.vae, text_encoder=None, tokenizer=None, unet=unet,
                                            scheduler=ddim, safety_checker=None, feature_extractor=None,
                                            requires_safety_checker=False)
-    cond, neg = load_prompt_embeds(EMBEDS, 3)
-    z_T = torch.randn(1, *LATENT, generator=torch.Generator().manual_seed(7))
+    cond, neg = _embeds(device)
+    z_T = torch.randn(1, *LATENT, generator=torch.Generator().manual_seed(7)).to(device)
     theirs = sd(prompt_embeds=cond[:1], negative_prompt_embeds=neg, guidance_scale=CFG, num_inference_steps=STEPS,
-                latents=z_T.clone(), eta=0.0, output_type="latent").images
-    model = LatentEps(unet, schedule, ptype, cond, neg, cfg=CFG, prompt=0)
+                latents=z_T.clone(), eta=0.0, output_type="latent").images.cpu()
+    model = LatentEps(unet, schedule, ptype, cond, neg, cfg=CFG, prompt=0).to(device)
     sampler = Sampler(CountingDenoiser(model, Costs()), schedule, steps=STEPS, eta=0.0)
-    ours = sample(sampler, make_method("none"), z_T.clone(), PerSampleNoise([1], LATENT))
+    ours = sample(sampler, make_method("none"), z_T.clone(), PerSampleNoise([1], LATENT, device=device)).cpu()
     assert (ours - theirs).abs().max().item() < TOL * max(1.0, theirs.abs().max().item())
 
 
@@ -228,19 +242,19 @@ def _spec(pipe, samples):
 
 @pytest.mark.parametrize("name,strength,params",
                          [("dps", 0.3, {}), ("bon", 0.0, {"n": 2}), ("smc", 1.0, {"particles": 2})])
-def test_methods_on_decoded_rewards_count_the_decode(pipe, name, strength, params):
+def test_methods_on_decoded_rewards_count_the_decode(pipe, name, strength, params, device):
     """dps, bon, smc at the declared cost: every objective evaluation / gradient is a decode (+ VJP) + reward."""
     n = 2
     task = _task(pipe, prompt=0 if name == "dps" else "all", cfg=CFG)     # "all": chain i takes prompt i mod 3
-    objective = task.objective("reward", {"fn": "images_fixture:brightness"}).for_chains(n)
-    loaded = DENOISERS["diffusers_latent"].load(_spec(pipe, n), task, "cpu")
+    objective = task.objective("reward", {"fn": "images_fixture:brightness"}).for_chains(n).to(device)   # as a cell
+    loaded = DENOISERS["diffusers_latent"].load(_spec(pipe, n), task, device)
     assert loaded.networks["denoiser"]["unet_evals_per_forward"] == 2
     decodes = []
     objective.decoder.register_forward_hook(lambda m, i, o: decodes.append(i[0].shape[0]))
     costs = Costs()
     sampler = Sampler(CountingDenoiser(loaded.model, costs), loaded.schedule, steps=4, eta=1.0)
     method = make_method(name, strength, **params)
-    noise = PerSampleNoise([derive_seed("latent-methods", i) for i in range(n)], LATENT)
+    noise = PerSampleNoise([derive_seed("latent-methods", i) for i in range(n)], LATENT, device=device)
     z = sample(sampler, method, noise.draw(), noise, Guide(CountingObjective(objective, costs)))
     assert z.shape == (n, *LATENT) and torch.isfinite(z).all()
     declared = tuple(c * n for c in method.costs_per_sample(4))
@@ -251,19 +265,19 @@ def test_methods_on_decoded_rewards_count_the_decode(pipe, name, strength, param
     assert math.isfinite(float(metrics["diversity"]))
 
 
-def test_reward_gradient_flows_through_the_decoder(pipe):
+def test_reward_gradient_flows_through_the_decoder(pipe, device):
     task = _task(pipe)
-    objective = task.objective("reward", {"fn": "images_fixture:brightness"})
-    z = torch.randn(2, *LATENT, generator=torch.Generator().manual_seed(3), requires_grad=True)
+    objective = task.objective("reward", {"fn": "images_fixture:brightness"}).to(device)
+    z = torch.randn(2, *LATENT, generator=torch.Generator().manual_seed(3)).to(device).requires_grad_(True)
     r = objective(z)
     (g,) = torch.autograd.grad(r.sum(), z)
-    dec = task.decoder()[0]
+    dec = task.decoder()[0]                                         # the objective's: on `device` with it
     with torch.no_grad():
-        assert torch.allclose(r, dec(z).flatten(1).mean(-1), atol=1e-6, rtol=0)
+        assert torch.allclose(r.cpu(), dec(z).flatten(1).mean(-1).cpu(), atol=1e-6, rtol=0)
     assert g.abs().sum() > 0 and objective.params() == {"fn": "images_fixture:brightness"}   # VAE: the networks' record
 
 
-def test_one_cell_end_to_end(pipe):
+def test_one_cell_end_to_end(pipe, device):
     """A `latent` cell through the suite's own cell runner: spec -> loader -> sampler -> rows."""
     from benchmark.cell import run_cell
     from benchmark.spec import CellSpec, Denoiser, Rounds, Sampling
@@ -274,7 +288,7 @@ def test_one_cell_end_to_end(pipe):
                     objective_params={"fn": "images_fixture:brightness"},
                     denoiser=Denoiser(name="sd_tiny", loader="diffusers_latent", source=str(pipe)),
                     sampling=Sampling(steps=4), rounds=Rounds(rounds=1, samples=2))
-    rows = run_cell(spec, "cpu")
+    rows = run_cell(spec, device)
     last = rows[-1]
     assert last["status"] == "ok" and last["cost_objective_evals"] == 8 and last["cost_denoiser_forwards"] == 8
     info = json.loads(last["checkpoint_info"])

@@ -55,3 +55,31 @@ def test_particle_zero_continues_the_chain():
     assert torch.equal(PerSampleNoise.for_chains(("p",), 2, (3,)).particles(1).start(x_T), x_T)
     with pytest.raises(ValueError, match="particles per chain must be >= 1, got 0"):
         chain.particles(0)
+
+
+def test_particle_streams():
+    seeds, shape = [11, 12, 13], (5,)
+    own = PerSampleNoise(seeds, shape)
+    one = PerSampleNoise(seeds, shape).particles(1)
+    assert all(torch.equal(one.draw(), own.draw()) for _ in range(3))          # one particle is the chain
+
+    chain, K = PerSampleNoise(seeds, shape), 3
+    parts = chain.particles(K)
+    x_T = chain.draw()
+    x = parts.start(x_T)
+    z = parts.draw()
+    assert x.shape == z.shape == (K * 3, 5) and torch.equal(x[:3], x_T)
+    mirror = PerSampleNoise(seeds, shape)
+    mirror.draw()
+    assert torch.equal(z[:3], mirror.draw())                                   # particle 0 continues the chain
+    for j in range(1, K):
+        stream = PerSampleNoise([derive_seed(s, "particle", j) for s in seeds], shape)
+        assert torch.equal(x[3 * j:3 * j + 3], stream.draw()) and torch.equal(z[3 * j:3 * j + 3], stream.draw())
+
+    alone = PerSampleNoise([12], shape).particles(K)                           # chain 1 on its own
+    alone.chain.draw()
+    assert torch.equal(alone.start(x_T[1:2]), x[1::3]) and torch.equal(alone.draw(), z[1::3])
+
+    nested = PerSampleNoise(seeds, shape).particles(2).particles(2)
+    assert len(set(nested.seeds)) == len(nested.seeds) == 12
+    assert not set(nested.seeds) & set(PerSampleNoise(seeds, shape).particles(4).seeds)

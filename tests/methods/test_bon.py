@@ -22,7 +22,7 @@ import pytest
 import torch
 
 from benchmark.denoisers import SubspaceOracle
-from benchmark.diffusion import (Costs, CountingDenoiser, CountingObjective, PerSampleNoise, Sampler, derive_seed,
+from benchmark.diffusion import (Costs, CountingDenoiser, CountingObjective, PerSampleNoise, Sampler,
                                  make_schedule, sample)
 from benchmark.methods import Guide, LinearTarget, make_method
 from benchmark.methods.bon import BestOfN
@@ -58,34 +58,6 @@ def _expected_best(v0: float, N: int) -> float:
 
 
 # ---- particle streams ---------------------------------------------------------------------------------------
-
-def test_particle_streams():
-    seeds, shape = [11, 12, 13], (5,)
-    own = PerSampleNoise(seeds, shape)
-    one = PerSampleNoise(seeds, shape).particles(1)
-    assert all(torch.equal(one.draw(), own.draw()) for _ in range(3))          # one particle is the chain
-
-    chain, K = PerSampleNoise(seeds, shape), 3
-    parts = chain.particles(K)
-    x_T = chain.draw()
-    x = parts.start(x_T)
-    z = parts.draw()
-    assert x.shape == z.shape == (K * 3, 5) and torch.equal(x[:3], x_T)
-    mirror = PerSampleNoise(seeds, shape)
-    mirror.draw()
-    assert torch.equal(z[:3], mirror.draw())                                   # particle 0 continues the chain
-    for j in range(1, K):
-        stream = PerSampleNoise([derive_seed(s, "particle", j) for s in seeds], shape)
-        assert torch.equal(x[3 * j:3 * j + 3], stream.draw()) and torch.equal(z[3 * j:3 * j + 3], stream.draw())
-
-    alone = PerSampleNoise([12], shape).particles(K)                           # chain 1 on its own
-    alone.chain.draw()
-    assert torch.equal(alone.start(x_T[1:2]), x[1::3]) and torch.equal(alone.draw(), z[1::3])
-
-    nested = PerSampleNoise(seeds, shape).particles(2).particles(2)
-    assert len(set(nested.seeds)) == len(nested.seeds) == 12
-    assert not set(nested.seeds) & set(PerSampleNoise(seeds, shape).particles(4).seeds)
-
 
 # ---- one draw is the proposal -------------------------------------------------------------------------------
 

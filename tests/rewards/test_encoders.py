@@ -3,7 +3,8 @@ stand-ins (tests/reward_fixture.py) the tests load, the protocol the built-ins f
 their files' sha256, differentiable, batch-independent, grey images as RGB), a CLIP folder without transformers,
 errors naming what is missing, plug-ins by import path and entry point, and loading that never unpickles code.
 Each built-in adapter's own formula: tests/rewards/test_aesthetic.py, tests/rewards/test_clip_score.py; the images
-task's `reward_model` objective: tests/tasks/images/test_objectives.py."""
+task's `reward_model` objective: tests/tasks/images/test_objectives.py. The gradient and encoder-value tests run on
+the `device` fixture (`pytest --device cuda`) and compare on the CPU."""
 
 import hashlib
 import pickle
@@ -69,27 +70,27 @@ def test_loading_never_unpickles_code(tmp_path):
     assert not marker.exists()
 
 
-def test_rewards_are_differentiable_batch_independent_and_grey_ok():
-    x = _images(3).double().requires_grad_()
+def test_rewards_are_differentiable_batch_independent_and_grey_ok(device):
+    x = _images(3).double().to(device).requires_grad_()
     for m in (load_reward("aesthetic", HEAD, encoder=CLIP), load_reward("clip_score", CLIP, prompt="a cat")):
-        m = m.double()
+        m = m.double().to(device)
         (g,) = torch.autograd.grad(m(x).sum(), x)
-        v, h = torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype), 1e-6
+        v, h = torch.randn(x.shape, generator=torch.Generator().manual_seed(1), dtype=x.dtype).to(device), 1e-6
         with torch.no_grad():                                                  # central difference along v
             fd = (m(x + h * v).sum() - m(x - h * v).sum()) / (2 * h)
         assert g.abs().sum() > 0 and abs(float((g * v).sum() - fd)) < 1e-6 * max(1.0, abs(float(fd)))
-        assert torch.allclose(m(x[1:2]), m(x)[1:2])                            # one image's reward alone
+        assert torch.allclose(m(x[1:2]).cpu(), m(x)[1:2].cpu())                # one image's reward alone
         grey = x[:, :1].detach()
-        assert torch.allclose(m(grey), m(grey.expand(-1, 3, -1, -1)))          # grey = repeated to RGB
+        assert torch.allclose(m(grey).cpu(), m(grey.expand(-1, 3, -1, -1)).cpu())   # grey = repeated to RGB
 
 
-def test_load_clip_reads_a_tinyclip_file_and_names_its_owner(tmp_path):
+def test_load_clip_reads_a_tinyclip_file_and_names_its_owner(tmp_path, device):
     enc, digest = load_clip(CLIP, "reward model 'x'")
     assert isinstance(enc, TinyCLIP) and digest == _sha(CLIP)
-    grey = _images(2, C=1)
-    assert torch.allclose(enc.encode_image(grey), enc.encode_image(grey.expand(-1, 3, -1, -1)))   # grey as RGB
+    enc, grey = enc.to(device), _images(2, C=1).to(device)
+    assert torch.allclose(enc.encode_image(grey).cpu(), enc.encode_image(grey.expand(-1, 3, -1, -1)).cpu())   # as RGB
     with pytest.raises(ValueError, match=r"images must have 1 or 3 channels, got 2"):
-        enc.encode_image(_images(2, C=2))
+        enc.encode_image(_images(2, C=2).to(device))
     with pytest.raises(ValueError, match=r"^reward model 'x': encoder '.*none.safetensors' does not exist"):
         load_clip(str(tmp_path / "none.safetensors"), "reward model 'x'")
 

@@ -1,5 +1,6 @@
 """benchmark/rewards/pickscore.py: PickScore, exp(s) cos(E_I(x), E_T(c)) with the encoder's learned logit scale
-s (Kirstain et al. 2023; their inference code), on a tiny random TinyCLIP stand-in with a `logit_scale` entry."""
+s (Kirstain et al. 2023; their inference code), on a tiny random TinyCLIP stand-in with a `logit_scale` entry. The
+value and gradient tests run on the `device` fixture (`pytest --device cuda`) and compare on the CPU."""
 
 import math
 
@@ -22,22 +23,23 @@ def weights(tmp_path):
     return path, clip
 
 
-def test_is_the_learned_scale_times_the_cosine(weights):
+def test_is_the_learned_scale_times_the_cosine(weights, device):
     path, clip = weights
-    x = torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    r = load_reward("pickscore", path, prompt="a cat")(x)
+    clip = clip.to(device)
+    x = (torch.rand(3, 3, 8, 8, generator=torch.Generator().manual_seed(0)) * 2 - 1).to(device)
+    r = load_reward("pickscore", path, prompt="a cat").to(device)(x).detach().cpu()
     e_i, e_t = clip.encode_image(x).detach(), clip.encode_text(["a cat"]).detach()
     expected = math.exp(S) * torch.nn.functional.cosine_similarity(e_i, e_t.expand_as(e_i), dim=-1)
-    torch.testing.assert_close(r.detach(), expected, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(r, expected.cpu(), rtol=1e-5, atol=1e-5)
     assert r.abs().max() <= math.exp(S) + 1e-4
 
 
-def test_softmax_of_two_images_scores_is_their_preference_and_the_gradient_flows(weights):
+def test_softmax_of_two_images_scores_is_their_preference_and_the_gradient_flows(weights, device):
     path, _ = weights
-    model = load_reward("pickscore", path, prompt="a cat")
-    x = (torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1).requires_grad_()
+    model = load_reward("pickscore", path, prompt="a cat").to(device)
+    x = (torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1).to(device).requires_grad_()
     r = model(x)
-    p = torch.softmax(r, 0)                               # their README: probs = softmax(scores)
+    p = torch.softmax(r, 0).detach().cpu()                # their README: probs = softmax(scores)
     assert torch.isclose(p.sum(), torch.tensor(1.0)) and (p > 0).all()
     r.sum().backward()
     assert x.grad is not None and x.grad.abs().sum() > 0
