@@ -123,6 +123,11 @@ class Sampling:
         "recomputed from the clipped x0h (TFG's and guided-diffusion's code, diffusers' clip_sample with "
         "use_clipped_model_output; on by default in TFG's code for images); only tasks that declare a data range "
         "(digits, images: [-1, 1])", neutral=False))
+    cfg: float | None = field(default=None, metadata=_doc(
+        "classifier-free guidance scale w of a text-conditional denoiser (loader diffusers_latent): eps_u + w "
+        "(eps_c - eps_u), one counted denoiser forward = 2 UNet evaluations (1 at w = 1: the conditional model "
+        "alone); null, the default: Stable Diffusion's 7.5 (benchmark.denoisers.latent.DEFAULT_CFG); refused for "
+        "other denoisers", minimum=0, axis=True, neutral=None))
 
     def __post_init__(self):
         if not isinstance(self.clip_x0, bool):
@@ -215,6 +220,13 @@ class CellSpec:
         if self.denoiser.loader == "oracle" and not task.has_oracle:
             raise ValueError(f"task {self.task!r} has no exact (oracle) denoiser; use denoiser 'trained' or a "
                              "pre-trained model")
+        if self.sampling.cfg is not None:
+            from benchmark.denoisers import DENOISERS
+
+            if not DENOISERS[self.denoiser.loader].takes_cfg:
+                takes = sorted(n for n in DENOISERS if DENOISERS[n].takes_cfg)
+                raise ValueError(f"sampling.cfg: denoiser {self.denoiser.name!r} (loader {self.denoiser.loader!r}) "
+                                 f"has no classifier-free guidance; allowed: null, or a scale for loaders {takes}")
         if self.rounds.algorithm == "alg2":
             from benchmark.denoisers import DENOISERS
 

@@ -49,7 +49,7 @@ def test_generated_parts_are_current():
 
 def test_run_settings_are_the_spec_parts_fields():
     keys = set(schema.run_settings())
-    assert keys == {"steps", "eta", "clip_x0", "rounds", "samples", "algorithm", "linearise", "finetune_start",
+    assert keys == {"steps", "eta", "clip_x0", "cfg", "rounds", "samples", "algorithm", "linearise", "finetune_start",
                     "finetune_lr", "finetune_steps"}
     generated = schema.experiment_schema()
     assert generated["eta"] == {"type": "number", "minimum": 0, "maximum": 1, "default": 1.0,
@@ -138,16 +138,23 @@ def _other(key: str):
 def test_every_run_setting_reaches_the_cells_by_name():
     """No key is dropped on the way: each run setting the experiment gives is the cells' spec field."""
     other = {key: _other(key) for key in schema.run_settings()}
-    assert other["algorithm"] == "alg2" and other["clip_x0"] is True and other["eta"] == 0.5
+    assert other["algorithm"] == "alg2" and other["clip_x0"] is True and other["eta"] == 0.5 and other["cfg"] == 0.5
+    # cfg needs a text-conditional denoiser (the latent preset's); every other setting goes on a task with a data
+    # range and a trainable network (digits)
+    latent = _load("sd15_reward.yaml")
     config = _load()
-    config["experiments"] = {"digits": config["experiments"]["digits_label"]}   # a task with a data range
-    config["experiments"]["digits"].update(other)
-    validate_config(config)
-    cells = cells_from_config(config)
-    assert cells
-    for cell in cells.values():
-        for key, (path, _, _) in schema.run_settings().items():
-            assert getattr(getattr(cell.spec, path[0]), path[1]) == other[key], key
+    config["experiments"] = {"digits": config["experiments"]["digits_label"]}
+    config["experiments"]["digits"].update({k: v for k, v in other.items() if k != "cfg"})
+    for name, cfg, keys in ((None, config, set(other) - {"cfg"}), ("sd15_aesthetic", latent, {"cfg", "steps", "eta"})):
+        if name:
+            cfg["experiments"][name].update({k: other[k] for k in keys})
+        validate_config(cfg)
+        cells = cells_from_config(cfg)
+        assert cells
+        for cell in cells.values():
+            for key in keys:
+                path = schema.run_settings()[key][0]
+                assert getattr(getattr(cell.spec, path[0]), path[1]) == other[key], key
 
 
 def _ids(config):

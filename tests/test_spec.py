@@ -22,7 +22,8 @@ def test_json_round_trip_and_one_serialised_form():
     spec = CellSpec.of(**TINY, params={"schedule": "sqrt_ab_prev"}, seed=3, eta=0.5)
     text = spec.to_json()
     assert CellSpec.from_json(text) == spec and CellSpec.from_json(text).to_json() == text
-    assert json.loads(text)["sampling"] == {"schedule": "cosine", "T": 200, "steps": 5, "eta": 0.5, "clip_x0": False}
+    assert json.loads(text)["sampling"] == {"schedule": "cosine", "T": 200, "steps": 5, "eta": 0.5, "clip_x0": False,
+                                              "cfg": None}
     assert spec.replace(seed=4).seed == 4 and spec.replace(rounds=0).rounds == Rounds(rounds=0, samples=4)
 
 
@@ -104,10 +105,25 @@ def test_structure_layer_names_the_field(change, message):
     ({"denoiser": "trained"}, r"denoiser 'trained' \(loader 'checkpoint'\) needs a source"),
     ({"task": "digits", "objective": "label"}, r"task 'digits' has no exact \(oracle\) denoiser"),
     ({"task_params": {"folder": "x"}}, r"task 'subspace' has no parameter\(s\) \['folder'\]"),
+    ({"cfg": -1.0}, r"^cfg must be >= 0, got -1.0$"),
+    ({"cfg": 7.5}, r"^sampling.cfg: denoiser 'oracle' \(loader 'oracle'\) has no classifier-free guidance; allowed: "
+                   r"null, or a scale for loaders \['diffusers_latent'\]$"),
 ])
 def test_meaning_layer_refuses_impossible_cells(flat, message):
     with pytest.raises(ValueError, match=message):
         CellSpec.of(**(TINY | flat))
+
+
+def test_cfg_is_a_sampling_axis_that_keeps_every_other_cells_id():
+    """sampling.cfg (the latent loader's guidance scale): null is neutral, so a cell without it keeps its variant;
+    a config list of scales is a sweep axis (one variant each)."""
+    from dataclasses import fields
+
+    from benchmark.spec import Sampling
+
+    meta = {f.name: f.metadata for f in fields(Sampling)}["cfg"]
+    assert meta["axis"] and meta["neutral"] is None and meta["minimum"] == 0
+    assert "cfg" not in CellSpec.of(**TINY).variant()["sampling"]
 
 
 def test_method_schema_is_generated_from_the_dataclass():

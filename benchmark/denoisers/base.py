@@ -22,6 +22,8 @@ class DenoiserLoader:
     needs_source: ClassVar[bool] = True
     #: Algorithm 2 may fine-tune the loaded network.
     trainable: ClassVar[bool] = False
+    #: A text-conditional model with classifier-free guidance: it reads the sampling setting `cfg` (its scale w).
+    takes_cfg: ClassVar[bool] = False
     #: The cell spec's fields the loaded model may depend on besides the task, the denoiser and the sampling
     #: (a job reuses a round-0 batch across cells that agree on these, benchmark.cell.Cell.round0_key).
     #: A plug-in's model may read anything, so by default these too; the built-in loaders read none.

@@ -11,7 +11,7 @@ in the eps form StableDiffusionPipeline uses):
 
     eps = eps_u + w (eps_c - eps_u),   eps_c = eps(z, t, c_prompt),  eps_u = eps(z, t, c_negative)
 
-with w the guidance scale (`cfg`); w = 1 is the conditional model alone (one UNet evaluation). For w != 1 a
+with w the guidance scale (the sampling setting `cfg`, benchmark.spec.Sampling; null: DEFAULT_CFG); w = 1 is the conditional model alone (one UNet evaluation). For w != 1 a
 forward runs the UNet once on the batch of 2 B rows [z; z] with [c_negative; c_prompt] (as the pipeline does),
 so one counted denoiser forward (benchmark.diffusion.counting.CountingDenoiser: B per call) is 2 UNet
 evaluations, and one counted VJP backpropagates through both halves: 2 UNet VJPs. The factor is the same for
@@ -46,6 +46,9 @@ from torch import nn
 
 from benchmark.denoisers.base import DenoiserLoader, Loaded
 from benchmark.diffusion.schedules import VPSchedule
+
+#: The guidance scale w when the sampling setting `cfg` is null: StableDiffusionPipeline's default.
+DEFAULT_CFG = 7.5
 
 UNET_CLASS, VAE_CLASS = "UNet2DConditionModel", "AutoencoderKL"
 
@@ -216,7 +219,7 @@ class LatentEps(nn.Module):
     cell's chains (rows j -> chain j mod chains) for prompt "all"."""
 
     def __init__(self, unet: nn.Module, schedule: VPSchedule, prediction_type: str, cond: torch.Tensor,
-                 uncond: torch.Tensor | None = None, cfg: float = 7.5, prompt: int | str = 0,
+                 uncond: torch.Tensor | None = None, cfg: float = DEFAULT_CFG, prompt: int | str = 0,
                  chains: int | None = None):
         super().__init__()
         from benchmark.denoisers.hf import PREDICTION_TYPES
@@ -301,10 +304,11 @@ def load_latent_unet(source: str, device: str = "cpu") -> tuple[nn.Module, VPSch
 
 class DiffusersLatentLoader(DenoiserLoader):
     """`diffusers_latent`: the UNet of a Stable-Diffusion-style pipeline folder with classifier-free guidance,
-    on the `latent` task (benchmark.tasks.latent), whose parameters give the prompts, their embeddings, which
-    prompt and the guidance scale `cfg` (task parameters, so they are part of the cell's identity)."""
+    on the `latent` task (benchmark.tasks.latent), whose parameters give the prompts, their embeddings and which
+    prompt; the guidance scale w is the sampling setting `cfg` (a sweep axis; null: DEFAULT_CFG)."""
 
     reads = ()
+    takes_cfg = True
 
     @classmethod
     def load(cls, spec, task, device):
@@ -319,9 +323,10 @@ class DiffusersLatentLoader(DenoiserLoader):
         if task.shape[0] != record["in_channels"]:
             raise ValueError(f"the UNet of {spec.denoiser.source!r} takes {record['in_channels']} latent channels, "
                              f"task {spec.task!r} has shape {list(task.shape)}")
-        model = LatentEps(unet, schedule, prediction_type, cond, uncond, cfg=task.cfg, prompt=task.prompt,
+        cfg = DEFAULT_CFG if spec.sampling.cfg is None else spec.sampling.cfg
+        model = LatentEps(unet, schedule, prediction_type, cond, uncond, cfg=cfg, prompt=task.prompt,
                           chains=spec.rounds.samples).to(device)
-        record |= {"cfg": task.cfg, "unet_evals_per_forward": model.unet_evals_per_forward}
+        record |= {"cfg": cfg, "unet_evals_per_forward": model.unet_evals_per_forward}
         # the decoder the task's rewards apply to is part of the cell too (its digest joins the run_id)
         vae_sha256 = task.decoder()[1]
         return Loaded(model, schedule, {"denoiser": record, "vae": {"file": str(Path(record["path"]) / "vae"),

@@ -5,8 +5,9 @@ the denoiser is its UNet with classifier-free guidance (loader `diffusers_latent
 conditioned on prompt `prompt` of the prompt file `prompts` (.txt one per line, or a JSON list; an index, or
 "all": chain i takes prompt i mod P) through the precomputed text embeddings `embeds` (safetensors:
 prompt_embeds [P, L, D], negative_prompt_embeds [P or 1, L, D]; without it they are computed from the folder's
-text encoder, which needs `transformers`), with guidance scale `cfg` (w in eps_u + w (eps_c - eps_u); 7.5 is
-StableDiffusionPipeline's default). These are task parameters, so every one of them is part of a cell's identity.
+text encoder, which needs `transformers`). These are task parameters, so every one of them is part of a cell's
+identity. The classifier-free guidance scale w is a sampling setting, `cfg` (benchmark.spec.Sampling; a sweep axis
+like `steps`), read by the diffusers_latent loader.
 
 Objectives: the images task's `reward_model` (a learned reward from local weights, benchmark.rewards; a reward
 that takes a prompt gets the cell's prompt text unless `prompt` is given) and `reward` (a user's function
@@ -21,7 +22,6 @@ pre-train; no oracle), no data range (latents are unbounded: sampling's clip_x0 
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import torch
@@ -118,11 +118,11 @@ class LatentTask(Task):
     networks = {}
 
     def __init__(self, task_seed: int = 0, pipeline: str | None = None, prompts: str | None = None,
-                 embeds: str | None = None, prompt: int | str = 0, cfg: float = 7.5, negative: str = ""):
+                 embeds: str | None = None, prompt: int | str = 0, negative: str = ""):
         super().__init__(task_seed)
-        self.check_params(pipeline, prompts, prompt, cfg)
+        self.check_params(pipeline, prompts, prompt)
         self.pipeline, self.prompts_file, self.embeds = str(pipeline), str(prompts), embeds
-        self.prompt, self.cfg, self.negative = prompt, float(cfg), negative
+        self.prompt, self.negative = prompt, negative
         from benchmark.denoisers.latent import read_prompts
 
         self.prompts = read_prompts(prompts)
@@ -134,7 +134,7 @@ class LatentTask(Task):
         self._embeds = None
 
     @staticmethod
-    def check_params(pipeline, prompts, prompt, cfg) -> None:
+    def check_params(pipeline, prompts, prompt) -> None:
         if not (isinstance(pipeline, (str, Path)) and str(pipeline)):
             raise ValueError("task 'latent' needs pipeline: a Stable-Diffusion-style pipeline folder (vae/, unet/, "
                              "scheduler/, model_index.json) or a model id in the local Hugging Face cache")
@@ -142,9 +142,6 @@ class LatentTask(Task):
             raise ValueError("task 'latent' needs prompts: a prompt file (.txt one per line, or a JSON list)")
         if prompt != "all" and (isinstance(prompt, bool) or not isinstance(prompt, int) or prompt < 0):
             raise ValueError(f"task 'latent': prompt must be 'all' or a prompt's index (>= 0), got {prompt!r}")
-        if isinstance(cfg, bool) or not isinstance(cfg, (int, float)) or not math.isfinite(cfg) or cfg < 0:
-            raise ValueError(f"task 'latent': cfg (the classifier-free guidance scale) must be a number >= 0, "
-                             f"got {cfg!r}")
 
     @property
     def shape(self) -> tuple[int, ...]:

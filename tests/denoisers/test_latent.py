@@ -223,21 +223,22 @@ def _task(pipe, **params):
 
 
 def test_task_shape_conditioning_and_refusals(pipe):
-    task = _task(pipe, prompt=1, cfg=CFG)
+    task = _task(pipe, prompt=1)
     assert task.shape == LATENT and task.prompt_text() == "A photo of a cat sitting on a wooden bench."
     with pytest.raises(ValueError, match="out of range"):
         _task(pipe, prompt=3)
-    with pytest.raises(ValueError, match="cfg"):
-        _task(pipe, cfg=-1.0)
+    with pytest.raises(ValueError, match=r"has no parameter\(s\) \['cfg'\]"):     # a sampling setting
+        _task(pipe, cfg=CFG)
     with pytest.raises(ValueError, match="no data"):
         task.sample_data(2, torch.Generator())
     with pytest.raises(ValueError, match="has no objective"):
         task.objective("inpaint", {})
 
 
-def _spec(pipe, samples):
+def _spec(pipe, samples, cfg=None):
     return types.SimpleNamespace(denoiser=types.SimpleNamespace(source=str(pipe)),
-                                 rounds=types.SimpleNamespace(samples=samples), task="latent")
+                                 rounds=types.SimpleNamespace(samples=samples), task="latent",
+                                 sampling=types.SimpleNamespace(cfg=cfg))
 
 
 @pytest.mark.parametrize("name,strength,params",
@@ -245,9 +246,9 @@ def _spec(pipe, samples):
 def test_methods_on_decoded_rewards_count_the_decode(pipe, name, strength, params, device):
     """dps, bon, smc at the declared cost: every objective evaluation / gradient is a decode (+ VJP) + reward."""
     n = 2
-    task = _task(pipe, prompt=0 if name == "dps" else "all", cfg=CFG)     # "all": chain i takes prompt i mod 3
+    task = _task(pipe, prompt=0 if name == "dps" else "all")     # "all": chain i takes prompt i mod 3
     objective = task.objective("reward", {"fn": "images_fixture:brightness"}).for_chains(n).to(device)   # as a cell
-    loaded = DENOISERS["diffusers_latent"].load(_spec(pipe, n), task, device)
+    loaded = DENOISERS["diffusers_latent"].load(_spec(pipe, n, CFG), task, device)
     assert loaded.networks["denoiser"]["unet_evals_per_forward"] == 2
     decodes = []
     objective.decoder.register_forward_hook(lambda m, i, o: decodes.append(i[0].shape[0]))
@@ -283,11 +284,10 @@ def test_one_cell_end_to_end(pipe, device):
     from benchmark.spec import CellSpec, Denoiser, Rounds, Sampling
 
     spec = CellSpec(task="latent", objective="reward", method="dps", strength=0.3,
-                    task_params={"pipeline": str(pipe), "prompts": str(PROMPTS), "embeds": str(EMBEDS), "prompt": 1,
-                                 "cfg": CFG},
+                    task_params={"pipeline": str(pipe), "prompts": str(PROMPTS), "embeds": str(EMBEDS), "prompt": 1},
                     objective_params={"fn": "images_fixture:brightness"},
                     denoiser=Denoiser(name="sd_tiny", loader="diffusers_latent", source=str(pipe)),
-                    sampling=Sampling(steps=4), rounds=Rounds(rounds=1, samples=2))
+                    sampling=Sampling(steps=4, cfg=CFG), rounds=Rounds(rounds=1, samples=2))
     rows = run_cell(spec, device)
     last = rows[-1]
     assert last["status"] == "ok" and last["cost_objective_evals"] == 8 and last["cost_denoiser_forwards"] == 8

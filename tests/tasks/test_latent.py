@@ -29,10 +29,6 @@ def _task(**params):
     ({"prompt": -1}, r"task 'latent': prompt must be 'all' or a prompt's index \(>= 0\), got -1"),
     ({"prompt": True}, r"prompt must be 'all' or a prompt's index \(>= 0\), got True"),
     ({"prompt": "first"}, r"prompt must be 'all' or a prompt's index \(>= 0\), got 'first'"),
-    ({"cfg": -1.0}, r"task 'latent': cfg \(the classifier-free guidance scale\) must be a number >= 0, got -1.0"),
-    ({"cfg": math.nan}, r"cfg \(the classifier-free guidance scale\) must be a number >= 0, got nan"),
-    ({"cfg": "7.5"}, r"cfg \(the classifier-free guidance scale\) must be a number >= 0, got '7.5'"),
-    ({"cfg": True}, r"cfg \(the classifier-free guidance scale\) must be a number >= 0, got True"),
 ])
 def test_bad_parameters_name_the_key_and_what_is_allowed(params, match):
     with pytest.raises(ValueError, match=match):
@@ -41,7 +37,7 @@ def test_bad_parameters_name_the_key_and_what_is_allowed(params, match):
 
 def test_an_unknown_parameter_names_the_allowed_ones():
     with pytest.raises(ValueError, match=r"task 'latent' has no parameter\(s\) \['steps'\]; allowed: \['pipeline', "
-                                         r"'prompts', 'embeds', 'prompt', 'cfg', 'negative'\]"):
+                                         r"'prompts', 'embeds', 'prompt', 'negative'\]"):
         make_task("latent", pipeline="p", prompts=str(PROMPTS), steps=3)
 
 
@@ -62,10 +58,12 @@ def test_prompts_are_read_from_the_file_and_each_chain_takes_one(tmp_path):
         _task(prompts=str(tmp_path / "none.txt"))
 
 
-def test_cfg_is_a_float_and_zero_is_allowed():
-    assert _task(cfg=0).cfg == 0.0 and isinstance(_task(cfg=7).cfg, float) and _task().cfg == 7.5
-    t = _task(cfg=3, negative="blurry")
-    assert (t.cfg, t.negative, t.prompt, t.embeds) == (3.0, "blurry", 0, None)
+def test_cfg_is_a_sampling_setting_not_a_task_parameter():
+    """The guidance scale is the cell spec's sampling.cfg (tests/test_spec.py), read by the loader."""
+    with pytest.raises(ValueError, match=r"task 'latent' has no parameter\(s\) \['cfg'\]"):
+        make_task("latent", pipeline="p", prompts=str(PROMPTS), cfg=7.5)
+    t = _task(negative="blurry")
+    assert (t.negative, t.prompt, t.embeds) == ("blurry", 0, None) and not hasattr(t, "cfg")
 
 
 def test_no_data_no_range_no_gallery_and_nothing_loaded_for_one_latent():
