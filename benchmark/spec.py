@@ -5,7 +5,7 @@
     ├── objective, objective_params           which reward
     ├── method, strength, params              which guidance, with its own hyper-parameters
     ├── denoiser: Denoiser                    which eps-model: name, loader, source
-    ├── sampling: Sampling                    schedule, T (oracle), steps, eta, clip_x0
+    ├── sampling: Sampling                    schedule, T (oracle), steps, eta, clip_x0, cfg
     ├── rounds: Rounds                        Algorithm 1/2: rounds, samples, fine-tuning
     ├── seed                                  the cell's noise streams
     └── models_dir                            where the task's pre-trained networks lie
@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import math
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -59,7 +60,8 @@ def _check_fields(obj) -> None:
     its declared bounds, else ValueError naming it (`eta must be in [0, 1], got 1.5`)."""
     for f in dataclasses.fields(obj):
         value = getattr(obj, f.name)
-        if typing.get_type_hints(type(obj))[f.name] is float and isinstance(value, int) and not isinstance(value, bool):
+        hint = typing.get_type_hints(type(obj))[f.name]
+        if (hint is float or hint == float | None) and isinstance(value, int) and not isinstance(value, bool):
             object.__setattr__(obj, f.name, value := float(value))
         bounds = {k: f.metadata[k] for k in BOUNDS if k in f.metadata}
         if value is None or not bounds or all(BOUNDS[k][0](float(value), float(b)) for k, b in bounds.items()):
@@ -126,10 +128,14 @@ class Sampling:
     cfg: float | None = field(default=None, metadata=_doc(
         "classifier-free guidance scale w of a text-conditional denoiser (loader diffusers_latent): eps_u + w "
         "(eps_c - eps_u), one counted denoiser forward = 2 UNet evaluations (1 at w = 1: the conditional model "
-        "alone); null, the default: Stable Diffusion's 7.5 (benchmark.denoisers.latent.DEFAULT_CFG); refused for "
-        "other denoisers", minimum=0, axis=True, neutral=None))
+        "alone); null, the default: Stable Diffusion's 7.5 (benchmark.denoisers.latent.DEFAULT_CFG; null and 7.5 "
+        "compute the same but are different cells); one value per experiment (compare scales with one experiment "
+        "each: the report tags them sampling.cfg=w); refused for other denoisers", minimum=0, neutral=None))
 
     def __post_init__(self):
+        cfg = self.cfg
+        if cfg is not None and (isinstance(cfg, bool) or not isinstance(cfg, (int, float)) or not math.isfinite(cfg)):
+            raise ValueError(f"cfg must be a finite number >= 0 or null, got {cfg!r}")
         if not isinstance(self.clip_x0, bool):
             raise ValueError(f"clip_x0 must be true or false, got {self.clip_x0!r}")
         if self.schedule not in SCHEDULES:

@@ -4,6 +4,9 @@ the few cross-cutting files named here (the workflow, SLURM and browser tests li
 tests/browser/)."""
 
 import ast
+import importlib
+import importlib.util
+import types
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,14 +39,22 @@ def home(module: Path) -> Path:
 
 
 def imported(path: Path) -> set[str]:
-    """Dotted names a file imports: `import a.b` gives a.b; `from a import b` gives a and a.b."""
+    """Modules a file imports: `import a.b` gives a.b; `from a import b` gives a, and a.b where b is a module
+    (not where b is a function or class that a's namespace re-exports under a module's name)."""
     names = set()
     for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             names.add(node.module)
-            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+            if node.module.startswith("benchmark"):
+                package = importlib.import_module(node.module)
+                for alias in node.names:
+                    attr = getattr(package, alias.name, None)
+                    submodule = f"{node.module}.{alias.name}"
+                    if isinstance(attr, types.ModuleType) or (
+                            attr is None and importlib.util.find_spec(submodule) is not None):
+                        names.add(submodule)
     return names
 
 

@@ -465,7 +465,7 @@ def test_the_error_message_shown_is_what_check_config_prints(tmp_path):
     lines[i] = lines[i].replace("strengths", "strenghts")
     (tmp_path / "my.yaml").write_text("\n".join(lines) + "\n")
     proc = subprocess.run([sys.executable, "-m", "benchmark", "check-config", "my.yaml"], cwd=tmp_path,
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert re.sub(r"^error: my.yaml:\d+:", "", proc.stderr.strip()) == re.sub(r"^error: my.yaml:\d+:", "", shown[0])
 

@@ -3,6 +3,7 @@ the human CLI derived from its fields, hyper-parameters recorded apart from run 
 
 import dataclasses
 import json
+import math
 
 import pandas as pd
 import pytest
@@ -114,16 +115,20 @@ def test_meaning_layer_refuses_impossible_cells(flat, message):
         CellSpec.of(**(TINY | flat))
 
 
-def test_cfg_is_a_sampling_axis_that_keeps_every_other_cells_id():
+def test_cfg_null_keeps_every_other_cells_id_and_one_scale_is_one_json_form():
     """sampling.cfg (the latent loader's guidance scale): null is neutral, so a cell without it keeps its variant;
-    a config list of scales is a sweep axis (one variant each)."""
+    one value per experiment (not a sweep axis); 7 and 7.0 are the same setting; non-finite or boolean refused."""
     from dataclasses import fields
 
     from benchmark.spec import Sampling
 
     meta = {f.name: f.metadata for f in fields(Sampling)}["cfg"]
-    assert meta["axis"] and meta["neutral"] is None and meta["minimum"] == 0
+    assert not meta.get("axis") and meta["neutral"] is None and meta["minimum"] == 0
     assert "cfg" not in CellSpec.of(**TINY).variant()["sampling"]
+    assert Sampling(cfg=7) == Sampling(cfg=7.0) and isinstance(Sampling(cfg=7).cfg, float)
+    for bad in (math.inf, math.nan, True, "7.5"):
+        with pytest.raises(ValueError, match=r"^cfg must be a finite number >= 0 or null, got "):
+            Sampling(cfg=bad)
 
 
 def test_method_schema_is_generated_from_the_dataclass():

@@ -305,7 +305,7 @@ def load_latent_unet(source: str, device: str = "cpu") -> tuple[nn.Module, VPSch
 class DiffusersLatentLoader(DenoiserLoader):
     """`diffusers_latent`: the UNet of a Stable-Diffusion-style pipeline folder with classifier-free guidance,
     on the `latent` task (benchmark.tasks.latent), whose parameters give the prompts, their embeddings and which
-    prompt; the guidance scale w is the sampling setting `cfg` (a sweep axis; null: DEFAULT_CFG)."""
+    prompt; the guidance scale w is the sampling setting `cfg` (one value per experiment; null: DEFAULT_CFG)."""
 
     reads = ()
     takes_cfg = True

@@ -6,8 +6,8 @@ conditioned on prompt `prompt` of the prompt file `prompts` (.txt one per line, 
 "all": chain i takes prompt i mod P) through the precomputed text embeddings `embeds` (safetensors:
 prompt_embeds [P, L, D], negative_prompt_embeds [P or 1, L, D]; without it they are computed from the folder's
 text encoder, which needs `transformers`). These are task parameters, so every one of them is part of a cell's
-identity. The classifier-free guidance scale w is a sampling setting, `cfg` (benchmark.spec.Sampling; a sweep axis
-like `steps`), read by the diffusers_latent loader.
+identity. The classifier-free guidance scale w is a sampling setting, `cfg` (benchmark.spec.Sampling; one value per
+experiment), read by the diffusers_latent loader.
 
 Objectives: the images task's `reward_model` (a learned reward from local weights, benchmark.rewards; a reward
 that takes a prompt gets the cell's prompt text unless `prompt` is given) and `reward` (a user's function

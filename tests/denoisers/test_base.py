@@ -11,6 +11,7 @@ def test_a_loader_defaults_to_a_source_no_fine_tuning_and_reading_everything():
     """A plug-in that declares nothing needs a source, is not fine-tuned, and may depend on the objective and the
     rounds (so a round-0 batch is not reused across cells that differ in them); it must define `load`."""
     assert DenoiserLoader.needs_source is True and DenoiserLoader.trainable is False
+    assert DenoiserLoader.takes_cfg is False                  # no classifier-free guidance unless it says so
     assert DenoiserLoader.reads == ("objective", "objective_params", "rounds")
     with pytest.raises(NotImplementedError):
         DenoiserLoader.load(None, None, "cpu")

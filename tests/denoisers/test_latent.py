@@ -241,6 +241,19 @@ def _spec(pipe, samples, cfg=None):
                                  sampling=types.SimpleNamespace(cfg=cfg))
 
 
+def test_the_loader_reads_the_sampling_cfg_and_null_is_7_5(pipe, device):
+    """sampling.cfg sets w; null is StableDiffusionPipeline's 7.5 (2 UNet evaluations per forward), 1 the
+    conditional model alone (1); the record names the scale used."""
+    from benchmark.denoisers.latent import DEFAULT_CFG
+
+    task = _task(pipe, prompt=0)
+    for cfg, w, evals in ((None, 7.5, 2), (1.0, 1.0, 1), (CFG, CFG, 2)):
+        loaded = DENOISERS["diffusers_latent"].load(_spec(pipe, 2, cfg), task, device)
+        assert (loaded.model.cfg, loaded.model.unet_evals_per_forward, loaded.networks["denoiser"]["cfg"]) == \
+            (w, evals, w)
+    assert DEFAULT_CFG == 7.5
+
+
 @pytest.mark.parametrize("name,strength,params",
                          [("dps", 0.3, {}), ("bon", 0.0, {"n": 2}), ("smc", 1.0, {"particles": 2})])
 def test_methods_on_decoded_rewards_count_the_decode(pipe, name, strength, params, device):

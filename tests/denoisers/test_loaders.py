@@ -21,6 +21,7 @@ def test_registry_holds_the_built_in_loaders():
     assert OracleLoader.needs_source is False and CheckpointLoader.needs_source is True
     assert CheckpointLoader.trainable and not OracleLoader.trainable
     assert OracleLoader.reads == CheckpointLoader.reads == ()
+    assert [n for n in DENOISERS.builtins() if DENOISERS[n].takes_cfg] == ["diffusers_latent"]   # sampling.cfg
 
 
 def test_oracle_loader_uses_the_specs_schedule(subspace):

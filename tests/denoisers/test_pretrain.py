@@ -3,7 +3,7 @@ import torch
 from safetensors.torch import load_file
 
 from benchmark.cell import CellSpec, run_cell
-from benchmark.denoisers import load_checkpoint, pretrain, save_checkpoint
+from benchmark.denoisers.pretrain import load_checkpoint, pretrain, save_checkpoint
 from benchmark.tasks import make_task
 
 KW = dict(T=50, hidden=32, depth=1, n_train=1024, n_heldout=256, epochs=2, batch_size=128, lr=2e-3)

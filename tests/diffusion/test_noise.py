@@ -30,29 +30,22 @@ def test_each_row_draws_its_own_stream_whatever_the_batch():
     assert again.seeds == seeds and torch.equal(again.draw(), draws[0])
 
 
-def test_derived_streams_are_fresh_and_seeded():
+def test_derived_streams_are_seeded_differ_from_the_parent_and_leave_it_alone():
     noise = PerSampleNoise.for_chains(("c",), 3, (2,))
     u = noise.derived("resample", shape=(1,))
     assert u.seeds == [derive_seed(s, "resample") for s in noise.seeds] and u.draw().shape == (3, 1)
     assert torch.equal(noise.derived("resample", shape=(1,)).draw(), PerSampleNoise.for_chains(("c",), 3, (2,)).derived(
         "resample", shape=(1,)).draw())
+    same_shape = noise.derived("resample", shape=(2,)).draw()
+    twin = PerSampleNoise.for_chains(("c",), 3, (2,))
+    parent = noise.draw()                                  # deriving did not advance the parent's stream
+    assert torch.equal(parent, twin.draw()) and not torch.equal(same_shape, parent)
 
 
-def test_particle_zero_continues_the_chain():
+def test_particles_are_particle_noise_and_need_one_per_chain():
     chain = PerSampleNoise.for_chains(("p",), 2, (3,))
-    twin = PerSampleNoise.for_chains(("p",), 2, (3,))
-    particles = chain.particles(3)
-    assert isinstance(particles, ParticleNoise)
-    x_T = chain.draw()                                                                # a chain's x_T: its first draw
-    assert torch.equal(x_T, twin.draw())
-    start = particles.start(x_T)
-    assert start.shape == (6, 3) and torch.equal(start[:2], x_T)
-    z = particles.draw()
-    assert torch.equal(z[:2], twin.draw())                                            # particle 0: the chain's stream
-    other = PerSampleNoise([derive_seed(s, "particle", 1) for s in chain.seeds], (3,))
-    assert torch.equal(start[2:4], other.draw()) and torch.equal(z[2:4], other.draw())
-    assert particles.seeds[:2] == [derive_seed(s, "particle", 0) for s in chain.seeds]
-    assert torch.equal(PerSampleNoise.for_chains(("p",), 2, (3,)).particles(1).start(x_T), x_T)
+    assert isinstance(chain.particles(3), ParticleNoise)
+    assert chain.particles(3).seeds[:2] == [derive_seed(s, "particle", 0) for s in chain.seeds]
     with pytest.raises(ValueError, match="particles per chain must be >= 1, got 0"):
         chain.particles(0)
 

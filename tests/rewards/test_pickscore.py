@@ -34,15 +34,22 @@ def test_is_the_learned_scale_times_the_cosine(weights, device):
     assert r.abs().max() <= math.exp(S) + 1e-4
 
 
-def test_softmax_of_two_images_scores_is_their_preference_and_the_gradient_flows(weights, device):
-    path, _ = weights
+def test_preference_and_gradient_are_those_of_the_formula(weights, device):
+    """Their README's preference of one image over another, softmax(scores), and the reward's input gradient,
+    against exp(S) cos(E_I(x), E_T(c)) written out here (text embedding held fixed)."""
+    path, clip = weights
     model = load_reward("pickscore", path, prompt="a cat").to(device)
-    x = (torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1).to(device).requires_grad_()
+    x0 = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    x = x0.clone().to(device).requires_grad_()
     r = model(x)
-    p = torch.softmax(r, 0).detach().cpu()                # their README: probs = softmax(scores)
-    assert torch.isclose(p.sum(), torch.tensor(1.0)) and (p > 0).all()
-    r.sum().backward()
-    assert x.grad is not None and x.grad.abs().sum() > 0
+    (g,) = torch.autograd.grad(r.sum(), x)
+    y = x0.clone().requires_grad_()
+    e_i, e_t = clip.encode_image(y), clip.encode_text(["a cat"]).detach()
+    hand = math.exp(S) * torch.nn.functional.cosine_similarity(e_i, e_t.expand_as(e_i), dim=-1)
+    (g_hand,) = torch.autograd.grad(hand.sum(), y)
+    torch.testing.assert_close(torch.softmax(r.detach().cpu(), 0), torch.softmax(hand.detach(), 0), rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(g.cpu(), g_hand, rtol=1e-4, atol=1e-6)
+    assert g.abs().sum() > 0
 
 
 def test_refuses_weights_without_a_learned_scale_and_an_empty_prompt(tmp_path):
@@ -58,7 +65,9 @@ def test_registered_with_its_name_and_version(weights):
     path, _ = weights
     assert "pickscore" in reward_names()
     model = load_reward("pickscore", path, prompt="a cat")
-    assert model.name == "pickscore" and len(model.version) == 64
+    from benchmark.rewards import sha256_file
+
+    assert model.name == "pickscore" and model.version == sha256_file(path)
 
 
 def test_logit_scale_round_trips_through_the_file(weights):

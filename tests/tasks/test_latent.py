@@ -5,7 +5,6 @@ the cell's prompt. The task on a tiny pipeline (shape, conditioning, decoded rew
 tests/denoisers/test_latent.py."""
 
 import json
-import math
 from pathlib import Path
 
 import pytest
