@@ -22,6 +22,17 @@ def device(request) -> str:
     return dev
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """One torch thread for a module of tiny tensors (restored after it): intra-op threads gain nothing there,
+    and on a loaded 2-core machine they only wait for each other (each tiny UNet call 10-100x slower). A module
+    asks for it with `pytestmark = pytest.mark.usefixtures("one_thread")`."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def subspace():
     from benchmark.tasks import make_task

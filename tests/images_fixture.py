@@ -17,6 +17,20 @@ from PIL import Image
 from torch.nn import functional as F
 
 
+def save_tiny_model(folder: str | Path) -> Path:
+    """A DDPMPipeline folder (model_index.json, unet/, scheduler/) of a tiny randomly initialised 1x32x32
+    UNet2DModel (v-prediction, T = 100, torch seed 0); needs diffusers."""
+    import diffusers
+
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DModel(sample_size=32, in_channels=1, out_channels=1, layers_per_block=1,
+                                 block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
+    scheduler = diffusers.DDPMScheduler(num_train_timesteps=100, prediction_type="v_prediction")
+    diffusers.DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(folder)
+    return Path(folder)
+
+
 def digit_pixels(n: int, size: int = 32) -> np.ndarray:
     """The first n digits as uint8 grey images [n, size, size] (0 = background, 255 = stroke)."""
     from benchmark.tasks.digits import load_images

@@ -468,8 +468,9 @@ MUTATIONS = [
       "if not DENOISERS[self.denoiser.loader].takes_cfg:", "if False:", "test_spec"),
     m("pickscore-fixed-scale", "objectives", "benchmark/rewards/pickscore.py",
       "self.scale = math.exp(s)", "self.scale = 100.0", "rewards/test_pickscore"),
-    m("pickscore-image-unnormalised", "objectives", "benchmark/rewards/pickscore.py",
-      "e_i = e_i / e_i.norm(dim=-1, keepdim=True).clamp_min(1e-12)", "e_i = e_i", "rewards/test_pickscore"),
+    m("clip-cosine-image-unnormalised", "objectives", "benchmark/rewards/clip_score.py",
+      "cos = (e_i * e_t).sum(-1) / (e_i.norm(dim=-1) * e_t.norm(dim=-1)).clamp_min(1e-12)",
+      "cos = (e_i * e_t).sum(-1) / e_t.norm(dim=-1).clamp_min(1e-12)", "rewards/test_clip_score", "rewards/test_pickscore"),
     # --- one declaration per setting (issue 23 part 1) -------------------------------------------------
     m("variant-when-ignored", "config", "benchmark/spec.py",
       "                        or (when and getattr(obj, when[0]) != when[1])):", "                        or False):",

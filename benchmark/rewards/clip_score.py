@@ -18,22 +18,24 @@ CLIP_SCALE = 100.0
 
 
 class ClipScore(nn.Module):
-    """r(x) = 100 cos(E_I(x), E_T(prompt)) -> [B] (in [-100, 100])."""
+    """r(x) = w cos(E_I(x), E_T(prompt)) -> [B], w = 100 (in [-100, 100])."""
 
     name = "clip_score"
 
     def __init__(self, weights: str, prompt: str):
         super().__init__()
         if not isinstance(prompt, str) or not prompt:
-            raise ValueError(f"reward model 'clip_score' needs prompt: a non-empty text, got {prompt!r}")
+            raise ValueError(f"reward model {self.name!r} needs prompt: a non-empty text, got {prompt!r}")
         self.prompt = prompt
-        self.encoder, digest = load_clip(weights, "reward model 'clip_score'")
+        self.encoder, digest = load_clip(weights, f"reward model {self.name!r}")
         self.files = {"weights": digest}
         self.version = digest
+        #: w in r = w cos (a subclass with a learned temperature sets its own: benchmark.rewards.pickscore)
+        self.scale = CLIP_SCALE
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         e_i = self.encoder.encode_image(x)
         with torch.no_grad():
             e_t = self.encoder.encode_text([self.prompt])
         cos = (e_i * e_t).sum(-1) / (e_i.norm(dim=-1) * e_t.norm(dim=-1)).clamp_min(1e-12)
-        return CLIP_SCALE * cos
+        return self.scale * cos

@@ -9,43 +9,28 @@ differentiably; the processor's PIL resize is not differentiable).
 
 `weights`: the PickScore_v1 folder (a transformers CLIPModel with its tokenizer; needs `transformers`) or a
 .safetensors file of benchmark.rewards.encoders.TinyCLIP with a `logit_scale` entry; `prompt`: the text c.
-Differs from `clip_score` only in the weights and the scale: the learned exp(s) instead of torchmetrics' 100.
+Differs from `clip_score` only in the weights and the scale (a subclass: the learned exp(s) instead of
+torchmetrics' 100).
 """
 
 from __future__ import annotations
 
 import math
 
-import torch
-from torch import nn
-
-from benchmark.rewards.encoders import load_clip
+from benchmark.rewards.clip_score import ClipScore
 
 
-class PickScore(nn.Module):
-    """r(x) = exp(s) cos(E_I(x), E_T(prompt)) -> [B], s the encoder's learned logit scale."""
+class PickScore(ClipScore):
+    """r(x) = exp(s) cos(E_I(x), E_T(prompt)) -> [B], s the encoder's learned logit scale: ClipScore's reward
+    with the model's own temperature in place of 100."""
 
     name = "pickscore"
 
     def __init__(self, weights: str, prompt: str):
-        super().__init__()
-        if not isinstance(prompt, str) or not prompt:
-            raise ValueError(f"reward model 'pickscore' needs prompt: a non-empty text, got {prompt!r}")
-        self.prompt = prompt
-        self.encoder, digest = load_clip(weights, "reward model 'pickscore'")
+        super().__init__(weights, prompt)
         s = getattr(self.encoder, "logit_scale", None)
         if s is None or not math.isfinite(s):
             raise ValueError(f"reward model 'pickscore': {weights!r} has no learned logit_scale (PickScore's "
                              "temperature); expected the PickScore_v1 CLIPModel folder or a TinyCLIP file with a "
                              "'logit_scale' entry")
         self.scale = math.exp(s)
-        self.files = {"weights": digest}
-        self.version = digest
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        e_i = self.encoder.encode_image(x)
-        with torch.no_grad():
-            e_t = self.encoder.encode_text([self.prompt])
-        e_i = e_i / e_i.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        e_t = e_t / e_t.norm(dim=-1, keepdim=True).clamp_min(1e-12)
-        return self.scale * (e_i * e_t).sum(-1)

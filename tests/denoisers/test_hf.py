@@ -51,14 +51,7 @@ def save_flat(folder, prediction_type="epsilon", seed=0):
     return folder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors gain nothing from intra-op threads, and on a loaded 2-core machine two threads make
-    each UNet call 10-100x slower (threads waiting for each other); restored after the module."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors (tests/conftest.py)
 
 
 @pytest.fixture(scope="module", autouse=True)

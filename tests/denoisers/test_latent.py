@@ -32,12 +32,7 @@ D, L = 8, 4                 # cross_attention_dim, tokens (the shipped embedding
 TOL = 1e-5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors (tests/conftest.py)
 
 
 def save_tiny_pipeline(root: Path, prediction_type="epsilon", seed=0) -> Path:

@@ -37,7 +37,7 @@ from benchmark.methods import Guide, make_method
 from benchmark.methods.base import declared_costs
 from benchmark.methods.daps import log_likelihood_fn
 from benchmark.objectives.gaussian_inverse import gaussian_w2, mean_and_cov
-from tests.images_fixture import write_digit_folder
+from tests.images_fixture import save_tiny_model, write_digit_folder
 
 T = 200
 
@@ -300,16 +300,11 @@ def test_daps_and_reddiff_fit_the_digits_measurements(digits_models, objective_n
 def test_daps_and_reddiff_on_a_tiny_diffusers_model(tmp_path):
     """The images task (a folder of 32 px digits) with a tiny randomly initialised diffusers UNet: finite samples
     of the images' shape that fit the inpainting measurement better than unguided samples."""
-    diffusers = pytest.importorskip("diffusers")
+    pytest.importorskip("diffusers")
     from benchmark.denoisers.hf import load_diffusers
     from benchmark.tasks import make_task
 
-    torch.manual_seed(0)
-    unet = diffusers.UNet2DModel(sample_size=32, in_channels=1, out_channels=1, layers_per_block=1,
-                                 block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
-                                 up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
-    scheduler = diffusers.DDPMScheduler(num_train_timesteps=100, prediction_type="v_prediction")
-    diffusers.DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(tmp_path / "tiny")
+    save_tiny_model(tmp_path / "tiny")
     write_digit_folder(tmp_path / "digits", n=4, channels=1)
     model, schedule, _ = load_diffusers(str(tmp_path / "tiny"))
     task = make_task("images", folder=str(tmp_path / "digits"))

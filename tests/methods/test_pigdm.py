@@ -32,13 +32,7 @@ METHODS = ("pigdm", "ddnm", "diffpir")
 SCHEDULE, T = "cosine", 200
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors: intra-op threads only wait for each other on a loaded machine (tests/denoisers/test_hf.py)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors (tests/conftest.py)
 
 
 # --- the exact law of the linear updates -------------------------------------------------------------

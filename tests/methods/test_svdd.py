@@ -37,13 +37,7 @@ from benchmark.tasks.subspace import SubspaceTask
 LAM = 0.5
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small tensors gain nothing from intra-op threads (and lose much on a loaded machine); restored after."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors (tests/conftest.py)
 
 
 @pytest.fixture(scope="module")
@@ -352,18 +346,13 @@ def test_runs_on_the_digits_label_objective(digits_models):
 def test_runs_on_a_tiny_images_model(tmp_path):
     """A tiny randomly initialised diffusers UNet on 1 x 32 x 32 images (the images task's loader) with the
     images task's user reward (mean brightness): counted = declared, finite, and the reward raised."""
-    diffusers = pytest.importorskip("diffusers")
-    from images_fixture import write_digit_folder
+    pytest.importorskip("diffusers")
+    from images_fixture import save_tiny_model, write_digit_folder
 
     from benchmark.denoisers.hf import load_diffusers
     from benchmark.tasks.images import ImagesTask
 
-    torch.manual_seed(0)
-    unet = diffusers.UNet2DModel(sample_size=32, in_channels=1, out_channels=1, layers_per_block=1,
-                                 block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
-                                 up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
-    scheduler = diffusers.DDPMScheduler(num_train_timesteps=100, prediction_type="v_prediction")
-    diffusers.DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(tmp_path / "tiny")
+    save_tiny_model(tmp_path / "tiny")
     write_digit_folder(tmp_path / "digits", n=2)
     task = ImagesTask(folder=tmp_path / "digits")
     model, schedule, _ = load_diffusers(str(tmp_path / "tiny"))

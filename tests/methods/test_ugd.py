@@ -28,19 +28,25 @@ def _run(task, method, costs=None, n=2, steps=10):
     return sample(sampler, method, noise.draw(), noise, guide)
 
 
-def test_ugd_one_step_with_backward_guidance(subspace):
-    """One eta = 0 step from a given x_t against Bansal et al.'s Alg. 1 written out with the oracle
-    (x0h = alpha P x_t) and the quadratic's grad r(x) = -2 (theta^T x - 3) theta, m = 2 steps."""
+def _one_step(subspace, objective_name):
+    """One eta = 0 step (step 8 of 20) on `objective_name` with the oracle: (sampler, step, objective, grad r,
+    x_t, alpha, h, x0h = alpha P x_t, e) for 5 chains from a fixed x_t."""
     sched = make_schedule("cosine", 200)
     sampler = Sampler(CountingDenoiser(subspace.oracle(sched), Costs()), sched, steps=20, eta=0.0)
     step = sampler.steps[8]
-    objective = subspace.objective("quadratic_off")
+    objective = subspace.objective(objective_name)
     theta = objective.theta
     grad_r = lambda x: -2 * (x @ theta - 3).unsqueeze(-1) * theta                  # noqa: E731
     x_t = torch.randn(5, 64, generator=torch.Generator().manual_seed(4))
     a, h = step.alpha, step.h
     x0h = a * subspace.project(x_t)
-    e = (x_t - a * x0h) / math.sqrt(h)
+    return sampler, step, objective, grad_r, x_t, a, h, x0h, (x_t - a * x0h) / math.sqrt(h)
+
+
+def test_ugd_one_step_with_backward_guidance(subspace):
+    """One eta = 0 step from a given x_t against Bansal et al.'s Alg. 1 written out with the oracle
+    (x0h = alpha P x_t) and the quadratic's grad r(x) = -2 (theta^T x - 3) theta, m = 2 steps."""
+    sampler, step, objective, grad_r, x_t, a, h, x0h, e = _one_step(subspace, "quadratic_off")
     g_t = a * subspace.project(grad_r(x0h))
     e_hat = e - Z * math.sqrt(h) * g_t
     x0_hat = (x_t - math.sqrt(h) * e_hat) / a
@@ -59,16 +65,7 @@ def test_backward_guidance_starts_from_the_forward_guided_x0(subspace):
     """Backward guidance optimises D from x0^ = x0h(e^), after forward guidance (their code's pred_xstart from the
     guided eps), not from the unguided x0h(e). On quadratic_on (theta in span(A), so g_t moves theta^T x0^) the
     two starts give gradients, and steps, that differ; one eta = 0 step with m = 1 against the formula."""
-    sched = make_schedule("cosine", 200)
-    sampler = Sampler(CountingDenoiser(subspace.oracle(sched), Costs()), sched, steps=20, eta=0.0)
-    step = sampler.steps[8]
-    objective = subspace.objective("quadratic_on")
-    theta = objective.theta
-    grad_r = lambda x: -2 * (x @ theta - 3).unsqueeze(-1) * theta                  # noqa: E731
-    x_t = torch.randn(5, 64, generator=torch.Generator().manual_seed(4))
-    a, h = step.alpha, step.h
-    x0h = a * subspace.project(x_t)
-    e = (x_t - a * x0h) / math.sqrt(h)
+    sampler, step, objective, grad_r, x_t, a, h, x0h, e = _one_step(subspace, "quadratic_on")
     e_hat = e - Z * math.sqrt(h) * a * subspace.project(grad_r(x0h))
 
     def step_from(x0_start):

@@ -10,27 +10,14 @@ import pandas as pd
 import pytest
 import yaml
 
-diffusers = pytest.importorskip("diffusers")
+pytest.importorskip("diffusers")
 
-from tests.images_fixture import write_digit_folder  # noqa: E402
+from tests.images_fixture import save_tiny_model, write_digit_folder  # noqa: E402
 
 from benchmark.sweep import cells_from_config  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.slow
-
-
-def save_tiny_model(folder: Path) -> Path:
-    """A DDPMPipeline folder (model_index.json, unet/, scheduler/) of a tiny 1x32x32 UNet2DModel."""
-    import torch
-
-    torch.manual_seed(0)
-    unet = diffusers.UNet2DModel(sample_size=32, in_channels=1, out_channels=1, layers_per_block=1,
-                                 block_out_channels=(8, 16), down_block_types=("DownBlock2D", "DownBlock2D"),
-                                 up_block_types=("UpBlock2D", "UpBlock2D"), norm_num_groups=4)
-    scheduler = diffusers.DDPMScheduler(num_train_timesteps=100, prediction_type="v_prediction")
-    diffusers.DDPMPipeline(unet=unet, scheduler=scheduler).save_pretrained(folder)
-    return folder
 
 
 def config_for(tmp: Path) -> dict:
