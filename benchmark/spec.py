@@ -127,10 +127,11 @@ class Sampling:
         "(digits, images: [-1, 1])", neutral=False))
     cfg: float | None = field(default=None, metadata=_doc(
         "classifier-free guidance scale w of a text-conditional denoiser (loader diffusers_latent): eps_u + w "
-        "(eps_c - eps_u), one counted denoiser forward = 2 UNet evaluations (1 at w = 1: the conditional model "
-        "alone); null, the default: Stable Diffusion's 7.5 (benchmark.denoisers.latent.DEFAULT_CFG; null and 7.5 "
-        "compute the same but are different cells); one value per experiment (compare scales with one experiment "
-        "each: the report tags them sampling.cfg=w); refused for other denoisers", minimum=0, neutral=None))
+        "(eps_c - eps_u) (SD3: on the velocity), one counted denoiser forward = 2 network evaluations (1 at w = 1: "
+        "the conditional model alone); null, the default: the pipeline's own default, 7.5 for Stable Diffusion "
+        "1.x/2.x (benchmark.denoisers.latent.DEFAULT_CFG), 7.0 for SD3 (latent_flow.DEFAULT_CFG) (null and that "
+        "value compute the same but are different cells); one value per experiment (compare scales with one "
+        "experiment each: the report tags them sampling.cfg=w); refused for other denoisers", minimum=0, neutral=None))
 
     def __post_init__(self):
         cfg = self.cfg

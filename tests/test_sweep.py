@@ -28,7 +28,8 @@ def load(name="config.yaml"):
     return config
 
 
-@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "paper.yaml", "score_axis.yaml", "ddpm_cifar10.yaml"])
+@pytest.mark.parametrize("name", ["config.yaml", "smoke.yaml", "paper.yaml", "score_axis.yaml", "ddpm_cifar10.yaml",
+                                  "sd15_reward.yaml", "sd35_reward.yaml"])
 def test_presets_are_valid(name):
     cells = cells_from_config(load(name))
     assert cells

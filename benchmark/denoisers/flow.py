@@ -25,11 +25,12 @@ terminal SNR), so t = T stands for u_T = 1 - 1 / (2 N), half a training step sho
 shift 3: s_T = 0.99983, ab_T = 2.8e-8). The sampler's x_T ~ N(0, I) then differs from diffusers' pure-noise start
 by O(1 - s_T) (tests: the gap to diffusers' own default loop shrinks as the steps grow).
 
-Refused: dynamic shifting (use_dynamic_shifting: its mu depends on the image size; not supported yet) and
+Refused: dynamic shifting (use_dynamic_shifting: its mu depends on the image token count of a transformer; at a
+fixed size it is a static shift, which benchmark.denoisers.latent_flow reads for SD3-style transformers) and
 invert_sigmas. Inference-only sigma options (use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas,
 shift_terminal) change only the inference sequence, not the model, and are ignored: the suite's sampler uses its
-own uniform grid on t. Models: an unconditional diffusers UNet2DModel (x, timestep) -> v; conditional flow
-transformers (SD3) need the latent pipeline's conditioning (benchmark.denoisers.latent), not done yet.
+own uniform grid on t. Models: an unconditional diffusers UNet2DModel (x, timestep) -> v; text-conditional latent flow
+transformers (SD3 / SD3.5) run through the same FlowEps in benchmark.denoisers.latent_flow.
 """
 
 from __future__ import annotations

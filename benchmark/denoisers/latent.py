@@ -3,7 +3,9 @@
 A pipeline folder as StableDiffusionPipeline.save_pretrained writes it: model_index.json naming an
 AutoencoderKL (`vae`), a UNet2DConditionModel (`unet`) and a scheduler (`scheduler`), each in its subfolder;
 text_encoder / tokenizer are optional (only to compute prompt embeddings, needing `transformers`). Nothing is
-downloaded: a local folder or a model id in the local Hugging Face cache (benchmark.denoisers.hf).
+downloaded: a local folder or a model id in the local Hugging Face cache (benchmark.denoisers.hf). A folder whose
+network is a latent flow transformer (SD3 / SD3.5: SD3Transformer2DModel, `transformer`, with a flow-match
+scheduler) is read by the same functions and runs through benchmark.denoisers.latent_flow.
 
 The eps-model (`LatentEps`) takes latents z [B, C, h, w] and t [B] (our t = diffusers timestep + 1, ab =
 [1, alphas_cumprod], as benchmark.denoisers.hf) and returns classifier-free guided eps (Ho & Salimans 2022, eq. 6
@@ -15,15 +17,16 @@ with w the guidance scale (the sampling setting `cfg`, benchmark.spec.Sampling; 
 forward runs the UNet once on the batch of 2 B rows [z; z] with [c_negative; c_prompt] (as the pipeline does),
 so one counted denoiser forward (benchmark.diffusion.counting.CountingDenoiser: B per call) is 2 UNet
 evaluations, and one counted VJP backpropagates through both halves: 2 UNet VJPs. The factor is the same for
-every method, so equal-compute comparisons stay fair; `unet_evals_per_forward` (2, or 1 at w = 1) says it and
-`unet_evals` counts the UNet rows actually run. A v_prediction UNet's output is converted after the CFG
+every method, so equal-compute comparisons stay fair; `network_evals_per_forward` (2, or 1 at w = 1) says it and
+`network_evals` counts the UNet rows actually run. A v_prediction UNet's output is converted after the CFG
 combination (prediction_to_eps is affine in the output, so this equals converting each half).
 
 Conditioning: precomputed text embeddings, a safetensors file with `prompt_embeds` [P, L, D] (one per prompt of
 the prompt file, in order) and optionally `negative_prompt_embeds` [P or 1, L, D] (the empty prompt's embedding
-for plain CFG; needed when w != 1). Made once with the user's text encoder (`encode_prompts`, or
-`python -m benchmark.denoisers.latent embed PIPELINE PROMPTS OUT`, both needing `transformers`). `prompt` picks
-the conditioning: an index k (every row uses prompt k; robust to any batch layout) or "all" (row j uses prompt
+for plain CFG; needed when w != 1); SD3 also takes `pooled_prompt_embeds` [P, D'] and
+`negative_pooled_prompt_embeds` [P or 1, D'] (`PromptEmbeds`). Made once with the user's text encoder
+(`encode_prompts`, or `python -m benchmark.denoisers.latent embed PIPELINE PROMPTS OUT`, both needing
+`transformers`). `prompt` picks the conditioning: an index k (every row uses prompt k; robust to any batch layout) or "all" (row j uses prompt
 (j mod chains) mod P, the suite's convention for per-chain parameters: a batch is stacked copies of the chains,
 benchmark.objectives.base.Objective.chain_index).
 
@@ -40,6 +43,7 @@ import importlib.util
 import json
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -51,6 +55,23 @@ from benchmark.diffusion.schedules import VPSchedule
 DEFAULT_CFG = 7.5
 
 UNET_CLASS, VAE_CLASS = "UNet2DConditionModel", "AutoencoderKL"
+SD3_CLASS = "SD3Transformer2DModel"
+#: The denoising networks a pipeline folder may hold: a UNet (here) or a latent flow transformer (latent_flow.py).
+BACKBONES = (UNET_CLASS, SD3_CLASS)
+
+
+#: The safetensors keys of PromptEmbeds' fields, in order (diffusers' pipeline argument names).
+EMBED_KEYS = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds", "negative_pooled_prompt_embeds")
+
+
+class PromptEmbeds(NamedTuple):
+    """Text conditioning of P prompts: cond [P, L, D], neg [P or 1, L, D] or None; pooled [P, D'] and neg_pooled
+    [P or 1, D'] (SD3's pooled CLIP embeddings) or None."""
+
+    cond: torch.Tensor
+    neg: torch.Tensor | None = None
+    pooled: torch.Tensor | None = None
+    neg_pooled: torch.Tensor | None = None
 
 
 # --- prompts and their embeddings -------------------------------------------------------------------
@@ -77,9 +98,9 @@ def read_prompts(path: str | Path) -> list[str]:
     return prompts
 
 
-def load_prompt_embeds(path: str | Path, count: int | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """(prompt_embeds [P, L, D], negative_prompt_embeds [P or 1, L, D] or None) of a safetensors file; `count`:
-    the number of prompts they must match."""
+def load_prompt_embeds(path: str | Path, count: int | None = None) -> PromptEmbeds:
+    """The `PromptEmbeds` of a safetensors file (prompt_embeds, negative_prompt_embeds, pooled_prompt_embeds,
+    negative_pooled_prompt_embeds; the first required); `count`: the number of prompts they must match."""
     from safetensors.torch import load_file
 
     path = Path(path)
@@ -87,31 +108,42 @@ def load_prompt_embeds(path: str | Path, count: int | None = None) -> tuple[torc
         raise ValueError(f"prompt embeddings {str(path)!r} do not exist: make them once with your text encoder "
                          "(`python -m benchmark.denoisers.latent embed PIPELINE PROMPTS OUT`, needs transformers)")
     data = load_file(str(path))
-    cond, neg = data.get("prompt_embeds"), data.get("negative_prompt_embeds")
+    cond, neg, pooled, neg_pooled = (data.get(k) for k in EMBED_KEYS)
     if cond is None or cond.dim() != 3:
         raise ValueError(f"prompt embeddings {str(path)!r}: need a tensor `prompt_embeds` [P, L, D], got "
                          f"{None if cond is None else list(cond.shape)}")
-    if count is not None and cond.shape[0] != count:
-        raise ValueError(f"prompt embeddings {str(path)!r} hold {cond.shape[0]} prompts, the prompt file {count}")
-    if neg is not None and (neg.dim() != 3 or neg.shape[1:] != cond.shape[1:]
-                            or neg.shape[0] not in (1, cond.shape[0])):
+    P = cond.shape[0]
+    if count is not None and P != count:
+        raise ValueError(f"prompt embeddings {str(path)!r} hold {P} prompts, the prompt file {count}")
+    if neg is not None and (neg.dim() != 3 or neg.shape[1:] != cond.shape[1:] or neg.shape[0] not in (1, P)):
         raise ValueError(f"prompt embeddings {str(path)!r}: negative_prompt_embeds {list(neg.shape)} must be "
-                         f"[1 or {cond.shape[0]}, {cond.shape[1]}, {cond.shape[2]}]")
-    return cond.float(), None if neg is None else neg.float()
+                         f"[1 or {P}, {cond.shape[1]}, {cond.shape[2]}]")
+    if pooled is not None and (pooled.dim() != 2 or pooled.shape[0] != P):
+        raise ValueError(f"prompt embeddings {str(path)!r}: pooled_prompt_embeds {list(pooled.shape)} must be "
+                         f"[{P}, D']")
+    if neg_pooled is not None and (pooled is None or neg_pooled.dim() != 2 or neg_pooled.shape[1] != pooled.shape[1]
+                                   or neg_pooled.shape[0] not in (1, P)):
+        want = "pooled_prompt_embeds beside it" if pooled is None else f"[1 or {P}, {pooled.shape[1]}]"
+        raise ValueError(f"prompt embeddings {str(path)!r}: negative_pooled_prompt_embeds {list(neg_pooled.shape)} "
+                         f"needs {want}")
+    return PromptEmbeds(*(None if x is None else x.float() for x in (cond, neg, pooled, neg_pooled)))
 
 
 def encode_prompts(pipeline: str | Path, prompts: list[str], device: str = "cpu",
-                   negative: str = "") -> tuple[torch.Tensor, torch.Tensor]:
-    """(prompt_embeds [P, L, D], negative_prompt_embeds [1, L, D]) from the pipeline's own CLIP text encoder
-    (the last hidden state of tokenizer(max_length, padded), as StableDiffusionPipeline.encode_prompt without
-    clip_skip). Needs `transformers` and the folder's text_encoder/ and tokenizer/."""
+                   negative: str = "") -> PromptEmbeds:
+    """The `PromptEmbeds` of `prompts` (negative: `negative`, [1, ...]) from the pipeline folder's own text encoders.
+    Stable Diffusion 1.x/2.x: the CLIP text encoder's last hidden state of tokenizer(max_length, padded), as
+    StableDiffusionPipeline.encode_prompt without clip_skip; SD3: StableDiffusion3Pipeline.encode_prompt itself
+    (two CLIPs and T5, pooled embeddings too). Needs `transformers` and the folder's text encoders/tokenizers."""
     if importlib.util.find_spec("transformers") is None:
         raise ImportError("computing prompt embeddings needs `transformers` (pip install transformers); or give "
                           "precomputed embeddings (task parameter `embeds`: a safetensors file with prompt_embeds "
                           "[P, L, D] and negative_prompt_embeds)")
+    root = Path(pipeline)
+    if _pipeline_class(root) == "StableDiffusion3Pipeline":
+        return _encode_sd3(root, prompts, device, negative)
     from transformers import CLIPTextModel, CLIPTokenizer
 
-    root = Path(pipeline)
     for sub in ("text_encoder", "tokenizer"):
         if not (root / sub).is_dir():
             raise ValueError(f"pipeline {str(root)!r} has no {sub}/: give precomputed embeddings instead")
@@ -124,31 +156,60 @@ def encode_prompts(pipeline: str | Path, prompts: list[str], device: str = "cpu"
         with torch.no_grad():
             return encoder(ids)[0].float().cpu()
 
-    return embed(list(prompts)), embed([negative])
+    return PromptEmbeds(embed(list(prompts)), embed([negative]))
+
+
+def _encode_sd3(root: Path, prompts: list[str], device: str, negative: str) -> PromptEmbeds:
+    """StableDiffusion3Pipeline.encode_prompt (its defaults: max_sequence_length 256, no clip_skip) on the folder's
+    text encoders and tokenizers only (no transformer, no VAE loaded)."""
+    import diffusers
+
+    for sub in ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"):
+        if not (root / sub).is_dir():
+            raise ValueError(f"pipeline {str(root)!r} has no {sub}/: give precomputed embeddings instead")
+    pipe = diffusers.StableDiffusion3Pipeline.from_pretrained(root, transformer=None, vae=None,
+                                                              local_files_only=True).to(device)
+    with torch.no_grad():
+        cond, _, pooled, _ = pipe.encode_prompt(list(prompts), None, None, device=device,
+                                                do_classifier_free_guidance=False)
+        neg, _, neg_pooled, _ = pipe.encode_prompt([negative], None, None, device=device,
+                                                   do_classifier_free_guidance=False)
+    return PromptEmbeds(*(x.float().cpu() for x in (cond, neg, pooled, neg_pooled)))
 
 
 # --- the pipeline folder ------------------------------------------------------------------------------
 
-def _components(root: Path, source: str) -> dict[str, Path]:
-    """{"unet", "vae", "scheduler"} -> subfolder of a pipeline folder, by the classes model_index.json names."""
+def _pipeline_class(root: Path) -> str:
+    """model_index.json's _class_name ("" without one)."""
+    from benchmark.denoisers.hf import _PIPELINE_INDEX, _read_json
+
+    index_file = root / _PIPELINE_INDEX
+    return str(_read_json(index_file).get("_class_name", "")) if index_file.is_file() else ""
+
+
+def _components(root: Path, source: str) -> dict:
+    """{"model", "vae", "scheduler"} -> subfolder of a pipeline folder, by the classes model_index.json names,
+    and "model_class": the denoising network's class (a key of BACKBONES)."""
     from benchmark.denoisers.hf import _PIPELINE_INDEX, _read_json
 
     index_file = root / _PIPELINE_INDEX
     if not index_file.is_file():
         raise ValueError(f"latent diffusion source {source!r} ({root}): no {_PIPELINE_INDEX}; expected a "
-                         "Stable-Diffusion-style pipeline folder (vae/, unet/, scheduler/)")
+                         "Stable-Diffusion-style pipeline folder (vae/, unet/ or transformer/, scheduler/)")
     index = _read_json(index_file)
     comps = {k: v[1] for k, v in index.items() if not k.startswith("_") and isinstance(v, (list, tuple))
              and len(v) == 2 and v[1]}
     found = {}
-    for role, test in (("unet", lambda c: c == UNET_CLASS), ("vae", lambda c: c == VAE_CLASS),
-                       ("scheduler", lambda c: "Scheduler" in c)):
+    for role, test, what in (("model", lambda c: c in BACKBONES, " or ".join(BACKBONES)),
+                             ("vae", lambda c: c == VAE_CLASS, VAE_CLASS),
+                             ("scheduler", lambda c: "Scheduler" in c, "a scheduler")):
         names = [k for k, c in comps.items() if test(str(c))]
         if not names:
             raise ValueError(f"latent diffusion source {source!r}: model_index.json has no {role} component "
-                             f"({UNET_CLASS if role == 'unet' else VAE_CLASS if role == 'vae' else 'a scheduler'}); "
-                             f"it lists {comps}")
-        found[role] = root / (role if role in names else names[0])
+                             f"({what}); it lists {comps}")
+        found[role] = root / names[0]
+        if role == "model":
+            found["model_class"] = str(comps[names[0]])
     return found
 
 
@@ -203,20 +264,44 @@ def load_vae(source: str, device: str = "cpu") -> tuple[VaeDecoder, dict]:
 
 
 def pipeline_latent_shape(source: str) -> tuple[int, int, int]:
-    """(C, h, w) of the UNet's latents, read from unet/config.json (no weights loaded)."""
+    """(C, h, w) of the network's latents, read from unet/ or transformer/config.json (no weights loaded)."""
     from benchmark.denoisers.hf import _MODEL_CONFIG, _read_json
 
     _, comps = resolve_pipeline(source)
-    cfg = _read_json(comps["unet"] / _MODEL_CONFIG)
+    cfg = _read_json(comps["model"] / _MODEL_CONFIG)
     size = cfg.get("sample_size", 64)
     h, w = (size, size) if isinstance(size, int) else size
     return int(cfg.get("in_channels", 4)), int(h), int(w)
 
 
+def prompt_rows(prompt: int | str, chains: int | None, P: int, B: int, device) -> torch.Tensor:
+    """The prompt index [B] of each row of a batch of B: prompt k for every row, or for "all" row j -> chain
+    j mod chains -> prompt (j mod chains) mod P (the module docstring)."""
+    if prompt != "all":
+        return torch.full((B,), prompt, device=device, dtype=torch.long)
+    n = chains or B
+    if B % n:
+        raise ValueError(f"prompt 'all' reads row j as chain j mod {n}; a batch of {B} rows is not stacked "
+                         "copies of the chains")
+    return (torch.arange(B, device=device) % n) % P
+
+
+def check_prompt(prompt: int | str, P: int) -> None:
+    if prompt != "all" and not (isinstance(prompt, int) and not isinstance(prompt, bool) and 0 <= prompt < P):
+        raise ValueError(f"prompt must be 'all' or an index in 0..{P - 1}, got {prompt!r}")
+
+
+def cfg_combine(out: torch.Tensor, cfg: float) -> torch.Tensor:
+    """out_u + w (out_c - out_u) of a network output on the batch [uncond; cond] (Ho & Salimans 2022, eq. 6)."""
+    out_u, out_c = out.chunk(2)
+    return out_u + cfg * (out_c - out_u)
+
+
 class LatentEps(nn.Module):
     """Classifier-free guided eps of a UNet2DConditionModel: (z [B, C, h, w], t [B] long in 1..T) -> eps
     (module docstring). cond [P, L, D], uncond [P or 1, L, D] or None; prompt: an index or "all"; chains: the
-    cell's chains (rows j -> chain j mod chains) for prompt "all"."""
+    cell's chains (rows j -> chain j mod chains) for prompt "all". `network_evals` counts the UNet rows run,
+    `network_evals_per_forward` per counted forward (2, or 1 at cfg = 1)."""
 
     def __init__(self, unet: nn.Module, schedule: VPSchedule, prediction_type: str, cond: torch.Tensor,
                  uncond: torch.Tensor | None = None, cfg: float = DEFAULT_CFG, prompt: int | str = 0,
@@ -229,30 +314,19 @@ class LatentEps(nn.Module):
         if cfg != 1 and uncond is None:
             raise ValueError(f"classifier-free guidance scale {cfg} != 1 needs negative_prompt_embeds (the empty "
                              "prompt's embedding for plain CFG)")
-        P = cond.shape[0]
-        if prompt != "all" and not (isinstance(prompt, int) and not isinstance(prompt, bool) and 0 <= prompt < P):
-            raise ValueError(f"prompt must be 'all' or an index in 0..{P - 1}, got {prompt!r}")
+        check_prompt(prompt, cond.shape[0])
         self.unet, self.prediction_type, self.cfg = unet, prediction_type, float(cfg)
         self.prompt, self.chains, self.T = prompt, chains, schedule.T
         self.register_buffer("ab", schedule.ab.float(), persistent=False)
         self.register_buffer("cond", cond.float(), persistent=False)
         self.register_buffer("uncond", (uncond if uncond is not None else cond[:1]).float(), persistent=False)
-        self.unet_evals_per_forward = 1 if self.cfg == 1 else 2
-        self.unet_evals = 0
+        self.network_evals_per_forward = 1 if self.cfg == 1 else 2
+        self.network_evals = 0
 
     def conditioning(self, B: int, device) -> tuple[torch.Tensor, torch.Tensor]:
         """(c [B, L, D], c_neg [B, L, D]) of the rows of a batch of B."""
-        if self.prompt == "all":
-            n = self.chains or B
-            if B % n:
-                raise ValueError(f"prompt 'all' reads row j as chain j mod {n}; a batch of {B} rows is not stacked "
-                                 "copies of the chains")
-            rows = torch.arange(B, device=device) % n
-            idx = rows % self.cond.shape[0]
-        else:
-            idx = torch.full((B,), self.prompt, device=device, dtype=torch.long)
-        neg = self.uncond[idx % self.uncond.shape[0]]
-        return self.cond[idx], neg
+        idx = prompt_rows(self.prompt, self.chains, self.cond.shape[0], B, device)
+        return self.cond[idx], self.uncond[idx % self.uncond.shape[0]]
 
     def forward(self, z: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
         from benchmark.denoisers.hf import prediction_to_eps
@@ -264,14 +338,13 @@ class LatentEps(nn.Module):
             raise ValueError(f"timesteps must lie in 1..T={self.T}, got {sorted(set(t.tolist()))}")
         B, dtype = z.shape[0], self.unet.dtype
         c, c_neg = self.conditioning(B, z.device)
-        if self.unet_evals_per_forward == 1:
+        if self.network_evals_per_forward == 1:
             out = self.unet(z.to(dtype), t - 1, encoder_hidden_states=c.to(dtype)).sample.to(z.dtype)
         else:   # one UNet call on [z; z] with [negative; prompt], as StableDiffusionPipeline batches CFG
-            both = self.unet(torch.cat([z, z]).to(dtype), torch.cat([t, t]) - 1,
-                             encoder_hidden_states=torch.cat([c_neg, c]).to(dtype)).sample.to(z.dtype)
-            out_u, out_c = both.chunk(2)
-            out = out_u + self.cfg * (out_c - out_u)
-        self.unet_evals += self.unet_evals_per_forward * B
+            out = cfg_combine(self.unet(torch.cat([z, z]).to(dtype), torch.cat([t, t]) - 1,
+                                        encoder_hidden_states=torch.cat([c_neg, c]).to(dtype)).sample.to(z.dtype),
+                              self.cfg)
+        self.network_evals += self.network_evals_per_forward * B
         return prediction_to_eps(out, z, self.ab[t].view(-1, *([1] * (z.dim() - 1))), self.prediction_type)
 
 
@@ -282,18 +355,21 @@ def load_latent_unet(source: str, device: str = "cpu") -> tuple[nn.Module, VPSch
     from benchmark.denoisers.hf import _SCHEDULER_CONFIG, _load_scheduler
 
     root, comps = resolve_pipeline(source)
-    unet, files = _load_model(UNET_CLASS, comps["unet"])
+    if comps["model_class"] != UNET_CLASS:
+        raise ValueError(f"latent diffusion source {source!r}: its network is a {comps['model_class']}, not a "
+                         f"{UNET_CLASS} (benchmark.denoisers.latent_flow.load_latent_flow loads it)")
+    unet, files = _load_model(UNET_CLASS, comps["model"])
     scheduler_file = comps["scheduler"] / _SCHEDULER_CONFIG
     if not scheduler_file.is_file():
         raise ValueError(f"latent diffusion source {source!r}: no {scheduler_file}")
     scheduler, config = _load_scheduler(scheduler_file)
     if "FlowMatch" in str(config.get("_class_name", "")):
-        raise ValueError(f"latent diffusion source {source!r}: a flow-match scheduler; latent flow models are not "
-                         "supported yet (benchmark.denoisers.flow handles unconditional UNet2DModels)")
+        raise ValueError(f"latent diffusion source {source!r}: a {UNET_CLASS} with a flow-match scheduler is not "
+                         "supported (latent flow models: an SD3Transformer2DModel, benchmark.denoisers.latent_flow)")
     schedule = VPSchedule.from_alphas_cumprod(scheduler.alphas_cumprod,
                                               f"diffusers:{config.get('beta_schedule', 'custom')}")
     prediction_type = str(config.get("prediction_type", "epsilon"))
-    record = {"source": str(source), "path": str(root), "file": str(comps["unet"]),
+    record = {"source": str(source), "path": str(root), "file": str(comps["model"]),
               "sha256": _digest([*files, scheduler_file]), "prediction_type": prediction_type,
               "T": schedule.T, "scheduler": type(scheduler).__name__, "in_channels": int(unet.config.in_channels),
               "cross_attention_dim": int(unet.config.cross_attention_dim),
@@ -302,10 +378,27 @@ def load_latent_unet(source: str, device: str = "cpu") -> tuple[nn.Module, VPSch
     return unet.to(device), schedule, prediction_type, record
 
 
+def latent_unet_model(source: str, embeds: PromptEmbeds, cfg: float | None, prompt: int | str,
+                      chains: int | None, device: str) -> tuple[nn.Module, VPSchedule, dict]:
+    """(LatentEps, schedule, record) for the diffusers_latent loader; cfg None: DEFAULT_CFG. The embeddings' width
+    must be the UNet's cross_attention_dim."""
+    unet, schedule, prediction_type, record = load_latent_unet(source, device)
+    if embeds.cond.shape[-1] != record["cross_attention_dim"]:
+        raise ValueError(f"prompt embeddings have width {embeds.cond.shape[-1]}, the UNet's cross_attention_dim is "
+                         f"{record['cross_attention_dim']}: embeddings of another text encoder?")
+    w = DEFAULT_CFG if cfg is None else cfg
+    model = LatentEps(unet, schedule, prediction_type, embeds.cond, embeds.neg, cfg=w, prompt=prompt,
+                      chains=chains).to(device)
+    return model, schedule, record | {"cfg": w, "network_evals_per_forward": model.network_evals_per_forward}
+
+
 class DiffusersLatentLoader(DenoiserLoader):
-    """`diffusers_latent`: the UNet of a Stable-Diffusion-style pipeline folder with classifier-free guidance,
-    on the `latent` task (benchmark.tasks.latent), whose parameters give the prompts, their embeddings and which
-    prompt; the guidance scale w is the sampling setting `cfg` (one value per experiment; null: DEFAULT_CFG)."""
+    """`diffusers_latent`: the denoising network of a latent text-to-image pipeline folder with classifier-free
+    guidance, on the `latent` task (benchmark.tasks.latent), whose parameters give the prompts, their embeddings
+    and which prompt: a UNet2DConditionModel (Stable Diffusion 1.x/2.x, `latent_unet_model`) or an
+    SD3Transformer2DModel (SD3 / SD3.5, a flow model: benchmark.denoisers.latent_flow), by model_index.json. The
+    guidance scale w is the sampling setting `cfg` (one value per experiment; null: the pipeline's default, 7.5 for
+    Stable Diffusion, 7.0 for SD3)."""
 
     reads = ()
     takes_cfg = True
@@ -315,18 +408,17 @@ class DiffusersLatentLoader(DenoiserLoader):
         if not callable(getattr(task, "conditioning", None)):
             raise ValueError(f"denoiser loader 'diffusers_latent' needs the 'latent' task (prompts and their "
                              f"embeddings), not {spec.task!r}")
-        unet, schedule, prediction_type, record = load_latent_unet(spec.denoiser.source, device)
-        cond, uncond = task.conditioning()
-        if cond.shape[-1] != record["cross_attention_dim"]:
-            raise ValueError(f"prompt embeddings have width {cond.shape[-1]}, the UNet's cross_attention_dim is "
-                             f"{record['cross_attention_dim']}: embeddings of another text encoder?")
+        source = spec.denoiser.source
+        _, comps = resolve_pipeline(source)
+        if comps["model_class"] == UNET_CLASS:
+            make = latent_unet_model
+        else:
+            from benchmark.denoisers.latent_flow import latent_flow_model as make
+        model, schedule, record = make(source, task.conditioning(), spec.sampling.cfg, task.prompt,
+                                       spec.rounds.samples, device)
         if task.shape[0] != record["in_channels"]:
-            raise ValueError(f"the UNet of {spec.denoiser.source!r} takes {record['in_channels']} latent channels, "
-                             f"task {spec.task!r} has shape {list(task.shape)}")
-        cfg = DEFAULT_CFG if spec.sampling.cfg is None else spec.sampling.cfg
-        model = LatentEps(unet, schedule, prediction_type, cond, uncond, cfg=cfg, prompt=task.prompt,
-                          chains=spec.rounds.samples).to(device)
-        record |= {"cfg": cfg, "unet_evals_per_forward": model.unet_evals_per_forward}
+            raise ValueError(f"the network of {source!r} takes {record['in_channels']} latent channels, task "
+                             f"{spec.task!r} has shape {list(task.shape)}")
         # the decoder the task's rewards apply to is part of the cell too (its digest joins the run_id)
         vae_sha256 = task.decoder()[1]
         return Loaded(model, schedule, {"denoiser": record, "vae": {"file": str(Path(record["path"]) / "vae"),
@@ -349,14 +441,16 @@ def _main(argv: list[str]) -> int:
     e.add_argument("--negative", default="", help="the negative prompt (default: empty, plain CFG)")
     args = parser.parse_args(argv)
     root, _ = resolve_pipeline(args.pipeline)
-    cond, neg = encode_prompts(root, read_prompts(args.prompts), args.device, args.negative)
-    save_file({"prompt_embeds": cond.contiguous(), "negative_prompt_embeds": neg.contiguous()}, args.out)
-    print(f"wrote {args.out}: prompt_embeds {list(cond.shape)}, negative_prompt_embeds {list(neg.shape)}")
+    embeds = encode_prompts(root, read_prompts(args.prompts), args.device, args.negative)
+    tensors = {name: x.contiguous() for name, x in zip(EMBED_KEYS, embeds) if x is not None}
+    save_file(tensors, args.out)
+    print(f"wrote {args.out}: " + ", ".join(f"{k} {list(x.shape)}" for k, x in tensors.items()))
     return 0
 
 
 if __name__ == "__main__":
     sys.exit(_main(sys.argv[1:]))
 
-__all__ = ["DiffusersLatentLoader", "LatentEps", "VaeDecoder", "encode_prompts", "load_latent_unet",
-           "load_prompt_embeds", "load_vae", "pipeline_latent_shape", "read_prompts", "resolve_pipeline"]
+__all__ = ["DiffusersLatentLoader", "LatentEps", "PromptEmbeds", "VaeDecoder", "cfg_combine", "encode_prompts",
+           "latent_unet_model", "load_latent_unet", "load_prompt_embeds", "load_vae", "pipeline_latent_shape",
+           "prompt_rows", "read_prompts", "resolve_pipeline"]

@@ -1,11 +1,13 @@
 """The `latent` task: guidance in the latent space of a Stable-Diffusion-style model, rewards on decoded images.
 
-The chains are latents z [C, h, w] of the pipeline folder `pipeline` (its unet/config.json gives the shape);
-the denoiser is its UNet with classifier-free guidance (loader `diffusers_latent`, benchmark.denoisers.latent),
+The chains are latents z [C, h, w] of the pipeline folder `pipeline` (its unet/ or transformer/config.json gives
+the shape); the denoiser is its UNet (Stable Diffusion 1.x/2.x) or flow transformer (SD3 / SD3.5) with
+classifier-free guidance (loader `diffusers_latent`, benchmark.denoisers.latent and latent_flow),
 conditioned on prompt `prompt` of the prompt file `prompts` (.txt one per line, or a JSON list; an index, or
 "all": chain i takes prompt i mod P) through the precomputed text embeddings `embeds` (safetensors:
-prompt_embeds [P, L, D], negative_prompt_embeds [P or 1, L, D]; without it they are computed from the folder's
-text encoder, which needs `transformers`). These are task parameters, so every one of them is part of a cell's
+prompt_embeds [P, L, D], negative_prompt_embeds [P or 1, L, D], for SD3 also pooled_prompt_embeds [P, D'] and
+negative_pooled_prompt_embeds; without it they are computed from the folder's text encoders, which needs
+`transformers`). These are task parameters, so every one of them is part of a cell's
 identity. The classifier-free guidance scale w is a sampling setting, `cfg` (benchmark.spec.Sampling; one value per
 experiment), read by the diffusers_latent loader.
 
@@ -136,8 +138,9 @@ class LatentTask(Task):
     @staticmethod
     def check_params(pipeline, prompts, prompt) -> None:
         if not (isinstance(pipeline, (str, Path)) and str(pipeline)):
-            raise ValueError("task 'latent' needs pipeline: a Stable-Diffusion-style pipeline folder (vae/, unet/, "
-                             "scheduler/, model_index.json) or a model id in the local Hugging Face cache")
+            raise ValueError("task 'latent' needs pipeline: a Stable-Diffusion-style pipeline folder (vae/, unet/ or "
+                             "transformer/, scheduler/, model_index.json) or a model id in the local Hugging Face "
+                             "cache")
         if not (isinstance(prompts, (str, Path)) and str(prompts)):
             raise ValueError("task 'latent' needs prompts: a prompt file (.txt one per line, or a JSON list)")
         if prompt != "all" and (isinstance(prompt, bool) or not isinstance(prompt, int) or prompt < 0):
@@ -155,9 +158,9 @@ class LatentTask(Task):
         """The prompt chain `chain` is conditioned on."""
         return self.prompts[(chain if self.prompt == "all" else self.prompt) % len(self.prompts)]
 
-    def conditioning(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """(prompt_embeds [P, L, D], negative_prompt_embeds [P or 1, L, D] or None): from `embeds`, else from the
-        pipeline's text encoder (needs transformers)."""
+    def conditioning(self):
+        """The prompts' PromptEmbeds (benchmark.denoisers.latent: prompt_embeds [P, L, D], the negatives, and SD3's
+        pooled embeddings): from `embeds`, else from the pipeline's text encoders (needs transformers)."""
         if self._embeds is None:
             from benchmark.denoisers.latent import encode_prompts, load_prompt_embeds, resolve_pipeline
 

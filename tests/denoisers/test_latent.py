@@ -15,8 +15,9 @@ import torch
 diffusers = pytest.importorskip("diffusers")
 
 from benchmark.denoisers import DENOISERS  # noqa: E402
-from benchmark.denoisers.latent import (LatentEps, encode_prompts, load_latent_unet, load_prompt_embeds,  # noqa: E402
-                                        load_vae, read_prompts)
+from benchmark.denoisers.latent import (EMBED_KEYS, LatentEps, PromptEmbeds, encode_prompts,  # noqa: E402
+                                        load_latent_unet, load_prompt_embeds, load_vae, prompt_rows, read_prompts,
+                                        resolve_pipeline)
 from benchmark.diffusion import (Costs, CountingDenoiser, CountingObjective, PerSampleNoise, Sampler,  # noqa: E402
                                  derive_seed, sample, timestep_grid)
 from benchmark.methods import Guide, make_method  # noqa: E402
@@ -72,7 +73,7 @@ def unet_and_schedule(pipe, device):
 
 def _embeds(device):
     """The shipped (prompt_embeds [3, L, D], negative_prompt_embeds [1, L, D]) on `device`."""
-    cond, neg = load_prompt_embeds(EMBEDS, 3)
+    cond, neg, *_ = load_prompt_embeds(EMBEDS, 3)
     return cond.to(device), neg.to(device)
 
 
@@ -86,11 +87,51 @@ def test_prompt_files(tmp_path):
     (tmp_path / "empty.txt").write_text("# nothing\n\n")
     with pytest.raises(ValueError, match="at least one prompt"):
         read_prompts(tmp_path / "empty.txt")
-    cond, neg = load_prompt_embeds(EMBEDS, 3)
+    cond, neg, *_ = load_prompt_embeds(EMBEDS, 3)
     assert cond.shape == (3, L, D) and neg.shape == (1, L, D)
     with pytest.raises(ValueError, match="hold 3 prompts"):
         load_prompt_embeds(EMBEDS, 4)
     assert sum(p.stat().st_size for p in (PROMPTS, EMBEDS)) < 100_000
+
+
+def test_pooled_embeddings_and_their_refusals(tmp_path):
+    """SD3's pooled embeddings load beside the token embeddings; wrong shapes are refused, naming the tensor."""
+    from safetensors.torch import save_file
+
+    cond, neg, *_ = load_prompt_embeds(EMBEDS, 3)
+    path = tmp_path / "e.safetensors"
+
+    def write(**extra):
+        save_file({"prompt_embeds": cond, "negative_prompt_embeds": neg} | extra, str(path))
+        return path
+
+    e = load_prompt_embeds(write(pooled_prompt_embeds=torch.ones(3, 5), negative_pooled_prompt_embeds=torch.ones(1, 5)))
+    assert isinstance(e, PromptEmbeds) and e.pooled.shape == (3, 5) and e.neg_pooled.shape == (1, 5)
+    assert load_prompt_embeds(EMBEDS).pooled is None and EMBED_KEYS[2] == "pooled_prompt_embeds"
+    with pytest.raises(ValueError, match=r"pooled_prompt_embeds \[2, 5\] must be \[3, D'\]"):
+        load_prompt_embeds(write(pooled_prompt_embeds=torch.ones(2, 5)))
+    with pytest.raises(ValueError, match=r"negative_pooled_prompt_embeds \[1, 4\] needs \[1 or 3, 5\]"):
+        load_prompt_embeds(write(pooled_prompt_embeds=torch.ones(3, 5), negative_pooled_prompt_embeds=torch.ones(1, 4)))
+    with pytest.raises(ValueError, match="needs pooled_prompt_embeds beside it"):
+        load_prompt_embeds(write(negative_pooled_prompt_embeds=torch.ones(1, 4)))
+
+
+def test_prompt_rows():
+    """An index: every row; "all": row j -> chain j mod chains -> prompt (j mod chains) mod P."""
+    assert prompt_rows(2, None, 3, 4, "cpu").tolist() == [2, 2, 2, 2]
+    assert prompt_rows("all", 4, 3, 8, "cpu").tolist() == [0, 1, 2, 0, 0, 1, 2, 0]
+    assert prompt_rows("all", None, 3, 5, "cpu").tolist() == [0, 1, 2, 0, 1]
+    with pytest.raises(ValueError, match="not stacked copies"):
+        prompt_rows("all", 4, 3, 6, "cpu")
+
+
+def test_a_pipeline_without_a_supported_network_is_refused(tmp_path):
+    """A Flux folder (FluxTransformer2DModel) names the networks that are supported."""
+    (tmp_path / "model_index.json").write_text(json.dumps(
+        {"_class_name": "FluxPipeline", "transformer": ["diffusers", "FluxTransformer2DModel"],
+         "vae": ["diffusers", "AutoencoderKL"], "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"]}))
+    with pytest.raises(ValueError, match="no model component .*UNet2DConditionModel or SD3Transformer2DModel"):
+        resolve_pipeline(str(tmp_path))
 
 
 def test_text_encoder_needs_transformers_or_names_what_is_missing(pipe):
@@ -133,11 +174,11 @@ def test_cfg_formula_and_counting(unet_and_schedule, device):
     # the counting wrapper sees one forward per row; the UNet ran twice per row (and twice per VJP)
     costs = Costs()
     counted = CountingDenoiser(guided, costs)
-    guided.unet_evals = 0
+    guided.network_evals = 0
     x = z.clone().requires_grad_(True)
     counted(x, 500).sum().backward()
     assert (costs.denoiser_forwards, costs.denoiser_vjps) == (2, 2)
-    assert guided.unet_evals == 2 * costs.denoiser_forwards and guided.unet_evals_per_forward == 2
+    assert guided.network_evals == 2 * costs.denoiser_forwards and guided.network_evals_per_forward == 2
 
 
 # --- our DDIM(eta = 0) = StableDiffusionPipeline's loop --------------------------------------------------------
@@ -244,7 +285,7 @@ def test_the_loader_reads_the_sampling_cfg_and_null_is_7_5(pipe, device):
     task = _task(pipe, prompt=0)
     for cfg, w, evals in ((None, 7.5, 2), (1.0, 1.0, 1), (CFG, CFG, 2)):
         loaded = DENOISERS["diffusers_latent"].load(_spec(pipe, 2, cfg), task, device)
-        assert (loaded.model.cfg, loaded.model.unet_evals_per_forward, loaded.networks["denoiser"]["cfg"]) == \
+        assert (loaded.model.cfg, loaded.model.network_evals_per_forward, loaded.networks["denoiser"]["cfg"]) == \
             (w, evals, w)
     assert DEFAULT_CFG == 7.5
 
@@ -257,7 +298,7 @@ def test_methods_on_decoded_rewards_count_the_decode(pipe, name, strength, param
     task = _task(pipe, prompt=0 if name == "dps" else "all")     # "all": chain i takes prompt i mod 3
     objective = task.objective("reward", {"fn": "images_fixture:brightness"}).for_chains(n).to(device)   # as a cell
     loaded = DENOISERS["diffusers_latent"].load(_spec(pipe, n, CFG), task, device)
-    assert loaded.networks["denoiser"]["unet_evals_per_forward"] == 2
+    assert loaded.networks["denoiser"]["network_evals_per_forward"] == 2
     decodes = []
     objective.decoder.register_forward_hook(lambda m, i, o: decodes.append(i[0].shape[0]))
     costs = Costs()
@@ -269,7 +310,7 @@ def test_methods_on_decoded_rewards_count_the_decode(pipe, name, strength, param
     declared = tuple(c * n for c in method.costs_per_sample(4))
     assert (costs.denoiser_forwards, costs.denoiser_vjps, costs.objective_evals, costs.objective_grads) == declared
     assert sum(decodes) == costs.objective_evals > 0
-    assert loaded.model.unet_evals == 2 * costs.denoiser_forwards
+    assert loaded.model.network_evals == 2 * costs.denoiser_forwards
     metrics = task.sample_metrics(z, objective)
     assert math.isfinite(float(metrics["diversity"]))
 
@@ -300,5 +341,6 @@ def test_one_cell_end_to_end(pipe, device):
     last = rows[-1]
     assert last["status"] == "ok" and last["cost_objective_evals"] == 8 and last["cost_denoiser_forwards"] == 8
     info = json.loads(last["checkpoint_info"])
-    assert info["denoiser"]["cfg"] == CFG and info["denoiser"]["unet_evals_per_forward"] == 2 and info["vae"]["sha256"]
+    assert info["denoiser"]["cfg"] == CFG and info["denoiser"]["network_evals_per_forward"] == 2
+    assert info["vae"]["sha256"]
     assert "diversity" in {r["metric"] for r in rows} and any(r["metric"].startswith("reward") for r in rows)
