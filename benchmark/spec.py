@@ -130,7 +130,9 @@ class Sampling:
         "(eps_c - eps_u) (SD3: on the velocity), one counted denoiser forward = 2 network evaluations (1 at w = 1: "
         "the conditional model alone); null, the default: the pipeline's own default, 7.5 for Stable Diffusion "
         "1.x/2.x (benchmark.denoisers.latent.DEFAULT_CFG), 7.0 for SD3 (latent_flow.DEFAULT_CFG) (null and that "
-        "value compute the same but are different cells); one value per experiment (compare scales with one "
+        "value compute the same but are different cells); for a guidance-distilled Flux model the embedded guidance "
+        "scale (1 network evaluation; null: 3.5), null for one without; one value per experiment (compare scales "
+        "with one "
         "experiment each: the report tags them sampling.cfg=w); refused for other denoisers", minimum=0, neutral=None))
 
     def __post_init__(self):

@@ -25,7 +25,8 @@ CROSS_CUTTING = {
     "tasks/test_digits_slow.py": "the digits networks pre-trained to their targets (slow tier)",
 }
 APART = ("workflow", "browser")   # snakemake end to end, the SLURM profile, the report in headless Chromium
-SUPPORT = {"conftest.py", "__init__.py", "mutations.py", "images_fixture.py", "reward_fixture.py", "report_page.py"}
+SUPPORT = {"conftest.py", "__init__.py", "mutations.py", "images_fixture.py", "latent_fixture.py", "reward_fixture.py",
+           "report_page.py"}
 
 
 def modules() -> list[Path]:

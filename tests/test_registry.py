@@ -37,9 +37,9 @@ def image_folder(tmp_path_factory):
 def latent_pipeline(tmp_path_factory):
     """The tiny random Stable-Diffusion-style pipeline folder of tests/denoisers/test_latent.py (no download)."""
     pytest.importorskip("diffusers")
-    from tests.denoisers.test_latent import save_tiny_pipeline
+    from tests.latent_fixture import save_tiny_sd
 
-    return save_tiny_pipeline(tmp_path_factory.mktemp("registry_sd"))
+    return save_tiny_sd(tmp_path_factory.mktemp("registry_sd"))
 
 
 def _task(name, digits_models, image_folder, request=None):

@@ -4,8 +4,9 @@ A pipeline folder as StableDiffusionPipeline.save_pretrained writes it: model_in
 AutoencoderKL (`vae`), a UNet2DConditionModel (`unet`) and a scheduler (`scheduler`), each in its subfolder;
 text_encoder / tokenizer are optional (only to compute prompt embeddings, needing `transformers`). Nothing is
 downloaded: a local folder or a model id in the local Hugging Face cache (benchmark.denoisers.hf). A folder whose
-network is a latent flow transformer (SD3 / SD3.5: SD3Transformer2DModel, `transformer`, with a flow-match
-scheduler) is read by the same functions and runs through benchmark.denoisers.latent_flow.
+network is a latent flow transformer (SD3 / SD3.5: SD3Transformer2DModel; Flux: FluxTransformer2DModel; in
+`transformer`, with a flow-match scheduler) is read by the same functions and runs through
+benchmark.denoisers.latent_flow.
 
 The eps-model (`LatentEps`) takes latents z [B, C, h, w] and t [B] (our t = diffusers timestep + 1, ab =
 [1, alphas_cumprod], as benchmark.denoisers.hf) and returns classifier-free guided eps (Ho & Salimans 2022, eq. 6
@@ -55,9 +56,9 @@ from benchmark.diffusion.schedules import VPSchedule
 DEFAULT_CFG = 7.5
 
 UNET_CLASS, VAE_CLASS = "UNet2DConditionModel", "AutoencoderKL"
-SD3_CLASS = "SD3Transformer2DModel"
+SD3_CLASS, FLUX_CLASS = "SD3Transformer2DModel", "FluxTransformer2DModel"
 #: The denoising networks a pipeline folder may hold: a UNet (here) or a latent flow transformer (latent_flow.py).
-BACKBONES = (UNET_CLASS, SD3_CLASS)
+BACKBONES = (UNET_CLASS, SD3_CLASS, FLUX_CLASS)
 
 
 #: The safetensors keys of PromptEmbeds' fields, in order (diffusers' pipeline argument names).
@@ -134,7 +135,8 @@ def encode_prompts(pipeline: str | Path, prompts: list[str], device: str = "cpu"
     """The `PromptEmbeds` of `prompts` (negative: `negative`, [1, ...]) from the pipeline folder's own text encoders.
     Stable Diffusion 1.x/2.x: the CLIP text encoder's last hidden state of tokenizer(max_length, padded), as
     StableDiffusionPipeline.encode_prompt without clip_skip; SD3: StableDiffusion3Pipeline.encode_prompt itself
-    (two CLIPs and T5, pooled embeddings too). Needs `transformers` and the folder's text encoders/tokenizers."""
+    (two CLIPs and T5, pooled embeddings too); Flux: FluxPipeline.encode_prompt (T5 tokens, pooled CLIP). Needs
+    `transformers` and the folder's text encoders/tokenizers."""
     if importlib.util.find_spec("transformers") is None:
         raise ImportError("computing prompt embeddings needs `transformers` (pip install transformers); or give "
                           "precomputed embeddings (task parameter `embeds`: a safetensors file with prompt_embeds "
@@ -142,6 +144,8 @@ def encode_prompts(pipeline: str | Path, prompts: list[str], device: str = "cpu"
     root = Path(pipeline)
     if _pipeline_class(root) == "StableDiffusion3Pipeline":
         return _encode_sd3(root, prompts, device, negative)
+    if _pipeline_class(root) == "FluxPipeline":
+        return _encode_flux(root, prompts, device, negative)
     from transformers import CLIPTextModel, CLIPTokenizer
 
     for sub in ("text_encoder", "tokenizer"):
@@ -177,6 +181,21 @@ def _encode_sd3(root: Path, prompts: list[str], device: str, negative: str) -> P
     return PromptEmbeds(*(x.float().cpu() for x in (cond, neg, pooled, neg_pooled)))
 
 
+def _encode_flux(root: Path, prompts: list[str], device: str, negative: str) -> PromptEmbeds:
+    """FluxPipeline.encode_prompt (its defaults: max_sequence_length 512) on the folder's text encoders only; the
+    negative prompt's embeddings too (for the record: FluxPipeline uses them only with true CFG, not applied here)."""
+    import diffusers
+
+    for sub in ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"):
+        if not (root / sub).is_dir():
+            raise ValueError(f"pipeline {str(root)!r} has no {sub}/: give precomputed embeddings instead")
+    pipe = diffusers.FluxPipeline.from_pretrained(root, transformer=None, vae=None, local_files_only=True).to(device)
+    with torch.no_grad():
+        cond, pooled, _ = pipe.encode_prompt(list(prompts), None, device=device)
+        neg, neg_pooled, _ = pipe.encode_prompt([negative], None, device=device)
+    return PromptEmbeds(*(x.float().cpu() for x in (cond, neg, pooled, neg_pooled)))
+
+
 # --- the pipeline folder ------------------------------------------------------------------------------
 
 def _pipeline_class(root: Path) -> str:
@@ -200,7 +219,7 @@ def _components(root: Path, source: str) -> dict:
     comps = {k: v[1] for k, v in index.items() if not k.startswith("_") and isinstance(v, (list, tuple))
              and len(v) == 2 and v[1]}
     found = {}
-    for role, test, what in (("model", lambda c: c in BACKBONES, " or ".join(BACKBONES)),
+    for role, test, what in (("model", lambda c: c in BACKBONES, ", ".join(BACKBONES)),
                              ("vae", lambda c: c == VAE_CLASS, VAE_CLASS),
                              ("scheduler", lambda c: "Scheduler" in c, "a scheduler")):
         names = [k for k, c in comps.items() if test(str(c))]
@@ -264,11 +283,19 @@ def load_vae(source: str, device: str = "cpu") -> tuple[VaeDecoder, dict]:
 
 
 def pipeline_latent_shape(source: str) -> tuple[int, int, int]:
-    """(C, h, w) of the network's latents, read from unet/ or transformer/config.json (no weights loaded)."""
+    """(C, h, w) of the network's latents, read from unet/ or transformer/config.json (no weights loaded). A Flux
+    transformer takes 2x2-packed latents (in_channels = 4 C) and names no size: h, w are the VAE's sample_size
+    (FluxPipeline's default 1024 px) over its downsampling factor."""
     from benchmark.denoisers.hf import _MODEL_CONFIG, _read_json
 
     _, comps = resolve_pipeline(source)
     cfg = _read_json(comps["model"] / _MODEL_CONFIG)
+    if comps["model_class"] == FLUX_CLASS:
+        vae = _read_json(comps["vae"] / _MODEL_CONFIG)
+        down = 2 ** (len(vae.get("block_out_channels", (0,) * 4)) - 1)
+        size = vae.get("sample_size", 1024)
+        h, w = (size, size) if isinstance(size, int) else size
+        return int(cfg.get("in_channels", 64)) // 4, int(h) // down, int(w) // down
     size = cfg.get("sample_size", 64)
     h, w = (size, size) if isinstance(size, int) else size
     return int(cfg.get("in_channels", 4)), int(h), int(w)
@@ -395,10 +422,10 @@ def latent_unet_model(source: str, embeds: PromptEmbeds, cfg: float | None, prom
 class DiffusersLatentLoader(DenoiserLoader):
     """`diffusers_latent`: the denoising network of a latent text-to-image pipeline folder with classifier-free
     guidance, on the `latent` task (benchmark.tasks.latent), whose parameters give the prompts, their embeddings
-    and which prompt: a UNet2DConditionModel (Stable Diffusion 1.x/2.x, `latent_unet_model`) or an
-    SD3Transformer2DModel (SD3 / SD3.5, a flow model: benchmark.denoisers.latent_flow), by model_index.json. The
-    guidance scale w is the sampling setting `cfg` (one value per experiment; null: the pipeline's default, 7.5 for
-    Stable Diffusion, 7.0 for SD3)."""
+    and which prompt: a UNet2DConditionModel (Stable Diffusion 1.x/2.x, `latent_unet_model`), an
+    SD3Transformer2DModel (SD3 / SD3.5) or a FluxTransformer2DModel (flow models: benchmark.denoisers.latent_flow),
+    by model_index.json. The guidance scale is the sampling setting `cfg` (one value per experiment; null: the
+    pipeline's default, 7.5 for Stable Diffusion, 7.0 for SD3, Flux's embedded guidance 3.5)."""
 
     reads = ()
     takes_cfg = True

@@ -1,8 +1,8 @@
 """Latent diffusion (benchmark/denoisers/latent.py, benchmark/tasks/latent.py) on a tiny randomly initialised
 Stable-Diffusion-style pipeline folder (AutoencoderKL + UNet2DConditionModel + scheduler, model_index.json)
-saved locally, with the shipped example prompts and random stand-in embeddings: never a download, no
-transformers needed. The model tests and the cell run on the `device` fixture (`pytest --device cuda`) and compare
-on the CPU."""
+saved locally (tests/latent_fixture.py), with the shipped example prompts and random stand-in embeddings: never a
+download; transformers (the test extra) only for the real pipelines and the text encoders. The model tests and the
+cell run on the `device` fixture (`pytest --device cuda`) and compare on the CPU."""
 
 import json
 import math
@@ -23,12 +23,12 @@ from benchmark.diffusion import (Costs, CountingDenoiser, CountingObjective, Per
 from benchmark.methods import Guide, make_method  # noqa: E402
 from benchmark.tasks import make_task  # noqa: E402
 from tests.denoisers.test_hf import full_float32  # noqa: E402, F401 (autouse: no TF32 on cuda, see there)
+from tests.latent_fixture import D, LATENT, T, save_tiny_sd  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 PROMPTS, EMBEDS = FIXTURES / "latent_prompts.txt", FIXTURES / "latent_prompt_embeds.safetensors"
-T, STEPS, CFG = 1000, 10, 3.0
-LATENT = (4, 8, 8)          # the tiny VAE downsamples by 2: images [3, 16, 16]
-D, L = 8, 4                 # cross_attention_dim, tokens (the shipped embeddings: [3, 4, 8])
+STEPS, CFG = 10, 3.0
+L = 4                       # tokens of the shipped embeddings [3, 4, D] (LATENT, D: tests/latent_fixture.py)
 #: max |ours - the pipeline loop| / max(1, max |z_0|) in float32 (the same arithmetic; measured ~1e-6)
 TOL = 1e-5
 
@@ -36,33 +36,9 @@ TOL = 1e-5
 pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors (tests/conftest.py)
 
 
-def save_tiny_pipeline(root: Path, prediction_type="epsilon", seed=0) -> Path:
-    """vae/, unet/, scheduler/ (SD-1.5's PNDM config: scaled_linear betas 0.00085..0.012) and model_index.json as
-    StableDiffusionPipeline.save_pretrained writes them (text encoder, tokenizer, safety checker absent)."""
-    torch.manual_seed(seed)
-    diffusers.AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
-        latent_channels=LATENT[0], norm_num_groups=4, sample_size=16).save_pretrained(root / "vae")
-    diffusers.UNet2DConditionModel(
-        sample_size=LATENT[1], in_channels=LATENT[0], out_channels=LATENT[0], layers_per_block=1,
-        block_out_channels=(8, 16), down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"), cross_attention_dim=D, norm_num_groups=4,
-        attention_head_dim=2).save_pretrained(root / "unet")
-    diffusers.PNDMScheduler(num_train_timesteps=T, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                            skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1,
-                            prediction_type=prediction_type).save_pretrained(root / "scheduler")
-    index = {"_class_name": "StableDiffusionPipeline", "_diffusers_version": diffusers.__version__,
-             "vae": ["diffusers", "AutoencoderKL"], "unet": ["diffusers", "UNet2DConditionModel"],
-             "scheduler": ["diffusers", "PNDMScheduler"], "text_encoder": [None, None], "tokenizer": [None, None],
-             "safety_checker": [None, None], "feature_extractor": [None, None], "requires_safety_checker": False}
-    (root / "model_index.json").write_text(json.dumps(index))
-    return root
-
-
 @pytest.fixture(scope="module")
 def pipe(tmp_path_factory):
-    return save_tiny_pipeline(tmp_path_factory.mktemp("sd"))
+    return save_tiny_sd(tmp_path_factory.mktemp("sd"))
 
 
 @pytest.fixture(scope="module")
@@ -126,11 +102,12 @@ def test_prompt_rows():
 
 
 def test_a_pipeline_without_a_supported_network_is_refused(tmp_path):
-    """A Flux folder (FluxTransformer2DModel) names the networks that are supported."""
+    """A PixArt folder (PixArtTransformer2DModel) names the networks that are supported."""
     (tmp_path / "model_index.json").write_text(json.dumps(
-        {"_class_name": "FluxPipeline", "transformer": ["diffusers", "FluxTransformer2DModel"],
-         "vae": ["diffusers", "AutoencoderKL"], "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"]}))
-    with pytest.raises(ValueError, match="no model component .*UNet2DConditionModel or SD3Transformer2DModel"):
+        {"_class_name": "PixArtAlphaPipeline", "transformer": ["diffusers", "PixArtTransformer2DModel"],
+         "vae": ["diffusers", "AutoencoderKL"], "scheduler": ["diffusers", "DPMSolverMultistepScheduler"]}))
+    with pytest.raises(ValueError, match="no model component .*UNet2DConditionModel, SD3Transformer2DModel, "
+                                         "FluxTransformer2DModel"):
         resolve_pipeline(str(tmp_path))
 
 
@@ -143,6 +120,61 @@ def test_text_encoder_needs_transformers_or_names_what_is_missing(pipe):
     else:
         with pytest.raises(ValueError, match="no text_encoder"):
             encode_prompts(pipe, ["a"])
+
+
+def _pipeline_from_text(kind, root, prompt, z_T, sigmas, device):
+    """The real pipeline of `kind` called with the prompt's text (its own text encoders, negative prompt "", its
+    default sequence lengths), from z_T on our grid: SD with DDIM (trailing spacing: our t grid, eta 0), SD3 and
+    Flux with our sigmas as their unshifted `sigmas` argument; the final latents [1, C, h, w] on the CPU."""
+    from benchmark.denoisers.flow import vp_scale
+    from benchmark.denoisers.latent_flow import pack_latents, unpack_latents
+
+    if kind == "sd":
+        ddim = diffusers.DDIMScheduler.from_pretrained(root / "scheduler", timestep_spacing="trailing",
+                                                       set_alpha_to_one=True, clip_sample=False)
+        pipe = diffusers.StableDiffusionPipeline.from_pretrained(root, scheduler=ddim, local_files_only=True)
+        return pipe.to(device)(prompt=prompt, guidance_scale=CFG, num_inference_steps=STEPS, latents=z_T, eta=0.0,
+                               output_type="latent").images.cpu()
+    s, shift = sigmas
+    u = [x / (shift - (shift - 1) * x) for x in s]
+    start = z_T * vp_scale(s[0])
+    if kind == "sd3":
+        pipe = diffusers.StableDiffusion3Pipeline.from_pretrained(root, local_files_only=True).to(device)
+        return pipe(prompt=prompt, guidance_scale=CFG, num_inference_steps=STEPS, sigmas=u, latents=start,
+                    height=16, width=16, output_type="latent").images.cpu()
+    pipe = diffusers.FluxPipeline.from_pretrained(root, local_files_only=True).to(device)
+    packed = pipe(prompt=prompt, guidance_scale=CFG, num_inference_steps=STEPS, sigmas=u, latents=pack_latents(start),
+                  height=16, width=16, output_type="latent").images
+    return unpack_latents(packed, *LATENT[1:]).cpu()
+
+
+@pytest.mark.parametrize("kind", ["sd", "sd3", "flux"])
+def test_the_embed_command_gives_what_the_pipeline_computes_from_text(kind, tmp_path, record_property, device):
+    """`python -m benchmark.denoisers.latent embed` on a tiny pipeline with text encoders (tests/latent_fixture.py),
+    then a cell's model from that file and our DDIM(eta = 0), equals the real pipeline called with the prompt's
+    text (Stable Diffusion, SD3: classifier-free guidance with the empty negative prompt; Flux: embedded guidance):
+    the whole path from text to latents. Skipped without transformers."""
+    pytest.importorskip("transformers")
+    from benchmark.denoisers.latent import _main
+    from tests.latent_fixture import save_tiny_flux, save_tiny_sd3
+
+    root = {"sd": save_tiny_sd, "sd3": save_tiny_sd3, "flux": save_tiny_flux}[kind](tmp_path / kind, text=True)
+    out = tmp_path / "embeds.safetensors"
+    assert _main(["embed", str(root), str(PROMPTS), str(out)]) == 0
+    e = load_prompt_embeds(out, 3)
+    assert (e.pooled is None) == (kind == "sd") and e.neg is not None
+    task = make_task("latent", 0, pipeline=str(root), prompts=str(PROMPTS), embeds=str(out), prompt=1)
+    loaded = DENOISERS["diffusers_latent"].load(_spec(root, 1, CFG), task, device)
+    z_T = torch.randn(1, *LATENT, generator=torch.Generator().manual_seed(7)).to(device)
+    sampler = Sampler(CountingDenoiser(loaded.model, Costs()), loaded.schedule, steps=STEPS, eta=0.0)
+    ours = sample(sampler, make_method("none"), z_T.clone(), PerSampleNoise([1], LATENT, device=device)).cpu()
+    sigmas = None if kind == "sd" else ([float(loaded.model.sigmas[st.t]) for st in sampler.steps],
+                                        loaded.networks["denoiser"]["shift"])
+    theirs = _pipeline_from_text(kind, root, task.prompt_text(), z_T.clone(), sigmas, device)
+    diff = (ours - theirs).abs().max().item()
+    record_property("max_abs_diff", diff)
+    print(f"\n{kind}: text -> embed -> ours vs the pipeline from text: max |difference| {diff:.3g}")
+    assert torch.isfinite(ours).all() and diff < 1e-4 * max(1.0, theirs.abs().max().item())
 
 
 # --- classifier-free guidance and its cost --------------------------------------------------------------------
@@ -207,7 +239,7 @@ def _pipeline_loop(unet, vae, scheduler_dir, latents, cond, neg, w, steps):
 
 @pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
 def test_ddim_eta0_matches_the_stable_diffusion_loop(pipe, tmp_path, prediction_type, record_property, device):
-    folder = pipe if prediction_type == "epsilon" else save_tiny_pipeline(tmp_path / "sd-v", prediction_type)
+    folder = pipe if prediction_type == "epsilon" else save_tiny_sd(tmp_path / "sd-v", prediction_type)
     unet, schedule, ptype, _ = load_latent_unet(str(folder), device)
     assert ptype == prediction_type
     decoder, _ = load_vae(str(folder), device)

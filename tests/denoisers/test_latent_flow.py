@@ -1,8 +1,8 @@
 """Latent flow transformers (benchmark/denoisers/latent_flow.py) on a tiny randomly initialised SD3-style pipeline
 folder (AutoencoderKL with SD3's shift_factor + SD3Transformer2DModel + FlowMatchEulerDiscreteScheduler,
-model_index.json) saved locally, with random stand-in prompt embeddings (prompt, negative, pooled): never a
-download, no transformers needed. Model tests run on the `device` fixture (`pytest --device cuda`) and compare on
-the CPU."""
+model_index.json; and the same for Flux) saved locally (tests/latent_fixture.py), with random stand-in prompt
+embeddings (prompt, negative, pooled): never a download; transformers (the test extra) only for the real
+pipelines. Model tests run on the `device` fixture (`pytest --device cuda`) and compare on the CPU."""
 
 import json
 import math
@@ -25,48 +25,19 @@ from benchmark.diffusion import (Costs, CountingDenoiser, CountingObjective, Per
 from benchmark.methods import Guide, make_method  # noqa: E402
 from benchmark.tasks import make_task  # noqa: E402
 from tests.denoisers.test_hf import full_float32  # noqa: E402, F401 (autouse: no TF32 on cuda, see there)
+from tests.latent_fixture import DP, LATENT, D, save_tiny_flux, save_tiny_sd3  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 PROMPTS = FIXTURES / "latent_prompts.txt"
 N, SHIFT, STEPS, CFG = 1000, 3.0, 10, 4.0
-LATENT = (4, 8, 8)          # the tiny VAE downsamples by 2: images [3, 16, 16]; patch 2: 16 image tokens
-D, L, DP, P = 8, 4, 6, 3    # joint_attention_dim, tokens, pooled_projection_dim, prompts (the shipped prompt file)
+L, P = 4, 3                 # tokens of the stand-in embeddings, prompts (the shipped prompt file); LATENT [4, 8, 8]
+                            # (16 image tokens of 2x2 patches), D and DP: tests/latent_fixture.py
 #: max |ours - the pipeline loop| relative to max(1, max |z_0|), float32: the first step's Tweedie estimate
 #: amplifies rounding by 1 / sqrt(ab_T) ~ 6000 (s_T = 0.99983, flow.py); measured 5.6e-5 (max |z_0| 3.3) here.
 TOL = 1e-4
 
 
 pytestmark = pytest.mark.usefixtures("one_thread")   # tiny tensors (tests/conftest.py)
-
-
-def tiny_transformer(seed=0):
-    torch.manual_seed(seed)
-    return diffusers.SD3Transformer2DModel(
-        sample_size=LATENT[1], patch_size=2, in_channels=LATENT[0], out_channels=LATENT[0], num_layers=2,
-        attention_head_dim=8, num_attention_heads=2, joint_attention_dim=D, caption_projection_dim=16,
-        pooled_projection_dim=DP, pos_embed_max_size=LATENT[1])
-
-
-def save_tiny_sd3(root: Path, seed=0, **scheduler) -> Path:
-    """vae/ (SD3's scaling_factor 1.5305 and shift_factor 0.0609), transformer/, scheduler/ (shift 3, SD3's) and
-    model_index.json as StableDiffusion3Pipeline.save_pretrained writes them (text encoders absent)."""
-    torch.manual_seed(seed)
-    diffusers.AutoencoderKL(
-        in_channels=3, out_channels=3, down_block_types=("DownEncoderBlock2D",) * 2,
-        up_block_types=("UpDecoderBlock2D",) * 2, block_out_channels=(8, 16), layers_per_block=1,
-        latent_channels=LATENT[0], norm_num_groups=4, sample_size=16, scaling_factor=1.5305,
-        shift_factor=0.0609).save_pretrained(root / "vae")
-    tiny_transformer(seed).save_pretrained(root / "transformer")
-    diffusers.FlowMatchEulerDiscreteScheduler(num_train_timesteps=N, **({"shift": SHIFT} | scheduler)) \
-        .save_pretrained(root / "scheduler")
-    none = [None, None]
-    index = {"_class_name": "StableDiffusion3Pipeline", "_diffusers_version": diffusers.__version__,
-             "vae": ["diffusers", "AutoencoderKL"], "transformer": ["diffusers", "SD3Transformer2DModel"],
-             "scheduler": ["diffusers", "FlowMatchEulerDiscreteScheduler"], "text_encoder": none,
-             "text_encoder_2": none, "text_encoder_3": none, "tokenizer": none, "tokenizer_2": none,
-             "tokenizer_3": none, "image_encoder": none, "feature_extractor": none}
-    (root / "model_index.json").write_text(json.dumps(index))
-    return root
 
 
 def random_embeds(seed=0) -> PromptEmbeds:
@@ -238,7 +209,9 @@ def test_against_the_real_sd3_pipeline_when_transformers_is_installed(pipe, devi
                  negative_pooled_prompt_embeds=e.neg_pooled, guidance_scale=CFG, num_inference_steps=STEPS,
                  sigmas=[x / (SHIFT - (SHIFT - 1) * x) for x in s], latents=z_T * vp_scale(s[0]),
                  height=16, width=16, output_type="latent").images.cpu()
-    assert (ours.cpu() - theirs).abs().max().item() < TOL * max(1.0, theirs.abs().max().item())
+    diff = (ours.cpu() - theirs).abs().max().item()
+    print(f"\nSD3: max |ours - StableDiffusion3Pipeline (same sigmas)| = {diff:.3g}")
+    assert diff < TOL * max(1.0, theirs.abs().max().item())
 
 
 # --- the loader, the task and a cell ------------------------------------------------------------------------------
@@ -315,3 +288,143 @@ def test_one_sd3_cell_end_to_end(pipe, embeds_file, device):
     assert last["status"] == "ok" and last["cost_objective_evals"] == 8 and last["cost_denoiser_forwards"] == 8
     info = json.loads(last["checkpoint_info"])["denoiser"]
     assert info["cfg"] == DEFAULT_CFG and info["network"] == "SD3Transformer2DModel" and info["shift"] == SHIFT
+
+
+# --- Flux: packed tokens, embedded guidance, dynamic shifting ------------------------------------------------------
+
+FLUX_G = 2.5
+
+
+@pytest.fixture(scope="module")
+def flux(tmp_path_factory):
+    return save_tiny_flux(tmp_path_factory.mktemp("flux"))
+
+
+def test_packing_is_the_pipelines_and_invertible():
+    """pack_latents puts the 2x2 patch of channel c at token (i, j) features 4c + 2a + b (FluxPipeline's view /
+    permute), unpack_latents undoes it; the ids are (0, i, j) row-major."""
+    from benchmark.denoisers.latent_flow import latent_image_ids, pack_latents, unpack_latents
+
+    z = torch.randn(2, 3, 4, 6, generator=torch.Generator().manual_seed(0))
+    x = pack_latents(z)
+    assert x.shape == (2, 6, 12)
+    for i, j, c, a, b in ((0, 0, 0, 0, 0), (1, 2, 2, 1, 0), (1, 1, 1, 0, 1)):
+        assert x[1, i * 3 + j, 4 * c + 2 * a + b] == z[1, c, 2 * i + a, 2 * j + b]
+    assert torch.equal(unpack_latents(x, 4, 6), z)
+    assert latent_image_ids(4, 6).tolist()[4] == [0.0, 1.0, 1.0] and latent_image_ids(4, 6).shape == (6, 3)
+
+
+def _flux_loop(transformer, vae, scheduler_dir, latents, e: PromptEmbeds, g, u, mu):
+    """FluxPipeline.__call__'s denoising loop and decode (diffusers 0.42, pipelines/flux/pipeline_flux.py,
+    '# 6. Denoising loop'; no true CFG) on packed latents, with the pipeline's `sigmas` argument u and its mu; the
+    packing and ids are the pipeline's static methods, copied (the pipeline class imports transformers)."""
+    B, C, h, w = latents.shape
+    sched = diffusers.FlowMatchEulerDiscreteScheduler.from_pretrained(scheduler_dir)
+    sched.set_timesteps(sigmas=u, mu=mu)
+    latents = latents.view(B, C, h // 2, 2, w // 2, 2).permute(0, 2, 4, 1, 3, 5).reshape(B, (h // 2) * (w // 2), C * 4)
+    ids = torch.zeros(h // 2, w // 2, 3)
+    ids[..., 1] = ids[..., 1] + torch.arange(h // 2)[:, None]
+    ids[..., 2] = ids[..., 2] + torch.arange(w // 2)[None, :]
+    ids = ids.reshape(-1, 3).to(latents.device)
+    guidance = torch.full([1], g, device=latents.device, dtype=torch.float32).expand(B)
+    text_ids = torch.zeros(e.cond.shape[1], 3, device=latents.device)
+    with torch.no_grad():
+        for t in sched.timesteps:
+            timestep = t.expand(B).to(latents.dtype).to(latents.device)
+            noise_pred = transformer(hidden_states=latents, timestep=timestep / 1000, guidance=guidance,
+                                     pooled_projections=e.pooled, encoder_hidden_states=e.cond, txt_ids=text_ids,
+                                     img_ids=ids, return_dict=False)[0]
+            latents = sched.step(noise_pred, t, latents, return_dict=False)[0]
+        latents = latents.view(B, h // 2, w // 2, C, 2, 2).permute(0, 3, 1, 4, 2, 5).reshape(B, C, h, w)
+        image = vae.decode(latents / vae.config.scaling_factor + vae.config.shift_factor).sample
+    return latents, image
+
+
+def test_ddim_eta0_matches_the_flux_pipeline_loop(flux, record_property, device):
+    """Same sigmas and mu (the resolution-dependent shift of 16 image tokens), same start: our sampler on unpacked
+    latents and FluxPipeline's loop on packed tokens agree to float32 rounding, latents and decoded images."""
+    e = _on(random_embeds(), device)
+    model, schedule, record = latent_flow_model(str(flux), e, FLUX_G, 1, None, device)
+    assert record["mu"] == pytest.approx(calculate_shift(16)) and record["network_evals_per_forward"] == 1
+    decoder, _ = load_vae(str(flux), device)
+    z_T = torch.randn(2, *LATENT, generator=torch.Generator().manual_seed(7)).to(device)
+    sampler, ours = _ours(model, schedule, z_T)
+    s = [float(model.sigmas[st.t]) for st in sampler.steps]
+    shift = record["shift"]
+    u = [x / (shift - (shift - 1) * x) for x in s]
+    with torch.no_grad():
+        ours_image = decoder(ours)
+    theirs, image = _flux_loop(model.model.transformer, decoder.vae, flux / "scheduler", z_T * vp_scale(s[0]),
+                               PromptEmbeds(e.cond[[1, 1]], None, e.pooled[[1, 1]]), FLUX_G, u, record["mu"])
+    ours, ours_image, theirs, image = ours.cpu(), ours_image.cpu(), theirs.cpu(), image.cpu()
+    diff, scale = (ours - theirs).abs().max().item(), theirs.abs().max().item()
+    diff_image = (ours_image - image).abs().max().item()
+    record_property("max_abs_diff", diff)
+    print(f"\nFlux: max |ours - Flux pipeline loop (same sigmas)| latents {diff:.3g} (max |z_0| {scale:.3g}), "
+          f"decoded images {diff_image:.3g}")
+    assert torch.isfinite(ours).all() and diff < TOL * max(1.0, scale) and diff_image < TOL * max(1.0, scale)
+
+
+def test_flux_guidance_is_the_sampling_cfg_and_null_is_3_5(flux, tmp_path, embeds_file, device):
+    from benchmark.denoisers.latent_flow import DEFAULT_FLUX_GUIDANCE, FluxVelocity
+
+    task = make_task("latent", 0, pipeline=str(flux), prompts=str(PROMPTS), embeds=str(embeds_file), prompt=0)
+    assert task.shape == LATENT
+    for cfg, g in ((None, 3.5), (FLUX_G, FLUX_G)):
+        loaded = DENOISERS["diffusers_latent"].load(_spec(flux, 2, cfg), task, device)
+        assert isinstance(loaded.model.model, FluxVelocity) and loaded.model.model.guidance == g
+        assert loaded.networks["denoiser"]["cfg"] == g and loaded.networks["denoiser"]["network_evals_per_forward"] == 1
+    assert DEFAULT_FLUX_GUIDANCE == 3.5
+    # the guidance reaches the network: another g, another velocity
+    x, ts = torch.randn(1, *LATENT).to(device), torch.tensor([500.0], device=device)
+    with torch.no_grad():
+        v1, v2 = (FluxVelocity(loaded.model.model.transformer, _on(random_embeds(), device), guidance=g).to(device)(x, ts)
+                  for g in (1.0, 5.0))
+    assert (v1 - v2).abs().max() > 1e-4
+    schnell = save_tiny_flux(tmp_path / "schnell", guidance_embeds=False)
+    task = make_task("latent", 0, pipeline=str(schnell), prompts=str(PROMPTS), embeds=str(embeds_file), prompt=0)
+    with pytest.raises(ValueError, match="has no guidance embedding .*give cfg null"):
+        DENOISERS["diffusers_latent"].load(_spec(schnell, 2, 2.0), task, device)
+    loaded = DENOISERS["diffusers_latent"].load(_spec(schnell, 2, None), task, device)
+    assert loaded.model.model.guidance is None and loaded.networks["denoiser"]["cfg"] is None
+
+
+def test_flux_dps_at_its_declared_cost(flux, embeds_file, device):
+    n = 2
+    task = make_task("latent", 0, pipeline=str(flux), prompts=str(PROMPTS), embeds=str(embeds_file), prompt="all")
+    objective = task.objective("reward", {"fn": "images_fixture:brightness"}).for_chains(n).to(device)
+    loaded = DENOISERS["diffusers_latent"].load(_spec(flux, n, None), task, device)
+    costs = Costs()
+    sampler = Sampler(CountingDenoiser(loaded.model, costs), loaded.schedule, steps=4, eta=1.0)
+    method = make_method("dps", 0.3)
+    noise = PerSampleNoise([derive_seed("flux-dps", i) for i in range(n)], LATENT, device=device)
+    z = sample(sampler, method, noise.draw(), noise, Guide(CountingObjective(objective, costs)))
+    assert torch.isfinite(z).all()
+    declared = tuple(c * n for c in method.costs_per_sample(4))
+    assert (costs.denoiser_forwards, costs.denoiser_vjps, costs.objective_evals, costs.objective_grads) == declared
+    assert loaded.model.model.network_evals == costs.denoiser_forwards
+
+
+def test_against_the_real_flux_pipeline_when_transformers_is_installed(flux, device):
+    """FluxPipeline itself (it imports transformers) with precomputed embeddings, our sigmas and packed latents:
+    skipped without transformers."""
+    pytest.importorskip("transformers")
+    from benchmark.denoisers.latent_flow import pack_latents, unpack_latents
+
+    e = _on(random_embeds(), device)
+    model, schedule, record = latent_flow_model(str(flux), e, FLUX_G, 0, None, device)
+    decoder, _ = load_vae(str(flux), device)
+    pipe = diffusers.FluxPipeline(
+        transformer=model.model.transformer, vae=decoder.vae, text_encoder=None, tokenizer=None,
+        text_encoder_2=None, tokenizer_2=None,
+        scheduler=diffusers.FlowMatchEulerDiscreteScheduler.from_pretrained(flux / "scheduler"))
+    z_T = torch.randn(1, *LATENT, generator=torch.Generator().manual_seed(7)).to(device)
+    sampler, ours = _ours(model, schedule, z_T)
+    s, shift = [float(model.sigmas[st.t]) for st in sampler.steps], record["shift"]
+    packed = pipe(prompt_embeds=e.cond[:1], pooled_prompt_embeds=e.pooled[:1], guidance_scale=FLUX_G,
+                  num_inference_steps=STEPS, sigmas=[x / (shift - (shift - 1) * x) for x in s],
+                  latents=pack_latents(z_T * vp_scale(s[0])), height=16, width=16, output_type="latent").images
+    theirs = unpack_latents(packed, *LATENT[1:]).cpu()
+    diff = (ours.cpu() - theirs).abs().max().item()
+    print(f"\nFlux: max |ours - FluxPipeline (same sigmas)| = {diff:.3g}")
+    assert diff < TOL * max(1.0, theirs.abs().max().item())
