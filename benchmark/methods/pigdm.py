@@ -20,13 +20,18 @@ variance grew 100-fold): sqrt(ab_t) r_t^2 keeps each range direction's step with
 strength: the guidance weight on r_t^2 sqrt(ab_t) g; 1 = the published step, 0 = the unguided DDIM chain. Per
 chain (batched strengths): every use is an element-wise product.
 
+The coefficient on g (`coefficient`): "alg1" (the default) sqrt(ab_t), Alg. 1's and InverseBench's; "awd"
+sqrt(ab_{t-1}) sqrt(ab_t), the authors' own code (NVlabs/RED-diff algos/pgdm.py, same authors, with its default
+_configs/algo/pgdm.yaml: awd true, grad_term_weight 1: xs = sqrt(ab_s) x0_pred + c1 z + c2 et + grad_term
+sqrt(ab_s) sqrt(ab_t)), weaker at high noise by sqrt(ab_{t-1}). Its g is ours at sigma_y = 0 (grad of
+<A^+ y - A^+ A x0h, x0h> with the bracket detached = J^T A^+ (y - A x0h)).
+
 Deliberate differences: the update's DDIM part is the shared sampler's DDIM(eta) (the paper's Alg. 1 is DDIM
-with its eta, the same form). The scale sqrt(ab_t) is Alg. 1's and InverseBench's; the authors' own code (NVlabs/
-RED-diff algos/pgdm.py, same authors; _configs/algo/pgdm.yaml: awd true) adds the guidance with the coefficient
-sqrt(ab_{t-1}) sqrt(ab_t) (weaker at high noise by sqrt(ab_{t-1})), and without awd (sqrt(ab_{t-1}) -
-c2 sqrt(ab_t) / sqrt(1 - ab_t)) sqrt(ab_t), i.e. the correction sqrt(ab_t) g applied to x0h and pushed through
-the DDIM step; it implements the noise-free eq. 7 only (H_pinv) and starts from sqrt(ab_T) A^+ y + noise. These
-are known differences, not yet options (a follow-up).
+with its eta, the same form). The authors' code without awd ((sqrt(ab_{t-1}) - c2 sqrt(ab_t) / sqrt(1 - ab_t))
+sqrt(ab_t), i.e. the correction sqrt(ab_t) g applied to x0h and pushed through the DDIM step) is not an option;
+their code implements the noise-free eq. 7 only (H_pinv) and starts from sqrt(ab_T) A^+ y + noise (ours: the
+shared x_T of every method, so that all start from the same noise; the two differ by sqrt(ab_T) A^+ y, 0.006 A^+ y
+at T = 1000 on the linear schedule).
 
 Cost per step: 1U + 1U_b + 1 objective evaluation (the read of y, `measurement`) + 0 objective gradients
 (A, A^T and the solve are the operator's arithmetic, not counted).
@@ -45,6 +50,9 @@ import torch
 
 from benchmark.methods.base import GuidanceMethod, scaled
 
+#: The coefficient on the guidance g (module docstring).
+COEFFICIENTS = {"alg1": "sqrt(ab_t), Alg. 1 and InverseBench", "awd": "sqrt(ab_{t-1}) sqrt(ab_t), the authors' code"}
+
 
 @dataclass
 class PiGDM(GuidanceMethod):
@@ -53,6 +61,13 @@ class PiGDM(GuidanceMethod):
     batches_strengths = True   # strength a float or per chain (GuidanceMethod.batches_strengths)
 
     strength: float = 1.0
+    coefficient: str = "alg1"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.coefficient not in COEFFICIENTS:
+            raise ValueError(f"method 'pigdm': unknown coefficient {self.coefficient!r}; allowed: "
+                             f"{', '.join(repr(c) for c in COEFFICIENTS)} ({'; '.join(COEFFICIENTS.values())})")
 
     def step(self, x_t, step, sampler, guide, noise):
         objective = guide.objective
@@ -63,7 +78,8 @@ class PiGDM(GuidanceMethod):
             v = self.weighted_v(objective, y - objective.A(x0h.detach()), r2, s2)
             (g,) = torch.autograd.grad(x0h, x, grad_outputs=v)               # one VJP: r_t^2 (d x0h / d x_t)^T v
         x_prev = sampler.ddim(x0h.detach(), e.detach(), step, noise)
-        return x_prev + scaled(self.strength, math.sqrt(step.ab_t) * g)
+        c = math.sqrt(step.ab_t) * (math.sqrt(step.ab_prev) if self.coefficient == "awd" else 1.0)
+        return x_prev + scaled(self.strength, c * g)
 
     @staticmethod
     def weighted_v(objective, residual: torch.Tensor, r2: float, s2: float) -> torch.Tensor:

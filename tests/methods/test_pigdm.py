@@ -51,8 +51,10 @@ def step_matrices(name: str, params: dict, strength: float, st, H, y, P, sigma_y
         # v = r^2 H^T (r^2 H H^T + s_y^2 I)^{-1} (y - H x0h), r^2 = 1 - ab; g = Mx^T v; x' = DDIM + w sqrt(ab) g
         r2 = 1 - ab
         K = r2 * H.T @ torch.linalg.inv(r2 * H @ H.T + sigma_y ** 2 * torch.eye(H.shape[0], dtype=torch.float64))
-        F = a * Mx + k * E - w * math.sqrt(ab) * Mx.T @ K @ H @ Mx
-        return F, w * math.sqrt(ab) * Mx.T @ K @ y, s * eye
+        # coefficient "awd" (the authors' code): sqrt(ab_{t-1}) sqrt(ab) instead of sqrt(ab)
+        w = w * math.sqrt(ab) * (a if params.get("coefficient") == "awd" else 1.0)
+        F = a * Mx + k * E - w * Mx.T @ K @ H @ Mx
+        return F, w * Mx.T @ K @ y, s * eye
     if name == "ddnm":
         # x0 = x0h - w lam H^+ (H x0h - y); x' = a x0 + (I - R)(k e + s z) + gamma R z, R = H^+ H (eqs. 17-19)
         Hp = torch.linalg.pinv(H)
@@ -138,7 +140,8 @@ def test_counted_cost_is_the_declared_one(subspace, name, per_step):
 
 @pytest.mark.parametrize("name, params, strength", [("pigdm", {}, 1.0), ("ddnm", {}, 1.0), ("diffpir", {}, 1.0),
                                                     ("diffpir", {"zeta": 0.5, "lam": 4.0}, 0.7), ("pigdm", {}, 0.4),
-                                                    ("ddnm", {}, 0.5)], ids=str)
+                                                    ("ddnm", {}, 0.5), ("pigdm", {"coefficient": "awd"}, 1.0)],
+                         ids=str)
 @pytest.mark.parametrize("sigma_y", [0.25, 0.02])
 def test_each_step_is_the_papers_update(subspace, name, params, strength, sigma_y):
     """Every step of a 10-step grid maps x_t to F x_t + c + G z (step_matrices, float64), z the step's draw of
@@ -169,7 +172,7 @@ def _reference_w2(m, S, n, reps=24, seed=0):
 
 
 LAW_CASES = [("pigdm", {}, 1.0), ("ddnm", {}, 1.0), ("diffpir", {}, 1.0), ("diffpir", {"zeta": 0.0, "lam": 4.0}, 0.7),
-             ("pigdm", {}, 0.4), ("ddnm", {}, 0.5)]
+             ("pigdm", {}, 0.4), ("ddnm", {}, 0.5), ("pigdm", {"coefficient": "awd"}, 1.0)]
 
 
 @pytest.mark.parametrize("name, params, strength", LAW_CASES, ids=lambda v: str(v))
@@ -186,6 +189,26 @@ def test_samples_follow_the_exact_law_of_the_updates(subspace, name, params, str
     floor = _reference_w2(m, S, n)
     assert w2 <= 1.3 * floor, (w2, floor)
     assert float(torch.linalg.vector_norm(mean - m)) <= 4 * math.sqrt(float(S.trace()) / n)
+
+
+def test_the_authors_coefficient_is_alg1_times_sqrt_ab_prev_and_others_are_refused(subspace):
+    """coefficient "awd" (NVlabs/RED-diff's default) = Alg. 1's step with the guidance term times sqrt(ab_{t-1}),
+    step by step on the same x_t and noise; an unknown coefficient names the allowed ones."""
+    sampler, objective, counted, _ = _setup(subspace, 10, 0.02)
+    g = torch.Generator().manual_seed(4)
+    alg1, awd, none = make_method("pigdm", 1.0), make_method("pigdm", 1.0, coefficient="awd"), make_method("none")
+    apart = 0.0
+    for st in sampler.steps:
+        x_t = torch.randn(3, 64, generator=g)
+        seeds = [derive_seed("awd", st.index, i) for i in range(3)]
+        o_alg1, o_awd, o_none = (m.step(x_t, st, sampler, Guide(counted), PerSampleNoise(seeds, (64,)))
+                                 for m in (alg1, awd, none))
+        want = o_none + math.sqrt(st.ab_prev) * (o_alg1 - o_none)
+        assert torch.allclose(o_awd, want, atol=1e-5, rtol=0), st.index
+        apart = max(apart, float((o_awd - o_alg1).abs().max()))
+    assert apart > 0.01                      # the two are different steps (at high noise both terms are tiny)
+    with pytest.raises(ValueError, match="unknown coefficient 'code'; allowed: 'alg1', 'awd'"):
+        make_method("pigdm", 1.0, coefficient="code")
 
 
 def test_strength_zero_is_the_unguided_chain(subspace):
