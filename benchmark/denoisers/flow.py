@@ -29,8 +29,8 @@ Refused: dynamic shifting (use_dynamic_shifting: its mu depends on the image tok
 fixed size it is a static shift, which benchmark.denoisers.latent_flow reads for SD3-style transformers) and
 invert_sigmas. Inference-only sigma options (use_karras_sigmas, use_exponential_sigmas, use_beta_sigmas,
 shift_terminal) change only the inference sequence, not the model, and are ignored: the suite's sampler uses its
-own uniform grid on t. Models: an unconditional diffusers UNet2DModel (x, timestep) -> v; text-conditional latent flow
-transformers (SD3 / SD3.5) run through the same FlowEps in benchmark.denoisers.latent_flow.
+own uniform grid on t. Models: an unconditional diffusers UNet2DModel (x, timestep) -> v; text-conditional latent
+flow transformers (SD3 / SD3.5, Flux) run through the same FlowEps in benchmark.denoisers.latent_flow.
 """
 
 from __future__ import annotations

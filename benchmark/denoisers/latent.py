@@ -24,14 +24,15 @@ combination (prediction_to_eps is affine in the output, so this equals convertin
 
 Conditioning: precomputed text embeddings, a safetensors file with `prompt_embeds` [P, L, D] (one per prompt of
 the prompt file, in order) and optionally `negative_prompt_embeds` [P or 1, L, D] (the empty prompt's embedding
-for plain CFG; needed when w != 1); SD3 also takes `pooled_prompt_embeds` [P, D'] and
+for plain CFG; needed when w != 1); SD3 and Flux also take `pooled_prompt_embeds` [P, D'] and
 `negative_pooled_prompt_embeds` [P or 1, D'] (`PromptEmbeds`). Made once with the user's text encoder
 (`encode_prompts`, or `python -m benchmark.denoisers.latent embed PIPELINE PROMPTS OUT`, both needing
-`transformers`). `prompt` picks the conditioning: an index k (every row uses prompt k; robust to any batch layout) or "all" (row j uses prompt
-(j mod chains) mod P, the suite's convention for per-chain parameters: a batch is stacked copies of the chains,
-benchmark.objectives.base.Objective.chain_index).
+`transformers`). `prompt` picks the conditioning: an index k (every row uses prompt k; robust to any batch layout)
+or "all" (row j uses prompt (j mod chains) mod P, the suite's convention for per-chain parameters: a batch is
+stacked copies of the chains, benchmark.objectives.base.Objective.chain_index).
 
-Decode: images = vae.decode(z / scaling_factor) (StableDiffusionPipeline's decode), in [-1, 1] up to the VAE's
+Decode: images = vae.decode(z / scaling_factor + shift_factor) (StableDiffusionPipeline's decode, shift_factor 0;
+SD3's and Flux's with theirs), in [-1, 1] up to the VAE's
 error (not clamped, so rewards keep their gradient); `VaeDecoder`. Rewards apply to decoded images, so the decode
 is part of the objective (benchmark.tasks.latent): CountingObjective counts one objective evaluation per decoded
 latent and one objective gradient per VJP through decode + reward.
@@ -67,7 +68,7 @@ EMBED_KEYS = ("prompt_embeds", "negative_prompt_embeds", "pooled_prompt_embeds",
 
 class PromptEmbeds(NamedTuple):
     """Text conditioning of P prompts: cond [P, L, D], neg [P or 1, L, D] or None; pooled [P, D'] and neg_pooled
-    [P or 1, D'] (SD3's pooled CLIP embeddings) or None."""
+    [P or 1, D'] (SD3's and Flux's pooled CLIP embeddings) or None."""
 
     cond: torch.Tensor
     neg: torch.Tensor | None = None
@@ -135,8 +136,9 @@ def encode_prompts(pipeline: str | Path, prompts: list[str], device: str = "cpu"
     """The `PromptEmbeds` of `prompts` (negative: `negative`, [1, ...]) from the pipeline folder's own text encoders.
     Stable Diffusion 1.x/2.x: the CLIP text encoder's last hidden state of tokenizer(max_length, padded), as
     StableDiffusionPipeline.encode_prompt without clip_skip; SD3: StableDiffusion3Pipeline.encode_prompt itself
-    (two CLIPs and T5, pooled embeddings too); Flux: FluxPipeline.encode_prompt (T5 tokens, pooled CLIP). Needs
-    `transformers` and the folder's text encoders/tokenizers."""
+    (two CLIPs and T5, pooled embeddings too); Flux: FluxPipeline.encode_prompt (T5 tokens, pooled CLIP). The text
+    encoders run in float32 whatever dtype their files hold. Needs `transformers` and the folder's text encoders and
+    tokenizers."""
     if importlib.util.find_spec("transformers") is None:
         raise ImportError("computing prompt embeddings needs `transformers` (pip install transformers); or give "
                           "precomputed embeddings (task parameter `embeds`: a safetensors file with prompt_embeds "
@@ -152,7 +154,8 @@ def encode_prompts(pipeline: str | Path, prompts: list[str], device: str = "cpu"
         if not (root / sub).is_dir():
             raise ValueError(f"pipeline {str(root)!r} has no {sub}/: give precomputed embeddings instead")
     tokenizer = CLIPTokenizer.from_pretrained(root / "tokenizer", local_files_only=True)
-    encoder = CLIPTextModel.from_pretrained(root / "text_encoder", local_files_only=True).to(device).eval()
+    encoder = CLIPTextModel.from_pretrained(root / "text_encoder", local_files_only=True).to(device, torch.float32)
+    encoder.eval()
 
     def embed(texts):
         ids = tokenizer(texts, padding="max_length", max_length=tokenizer.model_max_length, truncation=True,
@@ -168,11 +171,12 @@ def _encode_sd3(root: Path, prompts: list[str], device: str, negative: str) -> P
     text encoders and tokenizers only (no transformer, no VAE loaded)."""
     import diffusers
 
-    for sub in ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"):
+    for sub in ("text_encoder", "text_encoder_2", "text_encoder_3", "tokenizer", "tokenizer_2", "tokenizer_3"):
         if not (root / sub).is_dir():
-            raise ValueError(f"pipeline {str(root)!r} has no {sub}/: give precomputed embeddings instead")
+            raise ValueError(f"pipeline {str(root)!r} has no {sub}/ (the embed command needs SD3's three text "
+                             "encoders, T5 included): give precomputed embeddings instead")
     pipe = diffusers.StableDiffusion3Pipeline.from_pretrained(root, transformer=None, vae=None,
-                                                              local_files_only=True).to(device)
+                                                              local_files_only=True).to(device, torch.float32)
     with torch.no_grad():
         cond, _, pooled, _ = pipe.encode_prompt(list(prompts), None, None, device=device,
                                                 do_classifier_free_guidance=False)
@@ -189,7 +193,8 @@ def _encode_flux(root: Path, prompts: list[str], device: str, negative: str) -> 
     for sub in ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"):
         if not (root / sub).is_dir():
             raise ValueError(f"pipeline {str(root)!r} has no {sub}/: give precomputed embeddings instead")
-    pipe = diffusers.FluxPipeline.from_pretrained(root, transformer=None, vae=None, local_files_only=True).to(device)
+    pipe = diffusers.FluxPipeline.from_pretrained(root, transformer=None, vae=None,
+                                                  local_files_only=True).to(device, torch.float32)
     with torch.no_grad():
         cond, pooled, _ = pipe.encode_prompt(list(prompts), None, device=device)
         neg, neg_pooled, _ = pipe.encode_prompt([negative], None, device=device)
@@ -258,7 +263,8 @@ def resolve_pipeline(source: str, *, local_files_only: bool = True, cache_dir: s
 
 
 class VaeDecoder(nn.Module):
-    """D(z) = vae.decode(z / scaling_factor).sample: latents [B, C, h, w] -> images [B, 3, H, W] in ~[-1, 1]."""
+    """D(z) = vae.decode(z / scaling_factor + shift_factor).sample: latents [B, C, h, w] -> images [B, 3, H, W] in
+    ~[-1, 1]."""
 
     def __init__(self, vae: nn.Module):
         super().__init__()
@@ -392,13 +398,14 @@ def load_latent_unet(source: str, device: str = "cpu") -> tuple[nn.Module, VPSch
     scheduler, config = _load_scheduler(scheduler_file)
     if "FlowMatch" in str(config.get("_class_name", "")):
         raise ValueError(f"latent diffusion source {source!r}: a {UNET_CLASS} with a flow-match scheduler is not "
-                         "supported (latent flow models: an SD3Transformer2DModel, benchmark.denoisers.latent_flow)")
+                         "supported (latent flow models: an SD3 or Flux transformer, benchmark.denoisers.latent_flow)")
     schedule = VPSchedule.from_alphas_cumprod(scheduler.alphas_cumprod,
                                               f"diffusers:{config.get('beta_schedule', 'custom')}")
     prediction_type = str(config.get("prediction_type", "epsilon"))
     record = {"source": str(source), "path": str(root), "file": str(comps["model"]),
               "sha256": _digest([*files, scheduler_file]), "prediction_type": prediction_type,
               "T": schedule.T, "scheduler": type(scheduler).__name__, "in_channels": int(unet.config.in_channels),
+              "latent_shape": list(pipeline_latent_shape(source)),
               "cross_attention_dim": int(unet.config.cross_attention_dim),
               "num_parameters": sum(p.numel() for p in unet.parameters()),
               "diffusers_version": diffusers.__version__}
@@ -443,9 +450,10 @@ class DiffusersLatentLoader(DenoiserLoader):
             from benchmark.denoisers.latent_flow import latent_flow_model as make
         model, schedule, record = make(source, task.conditioning(), spec.sampling.cfg, task.prompt,
                                        spec.rounds.samples, device)
-        if task.shape[0] != record["in_channels"]:
-            raise ValueError(f"the network of {source!r} takes {record['in_channels']} latent channels, task "
-                             f"{spec.task!r} has shape {list(task.shape)}")
+        shape = record["latent_shape"]
+        if list(task.shape) != list(shape):
+            raise ValueError(f"the network of {source!r} takes latents of shape {list(shape)}, task {spec.task!r} "
+                             f"has shape {list(task.shape)} (its pipeline {getattr(task, 'pipeline', '?')!r})")
         # the decoder the task's rewards apply to is part of the cell too (its digest joins the run_id)
         vae_sha256 = task.decoder()[1]
         return Loaded(model, schedule, {"denoiser": record, "vae": {"file": str(Path(record["path"]) / "vae"),

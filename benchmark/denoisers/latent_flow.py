@@ -57,6 +57,8 @@ from benchmark.diffusion.schedules import VPSchedule
 DEFAULT_CFG = 7.0
 #: The embedded guidance scale g of a guidance-distilled Flux model when `cfg` is null: FluxPipeline's default.
 DEFAULT_FLUX_GUIDANCE = 3.5
+#: FluxPipeline calls the transformer at timestep / 1000 (a literal, whatever num_train_timesteps is).
+FLUX_TIMESTEP_SCALE = 1000.0
 FLOW_MATCH_SCHEDULER = "FlowMatchEulerDiscreteScheduler"
 
 
@@ -121,13 +123,13 @@ class GuidedVelocity(nn.Module):
         idx = prompt_rows(self.prompt, self.chains, self.cond.shape[0], B, x_s.device)
         c, p = self.cond[idx], self.pooled[idx]
         if self.network_evals_per_forward == 1:
-            v = self.transformer(hidden_states=x_s.to(dtype), timestep=timestep.to(dtype),
+            v = self.transformer(hidden_states=x_s.to(dtype), timestep=timestep.float(),
                                  encoder_hidden_states=c.to(dtype), pooled_projections=p.to(dtype)).sample
         else:   # one call on [x_s; x_s] with [negative; prompt], as StableDiffusion3Pipeline batches CFG
             j = idx % self.uncond.shape[0]
             k = idx % self.uncond_pooled.shape[0]
             both = self.transformer(hidden_states=torch.cat([x_s, x_s]).to(dtype),
-                                    timestep=torch.cat([timestep, timestep]).to(dtype),
+                                    timestep=torch.cat([timestep, timestep]).float(),   # float32, as the pipeline
                                     encoder_hidden_states=torch.cat([self.uncond[j], c]).to(dtype),
                                     pooled_projections=torch.cat([self.uncond_pooled[k], p]).to(dtype)).sample
             v = cfg_combine(both.to(x_s.dtype), self.cfg)
@@ -157,18 +159,18 @@ def latent_image_ids(h: int, w: int) -> torch.Tensor:
 
 class FluxVelocity(nn.Module):
     """(x_s [B, C, h, w], timestep [B] = s N) -> the velocity of a FluxTransformer2DModel (module docstring):
-    packed, called at s (the pipeline's t / 1000), with the embedded guidance g (None: a model without guidance
+    packed, called at s N / 1000 (the pipeline's t / 1000), with the embedded guidance g (None: a model without guidance
     embedding), unpacked. embeds: the prompts' PromptEmbeds (pooled required; negatives unused); prompt, chains:
     as GuidedVelocity."""
 
     def __init__(self, transformer: nn.Module, embeds: PromptEmbeds, guidance: float | None = DEFAULT_FLUX_GUIDANCE,
-                 prompt: int | str = 0, chains: int | None = None, N: int = 1000):
+                 prompt: int | str = 0, chains: int | None = None):
         super().__init__()
         if embeds.pooled is None:
             raise ValueError("a Flux transformer needs pooled_prompt_embeds [P, D'] beside prompt_embeds (the pooled "
                              "CLIP embeddings; `python -m benchmark.denoisers.latent embed` writes them)")
         check_prompt(prompt, embeds.cond.shape[0])
-        self.transformer, self.prompt, self.chains, self.N = transformer, prompt, chains, N
+        self.transformer, self.prompt, self.chains = transformer, prompt, chains
         self.guidance = None if guidance is None else float(guidance)
         self.register_buffer("cond", embeds.cond.float(), persistent=False)
         self.register_buffer("pooled", embeds.pooled.float(), persistent=False)
@@ -181,7 +183,7 @@ class FluxVelocity(nn.Module):
         dtype = self.transformer.dtype
         idx = prompt_rows(self.prompt, self.chains, self.cond.shape[0], B, x_s.device)
         guidance = None if self.guidance is None else torch.full((B,), self.guidance, device=x_s.device)
-        v = self.transformer(hidden_states=pack_latents(x_s).to(dtype), timestep=(timestep / self.N).to(dtype),
+        v = self.transformer(hidden_states=pack_latents(x_s).to(dtype), timestep=(timestep / FLUX_TIMESTEP_SCALE).to(dtype),
                              guidance=guidance, pooled_projections=self.pooled[idx].to(dtype),
                              encoder_hidden_states=self.cond[idx].to(dtype), txt_ids=self.txt_ids,
                              img_ids=latent_image_ids(h, w).to(x_s.device)).sample
@@ -212,17 +214,21 @@ def load_latent_flow(source: str, device: str = "cpu") -> tuple[nn.Module, torch
     if config.get("invert_sigmas"):
         raise ValueError(f"latent flow source {source!r}: invert_sigmas = true is not supported")
     transformer, files = _load_model(cls, comps["model"])
-    _, h, w = pipeline_latent_shape(source)
+    tc = transformer.config
+    if (tc.out_channels or tc.in_channels) != tc.in_channels:
+        raise ValueError(f"latent flow source {source!r}: its {cls} takes {tc.in_channels} input channels and returns "
+                         f"{tc.out_channels}: a variant with image conditioning (e.g. Flux Fill / Control) is not "
+                         "supported; a text-to-image transformer (input channels = output channels) is")
+    C, h, w = pipeline_latent_shape(source)
     patch = 2 if cls == FLUX_CLASS else int(transformer.config.patch_size)    # Flux: the pipeline's 2x2 packing
     shift, mu = effective_shift(config, image_seq_len((h, w), patch))
     N = int(config["num_train_timesteps"])
     sigmas = flow_sigmas(N, shift)
     schedule = flow_schedule(sigmas, f"flow:shift={shift:g}")
-    tc = transformer.config
     record = {"source": str(source), "path": str(root), "file": str(comps["model"]),
               "sha256": _digest([*files, scheduler_file]), "prediction_type": "flow_velocity", "T": N,
               "shift": shift, "mu": mu, "s_T": float(sigmas[-1]), "scheduler": kind, "network": cls,
-              "in_channels": int(tc.in_channels) // (4 if cls == FLUX_CLASS else 1), "patch_size": patch,
+              "in_channels": C, "latent_shape": [C, h, w], "patch_size": patch,
               "joint_attention_dim": int(tc.joint_attention_dim),
               "pooled_projection_dim": int(tc.pooled_projection_dim),
               "guidance_embeds": bool(getattr(tc, "guidance_embeds", False)),
@@ -251,7 +257,7 @@ def latent_flow_model(source: str, embeds: PromptEmbeds, cfg: float | None, prom
                              "(guidance_embeds false, e.g. FLUX.1-schnell) and true CFG is not applied; give cfg null")
         else:
             w = None
-        velocity = FluxVelocity(transformer, embeds, guidance=w, prompt=prompt, chains=chains, N=record["T"])
+        velocity = FluxVelocity(transformer, embeds, guidance=w, prompt=prompt, chains=chains)
     else:
         w = DEFAULT_CFG if cfg is None else cfg
         velocity = GuidedVelocity(transformer, embeds, cfg=w, prompt=prompt, chains=chains)

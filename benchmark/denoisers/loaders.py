@@ -7,7 +7,7 @@
   the user's local Hugging Face cache (benchmark.denoisers.hf); nothing is downloaded.
 - `diffusers_flow`: a flow-matching (velocity) UNet2DModel as an eps-model (benchmark.denoisers.flow).
 - `diffusers_latent`: a Stable-Diffusion-style pipeline folder in latent space: a UNet (benchmark.denoisers.latent)
-  or an SD3 flow transformer (benchmark.denoisers.latent_flow).
+  or an SD3 / Flux flow transformer (benchmark.denoisers.latent_flow).
 
 A loader is a class with `needs_source`, `trainable`, `reads` and
 `load(spec, task, device) -> Loaded(model, schedule, networks)`, where `networks` is

@@ -24,7 +24,8 @@ The coefficient on g (`coefficient`): "alg1" (the default) sqrt(ab_t), Alg. 1's 
 sqrt(ab_{t-1}) sqrt(ab_t), the authors' own code (NVlabs/RED-diff algos/pgdm.py, same authors, with its default
 _configs/algo/pgdm.yaml: awd true, grad_term_weight 1: xs = sqrt(ab_s) x0_pred + c1 z + c2 et + grad_term
 sqrt(ab_s) sqrt(ab_t)), weaker at high noise by sqrt(ab_{t-1}). Its g is ours at sigma_y = 0 (grad of
-<A^+ y - A^+ A x0h, x0h> with the bracket detached = J^T A^+ (y - A x0h)).
+<A^+ y - A^+ A x0h, x0h> with the bracket detached = J^T A^+ (y - A x0h)). Their code is noise-free only: with
+sigma_y > 0, "awd" puts their coefficient on our eq. 8 (noisy) g, a combination their code never runs.
 
 Deliberate differences: the update's DDIM part is the shared sampler's DDIM(eta) (the paper's Alg. 1 is DDIM
 with its eta, the same form). The authors' code without awd ((sqrt(ab_{t-1}) - c2 sqrt(ab_t) / sqrt(1 - ab_t))

@@ -5,17 +5,18 @@ the shape); the denoiser is its UNet (Stable Diffusion 1.x/2.x) or flow transfor
 classifier-free guidance (loader `diffusers_latent`, benchmark.denoisers.latent and latent_flow),
 conditioned on prompt `prompt` of the prompt file `prompts` (.txt one per line, or a JSON list; an index, or
 "all": chain i takes prompt i mod P) through the precomputed text embeddings `embeds` (safetensors:
-prompt_embeds [P, L, D], negative_prompt_embeds [P or 1, L, D], for SD3 also pooled_prompt_embeds [P, D'] and
+prompt_embeds [P, L, D], negative_prompt_embeds [P or 1, L, D], for SD3 and Flux also pooled_prompt_embeds [P, D'] and
 negative_pooled_prompt_embeds; without it they are computed from the folder's text encoders, which needs
 `transformers`). These are task parameters, so every one of them is part of a cell's
 identity. The classifier-free guidance scale w is a sampling setting, `cfg` (benchmark.spec.Sampling; one value per
 experiment), read by the diffusers_latent loader.
 
-Objectives: the images task's `reward_model` (a learned reward from local weights, benchmark.rewards; a reward
-that takes a prompt gets the cell's prompt text unless `prompt` is given) and `reward` (a user's function
-'package.module:function'), each applied to the decoded images D(z) = vae.decode(z / scaling_factor) (not
-clamped): r(z) = R(D(z)). The decode is part of the objective, so the compute counters include it: an objective
-evaluation is a decode + a reward, an objective gradient a VJP through both (benchmark.diffusion.counting).
+Objectives: the images task's `reward_model` (a learned reward from local weights, benchmark.rewards; a reward that
+takes a prompt gets the cell's prompt text unless `prompt` is given) and `reward` (a user's function
+'package.module:function'), each applied to the decoded images D(z) = vae.decode(z / scaling_factor + shift_factor)
+(not clamped; shift_factor 0 for Stable Diffusion 1.x/2.x): r(z) = R(D(z)). The decode is part of the objective, so
+the compute counters include it: an objective evaluation is a decode + a reward, an objective gradient a VJP through
+both (benchmark.diffusion.counting).
 
 Metrics on decoded images clipped to [-1, 1]: diversity (mean pairwise distance). No data (nothing to
 pre-train; no oracle), no data range (latents are unbounded: sampling's clip_x0 is refused), no gallery

@@ -4,6 +4,7 @@ saved locally (tests/latent_fixture.py), with the shipped example prompts and ra
 download; transformers (the test extra) only for the real pipelines and the text encoders. The model tests and the
 cell run on the `device` fixture (`pytest --device cuda`) and compare on the CPU."""
 
+import inspect
 import json
 import math
 import types
@@ -127,7 +128,6 @@ def _pipeline_from_text(kind, root, prompt, z_T, sigmas, device):
     default sequence lengths), from z_T on our grid: SD with DDIM (trailing spacing: our t grid, eta 0), SD3 and
     Flux with our sigmas as their unshifted `sigmas` argument; the final latents [1, C, h, w] on the CPU."""
     from benchmark.denoisers.flow import vp_scale
-    from benchmark.denoisers.latent_flow import pack_latents, unpack_latents
 
     if kind == "sd":
         ddim = diffusers.DDIMScheduler.from_pretrained(root / "scheduler", timestep_spacing="trailing",
@@ -143,9 +143,9 @@ def _pipeline_from_text(kind, root, prompt, z_T, sigmas, device):
         return pipe(prompt=prompt, guidance_scale=CFG, num_inference_steps=STEPS, sigmas=u, latents=start,
                     height=16, width=16, output_type="latent").images.cpu()
     pipe = diffusers.FluxPipeline.from_pretrained(root, local_files_only=True).to(device)
-    packed = pipe(prompt=prompt, guidance_scale=CFG, num_inference_steps=STEPS, sigmas=u, latents=pack_latents(start),
-                  height=16, width=16, output_type="latent").images
-    return unpack_latents(packed, *LATENT[1:]).cpu()
+    packed = pipe(prompt=prompt, guidance_scale=CFG, num_inference_steps=STEPS, sigmas=u, height=16, width=16,
+                  latents=pipe._pack_latents(start, 1, *LATENT), output_type="latent").images
+    return pipe._unpack_latents(packed, 16, 16, pipe.vae_scale_factor).cpu()
 
 
 @pytest.mark.parametrize("kind", ["sd", "sd3", "flux"])
@@ -175,6 +175,12 @@ def test_the_embed_command_gives_what_the_pipeline_computes_from_text(kind, tmp_
     record_property("max_abs_diff", diff)
     print(f"\n{kind}: text -> embed -> ours vs the pipeline from text: max |difference| {diff:.3g}")
     assert torch.isfinite(ours).all() and diff < 1e-4 * max(1.0, theirs.abs().max().item())
+    if kind == "sd3":                   # the embed command needs all three text encoders (T5 included)
+        import shutil
+
+        shutil.rmtree(root / "text_encoder_3")
+        with pytest.raises(ValueError, match="has no text_encoder_3/ .*T5 included"):
+            _main(["embed", str(root), str(PROMPTS), str(out)])
 
 
 # --- classifier-free guidance and its cost --------------------------------------------------------------------
@@ -282,6 +288,9 @@ def test_against_the_real_pipeline_when_transformers_is_installed(pipe, device):
     sampler = Sampler(CountingDenoiser(model, Costs()), schedule, steps=STEPS, eta=0.0)
     ours = sample(sampler, make_method("none"), z_T.clone(), PerSampleNoise([1], LATENT, device=device)).cpu()
     assert (ours - theirs).abs().max().item() < TOL * max(1.0, theirs.abs().max().item())
+    from benchmark.denoisers.latent import DEFAULT_CFG       # null cfg = the pipeline's own default
+
+    assert inspect.signature(sd.__call__).parameters["guidance_scale"].default == DEFAULT_CFG
 
 
 # --- the task: rewards on decoded images, decode counted -----------------------------------------------------

@@ -4,6 +4,7 @@ model_index.json; and the same for Flux) saved locally (tests/latent_fixture.py)
 embeddings (prompt, negative, pooled): never a download; transformers (the test extra) only for the real
 pipelines. Model tests run on the `device` fixture (`pytest --device cuda`) and compare on the CPU."""
 
+import inspect
 import json
 import math
 import types
@@ -212,6 +213,7 @@ def test_against_the_real_sd3_pipeline_when_transformers_is_installed(pipe, devi
     diff = (ours.cpu() - theirs).abs().max().item()
     print(f"\nSD3: max |ours - StableDiffusion3Pipeline (same sigmas)| = {diff:.3g}")
     assert diff < TOL * max(1.0, theirs.abs().max().item())
+    assert inspect.signature(sd3.__call__).parameters["guidance_scale"].default == DEFAULT_CFG   # null cfg
 
 
 # --- the loader, the task and a cell ------------------------------------------------------------------------------
@@ -249,6 +251,37 @@ def test_refusals_name_what_is_wrong(pipe, tmp_path, device):
     diffusers.DDPMScheduler(num_train_timesteps=N).save_pretrained(bad / "scheduler")
     with pytest.raises(ValueError, match="samples with a FlowMatchEulerDiscreteScheduler"):
         load_latent_flow(str(bad))
+    fill = save_tiny_flux(tmp_path / "fill")              # a Flux Fill-style transformer: image channels in, 16 out
+    diffusers.FluxTransformer2DModel(
+        patch_size=1, in_channels=32, out_channels=16, num_layers=1, num_single_layers=1, attention_head_dim=8,
+        num_attention_heads=2, joint_attention_dim=D, pooled_projection_dim=DP,
+        axes_dims_rope=(2, 2, 4)).save_pretrained(fill / "transformer")
+    with pytest.raises(ValueError, match="takes 32 input channels and returns 16: a variant with image conditioning"):
+        load_latent_flow(str(fill))
+
+
+def test_the_loader_refuses_a_task_of_another_latent_size(pipe, tmp_path, embeds_file, device):
+    """The chains' shape comes from the task's pipeline, the network (and its shift) from the denoiser's source:
+    they must agree."""
+    other = save_tiny_sd3(tmp_path / "big")
+    cfg = json.loads((other / "transformer" / "config.json").read_text())
+    (other / "transformer" / "config.json").write_text(json.dumps(cfg | {"sample_size": 16}))
+    task = _task(other, embeds_file)
+    assert task.shape == (4, 16, 16)
+    with pytest.raises(ValueError, match=r"takes latents of shape \[4, 8, 8\], task 'latent' has shape "
+                                         r"\[4, 16, 16\]"):
+        DENOISERS["diffusers_latent"].load(_spec(pipe, 2), task, device)
+
+
+def test_sd3_timesteps_stay_float32_under_a_low_precision_transformer(pipe):
+    """As StableDiffusion3Pipeline passes them (float32 scheduler timesteps): s N near 1000 in bfloat16 would round to
+    multiples of 4."""
+    transformer = load_latent_flow(str(pipe))[0].to(torch.bfloat16)
+    seen = []
+    transformer.register_forward_pre_hook(lambda m, a, kw: seen.append(kw["timestep"].dtype), with_kwargs=True)
+    with torch.no_grad():
+        v = GuidedVelocity(transformer, random_embeds(), cfg=CFG)(torch.randn(1, *LATENT), torch.tensor([997.0]))
+    assert seen == [torch.float32] and v.dtype == torch.float32
 
 
 @pytest.mark.parametrize("name,strength,params", [("dps", 0.3, {}), ("smc", 1.0, {"particles": 2})])
@@ -409,7 +442,7 @@ def test_against_the_real_flux_pipeline_when_transformers_is_installed(flux, dev
     """FluxPipeline itself (it imports transformers) with precomputed embeddings, our sigmas and packed latents:
     skipped without transformers."""
     pytest.importorskip("transformers")
-    from benchmark.denoisers.latent_flow import pack_latents, unpack_latents
+    from benchmark.denoisers.latent_flow import DEFAULT_FLUX_GUIDANCE
 
     e = _on(random_embeds(), device)
     model, schedule, record = latent_flow_model(str(flux), e, FLUX_G, 0, None, device)
@@ -423,8 +456,10 @@ def test_against_the_real_flux_pipeline_when_transformers_is_installed(flux, dev
     s, shift = [float(model.sigmas[st.t]) for st in sampler.steps], record["shift"]
     packed = pipe(prompt_embeds=e.cond[:1], pooled_prompt_embeds=e.pooled[:1], guidance_scale=FLUX_G,
                   num_inference_steps=STEPS, sigmas=[x / (shift - (shift - 1) * x) for x in s],
-                  latents=pack_latents(z_T * vp_scale(s[0])), height=16, width=16, output_type="latent").images
-    theirs = unpack_latents(packed, *LATENT[1:]).cpu()
+                  latents=pipe._pack_latents(z_T * vp_scale(s[0]), 1, LATENT[0], *LATENT[1:]), height=16,
+                  width=16, output_type="latent").images
+    theirs = pipe._unpack_latents(packed, 16, 16, pipe.vae_scale_factor).cpu()     # the pipeline's own packing
     diff = (ours.cpu() - theirs).abs().max().item()
     print(f"\nFlux: max |ours - FluxPipeline (same sigmas)| = {diff:.3g}")
     assert diff < TOL * max(1.0, theirs.abs().max().item())
+    assert inspect.signature(pipe.__call__).parameters["guidance_scale"].default == DEFAULT_FLUX_GUIDANCE
