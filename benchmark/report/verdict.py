@@ -26,6 +26,8 @@ The protocol, in the order it is applied:
 
 from __future__ import annotations
 
+import json
+
 import math
 import re
 from pathlib import Path
@@ -78,8 +80,29 @@ def cell_table(df: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     c[COMPUTE] = c["run_id"].map((per["fwd"] + per["vjp"]) / per["samples"])
     c["wall_per_sample"] = c["run_id"].map(per["wall"] / per["samples"])
     c["steps"] = c["run_id"].map(df.groupby("run_id")["steps"].first())
+    c["eta"] = c["run_id"].map(df.groupby("run_id")["eta"].first())
+    c["cfg"] = (c["run_id"].map(df.groupby("run_id")["checkpoint_info"].first().map(_cfg_of))
+                if "checkpoint_info" in df.columns else None)
     c["method_name"] = c["run_id"].map(df.groupby("run_id")["method_name"].first())
     return c
+
+
+def _cfg_of(info) -> float | None:
+    """The classifier-free guidance scale a cell's denoiser ran with (its loader's record: the effective value, so
+    a null sampling.cfg reads as the pipeline's default), None for a denoiser without one."""
+    try:
+        cfg = json.loads(info).get("denoiser", {}).get("cfg") if isinstance(info, str) and info else None
+    except (ValueError, AttributeError):
+        return None
+    return float(cfg) if isinstance(cfg, (int, float)) and not isinstance(cfg, bool) else None
+
+
+def grid_key(cell) -> tuple:
+    """(steps, eta, cfg) of a cell (a row of cell_table): the sampling grid its unguided reference must share."""
+    eta, cfg = cell.get("eta"), cell.get("cfg")
+    return (int(cell["steps"]) if pd.notna(cell["steps"]) else None,
+            float(eta) if eta is not None and pd.notna(eta) else None,
+            float(cfg) if cfg is not None and pd.notna(cfg) else None)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -126,16 +149,26 @@ def threshold(rule: dict, ref: float) -> float:
     return ref - tol if rule["higher_is_better"] else ref + tol
 
 
-def references(panel_cells: pd.DataFrame, rules: list[dict]) -> dict[object, dict[str, float]]:
-    """{steps: {metric: mean over the unguided cells with that many steps}}, plus key None: the
-    unguided runs with the most steps (the reference where a step count has no unguided run)."""
+def references(panel_cells: pd.DataFrame, rules: list[dict]) -> dict[tuple, dict[str, float]]:
+    """{(steps, eta, cfg): {metric: mean over the unguided cells on that sampling grid (grid_key)}}, plus for each
+    (eta, cfg) the key (None, eta, cfg): its unguided runs with the most steps (the reference where a step count has
+    no unguided run). Runs of another eta or guidance scale are never a cell's reference: an experiment's DDIM eta
+    and classifier-free guidance scale change the unguided samples themselves."""
     none = panel_cells[(panel_cells["method_name"] == UNGUIDED) & (panel_cells["status"] == "ok")]
-    out: dict[object, dict[str, float]] = {}
-    for steps, rows in none.groupby("steps"):
-        out[steps] = {r["metric"]: float(rows[r["metric"]].mean()) for r in rules} | {"reward": float(rows["reward"].mean())}
-    if out:
-        out[None] = out[max(k for k in out)]
+    out: dict[tuple, dict[str, float]] = {}
+    keys = none.apply(grid_key, axis=1) if len(none) else pd.Series([], dtype=object)
+    for key in sorted(set(keys), key=lambda k: tuple((v is None, v or 0) for v in k)):
+        rows = none[keys == key]
+        out[key] = ({r["metric"]: float(rows[r["metric"]].mean()) for r in rules}
+                    | {"reward": float(rows["reward"].mean())})
+        out[(None, *key[1:])] = out[key]          # sorted by steps: the most steps of this (eta, cfg) last
     return out
+
+
+def _grid_name(key: tuple) -> str:
+    """'10' (steps only, the usual case), else e.g. '10 eta=0 cfg=7.5': a reference's name in the selection file."""
+    steps, eta, cfg = key
+    return f"{steps}" + ("" if eta in (None, 1.0) else f" eta={eta:g}") + ("" if cfg is None else f" cfg={cfg:g}")
 
 
 def admissibility(setting: pd.DataFrame, rules: list[dict], refs: dict) -> tuple[bool, str]:
@@ -145,9 +178,10 @@ def admissibility(setting: pd.DataFrame, rules: list[dict], refs: dict) -> tuple
         return False, f"{bad['status'].iloc[0]} on seed {int(bad['seed'].iloc[0])}"
     if not np.isfinite(setting["reward"].to_numpy(dtype=float)).all():
         return False, "no finite reward"
-    ref = refs.get(setting["steps"].iloc[0], refs.get(None))
+    key = grid_key(setting.iloc[0])
+    ref = refs.get(key, refs.get((None, *key[1:])))
     if ref is None:
-        return (True, "no unguided reference: not gated") if rules else (True, "")
+        return (True, "no unguided reference on its sampling grid (eta, cfg): not gated") if rules else (True, "")
     reasons = []
     for r in rules:
         value, limit = float(setting[r["metric"]].mean()), threshold(r, ref[r["metric"]])
@@ -201,7 +235,7 @@ def select(df: pd.DataFrame, groups: dict[str, str], protocol: dict) -> list[dic
                                "tuning_reward": chosen["reward"] if chosen else None,
                                "candidates": candidates})
         panels.append({"panel": {"task": key[0], "objective": key[1], "denoiser": key[2]},
-                       "gate": rules, "unguided": {str(k): v for k, v in refs.items() if k is not None},
+                       "gate": rules, "unguided": {_grid_name(k): v for k, v in refs.items() if k[0] is not None},
                        "groups": out_groups})
     return panels
 

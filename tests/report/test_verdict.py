@@ -4,6 +4,7 @@ panels (tests/report/test_summary.py) and of the report in a browser and the scr
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -22,16 +23,19 @@ HEADER = GATE | {"selection": "gated_max_reward", "seeds": {"tuning": list(TUNE)
 
 
 def _cell(method, strength, seed, reward, norm_error, steps=10, vjps=0, status="ok", objective="linear",
-          chains=None):
-    """The rows of one cell (rounds 0 and 1) as the aggregate holds them, with its cell id."""
+          chains=None, eta=1.0, cfg=None):
+    """The rows of one cell (rounds 0 and 1) as the aggregate holds them, with its cell id; eta and cfg (the
+    denoiser record's effective guidance scale) of its sampling grid."""
+    tag = ("" if eta == 1.0 else f"-eta{eta:g}") + ("" if cfg is None else f"-cfg{cfg:g}")
     base = {c: None for c in COLUMNS} | {
-        "run_id": f"{objective}-{method}-{strength:g}-{steps}-{seed}", "task": "sphere", "objective": objective,
+        "run_id": f"{objective}-{method}-{strength:g}-{steps}-{seed}{tag}", "task": "sphere", "objective": objective,
         "denoiser": "trained", "method": method, "strength": float(strength), "seed": seed, "algorithm": "alg1",
-        "linearise": "per_sample", "samples": SAMPLES, "steps": steps, "eta": 1.0, "schedule": "cosine",
+        "linearise": "per_sample", "samples": SAMPLES, "steps": steps, "eta": eta, "schedule": "cosine",
+        "checkpoint_info": None if cfg is None else json.dumps({"denoiser": {"cfg": cfg}}),
         "params_json": "{}", "cost_denoiser_forwards": steps * SAMPLES, "cost_denoiser_vjps": vjps * SAMPLES,
         "cost_objective_evals": 0, "cost_objective_grads": 0, "cost_finetune_samples": 0, "wall_seconds": 1.0,
         "peak_memory_mb": 1.0, "status": status, "error": None if status == "ok" else "boom",
-        "cell": f"sphere/trained/{objective}/{method}/alg1/vabc/s{strength!r}_n{steps}_seed{seed}"}
+        "cell": f"sphere/trained/{objective}/{method}/alg1/v{tag or 'abc'}/s{strength!r}_n{steps}_seed{seed}"}
     if chains is None:
         chains = [reward + 0.01 * i for i in range(SAMPLES)]
     rows = []
@@ -255,11 +259,36 @@ def test_a_methods_best_variant_is_chosen_by_its_tuning_reward_not_its_held_out_
     assert m["budgets"][1]["compute"] == 10.0 and m["budgets"][1]["reward"] == pytest.approx(0.535)   # both fit 1000
 
 
+@pytest.mark.parametrize("axis", ["eta", "cfg"])
+def test_the_gate_compares_with_the_unguided_runs_of_the_same_eta_and_guidance_scale(axis):
+    """Two experiments in one panel, one at eta 0 (or guidance scale 1.5) and one at eta 1 (or 7.5), each with its
+    own unguided runs, whose norm errors differ (0.5 and 0.01): a setting is gated against the unguided runs of its
+    own grid, never the pooled mean (0.255: that would reject 'm' at 0.52 and admit 'n' at 0.2)."""
+    a, b = ({"eta": 0.0}, {"eta": 1.0}) if axis == "eta" else ({"cfg": 1.5}, {"cfg": 7.5})
+    cells = []
+    for s in TUNE:
+        cells += [_cell("none", 0.0, s, 0.0, 0.5, **a), _cell("none", 0.0, s, 0.0, 0.01, **b),
+                  _cell("m", 1.0, s, 0.3, 0.52, **a), _cell("n", 1.0, s, 0.4, 0.2, **b)]
+    df = _frame(cells)
+    c = vd.cell_table(df, ["norm_error"])
+    rules = vd.gates_for(HEADER, "sphere", "linear", {"norm_error"})
+    refs = vd.references(c, rules)
+    key_a = (10, a.get("eta", 1.0), a.get("cfg"))
+    assert refs[key_a]["norm_error"] == pytest.approx(0.5) and refs[(None, *key_a[1:])] == refs[key_a]
+    assert vd.admissibility(c[c["method_name"] == "m"], rules, refs) == (True, "")
+    ok, why = vd.admissibility(c[c["method_name"] == "n"], rules, refs)
+    assert not ok and why.startswith("norm_error 0.2 > 0.06 (unguided 0.01")
+    # a grid without unguided runs is not gated, and says so
+    lone = vd.cell_table(_frame([_cell("m", 1.0, 0, 0.3, 9.0, eta=0.5)]), ["norm_error"])
+    assert vd.admissibility(lone, rules, refs) == (True, "no unguided reference on its sampling grid (eta, cfg): "
+                                                         "not gated")
+
+
 def test_a_failed_cell_is_inadmissible_because_it_failed_even_with_finite_values():
     """A cell whose status is not ok is rejected for its status, not for a NaN reward: here its reward
     and metrics are finite and within the gate, and the reason names the status and the seed."""
     rules = [{"metric": "norm_error", "tolerance": 0.05, "relative": False, "higher_is_better": False}]
-    refs = {10: {"norm_error": 0.01, "reward": 0.0}, None: {"norm_error": 0.01, "reward": 0.0}}
+    refs = {(10, None, None): {"norm_error": 0.01, "reward": 0.0}, (None, None, None): {"norm_error": 0.01, "reward": 0.0}}
     setting = pd.DataFrame({"status": ["ok", "diverged"], "seed": [1, 2], "reward": [0.5, 0.6],
                             "norm_error": [0.02, 0.02], "steps": [10, 10]})
     assert vd.admissibility(setting, rules, refs) == (False, "diverged on seed 2")
