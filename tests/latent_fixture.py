@@ -169,3 +169,36 @@ def save_tiny_flux(root: Path, guidance_embeds: bool = True, seed: int = 0, text
         parts |= {k: NONE for k in ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2")}
     _index(root, "FluxPipeline", parts | {"image_encoder": NONE, "feature_extractor": NONE})
     return root
+
+
+# --- a cell's set-up on these folders ------------------------------------------------------------------------
+
+def load_latent(source, task, samples: int, cfg: float | None, device):
+    """The diffusers_latent loader on `source` for `task`, as a cell calls it (the spec's denoiser source, chains and
+    sampling.cfg; the rest of the spec unread)."""
+    import types
+
+    from benchmark.denoisers import DENOISERS
+
+    spec = types.SimpleNamespace(denoiser=types.SimpleNamespace(source=str(source)), task="latent",
+                                 rounds=types.SimpleNamespace(samples=samples), sampling=types.SimpleNamespace(cfg=cfg))
+    return DENOISERS["diffusers_latent"].load(spec, task, device)
+
+
+def run_on_decoded_reward(source, task, method, cfg, device, tag: str, n: int = 2, steps: int = 4):
+    """One sampling pass (eta 1) of `method` (a made method) on n chains with the task's `reward` objective
+    (images_fixture:brightness of the decoded images), counted as a cell counts it. Returns (z, costs, the batch
+    sizes the VAE decoder saw, the loader's Loaded, the objective)."""
+    from benchmark.diffusion import (Costs, CountingDenoiser, CountingObjective, PerSampleNoise, Sampler,
+                                     derive_seed, sample)
+    from benchmark.methods import Guide
+
+    objective = task.objective("reward", {"fn": "images_fixture:brightness"}).for_chains(n).to(device)
+    loaded = load_latent(source, task, n, cfg, device)
+    decodes = []
+    objective.decoder.register_forward_hook(lambda m, i, o: decodes.append(i[0].shape[0]))
+    costs = Costs()
+    sampler = Sampler(CountingDenoiser(loaded.model, costs), loaded.schedule, steps=steps, eta=1.0)
+    noise = PerSampleNoise([derive_seed(tag, i) for i in range(n)], LATENT, device=device)
+    z = sample(sampler, method, noise.draw(), noise, Guide(CountingObjective(objective, costs)))
+    return z, costs, decodes, loaded, objective

@@ -144,10 +144,8 @@ def encode_prompts(pipeline: str | Path, prompts: list[str], device: str = "cpu"
                           "precomputed embeddings (task parameter `embeds`: a safetensors file with prompt_embeds "
                           "[P, L, D] and negative_prompt_embeds)")
     root = Path(pipeline)
-    if _pipeline_class(root) == "StableDiffusion3Pipeline":
-        return _encode_sd3(root, prompts, device, negative)
-    if _pipeline_class(root) == "FluxPipeline":
-        return _encode_flux(root, prompts, device, negative)
+    if _pipeline_class(root) in _PIPELINE_ENCODERS:
+        return _encode_with_pipeline(root, _pipeline_class(root), prompts, device, negative)
     from transformers import CLIPTextModel, CLIPTokenizer
 
     for sub in ("text_encoder", "tokenizer"):
@@ -166,38 +164,35 @@ def encode_prompts(pipeline: str | Path, prompts: list[str], device: str = "cpu"
     return PromptEmbeds(embed(list(prompts)), embed([negative]))
 
 
-def _encode_sd3(root: Path, prompts: list[str], device: str, negative: str) -> PromptEmbeds:
-    """StableDiffusion3Pipeline.encode_prompt (its defaults: max_sequence_length 256, no clip_skip) on the folder's
-    text encoders and tokenizers only (no transformer, no VAE loaded)."""
+#: Pipelines whose own encode_prompt makes the embeddings: (how many text encoders, what they are, texts ->
+#: (token embeddings, pooled) with the pipeline's defaults: SD3 max_sequence_length 256 and no clip_skip, its negatives
+#: not asked for; Flux max_sequence_length 512).
+_PIPELINE_ENCODERS = {
+    "StableDiffusion3Pipeline": (3, "SD3's three text encoders, T5 included",
+                                 lambda pipe, texts, device: pipe.encode_prompt(
+                                     texts, None, None, device=device, do_classifier_free_guidance=False)[0::2]),
+    "FluxPipeline": (2, "Flux's CLIP and T5 text encoders",
+                     lambda pipe, texts, device: pipe.encode_prompt(texts, None, device=device)[:2]),
+}
+
+
+def _encode_with_pipeline(root: Path, cls: str, prompts: list[str], device: str, negative: str) -> PromptEmbeds:
+    """The pipeline class `cls`'s own encode_prompt (`_PIPELINE_ENCODERS`) on the folder's text encoders and
+    tokenizers only (no transformer, no VAE loaded), for the prompts and the negative prompt (Flux uses the latter
+    only with true CFG, not applied here: written for the record)."""
     import diffusers
 
-    for sub in ("text_encoder", "text_encoder_2", "text_encoder_3", "tokenizer", "tokenizer_2", "tokenizer_3"):
-        if not (root / sub).is_dir():
-            raise ValueError(f"pipeline {str(root)!r} has no {sub}/ (the embed command needs SD3's three text "
-                             "encoders, T5 included): give precomputed embeddings instead")
-    pipe = diffusers.StableDiffusion3Pipeline.from_pretrained(root, transformer=None, vae=None,
-                                                              local_files_only=True).to(device, torch.float32)
+    n, what, encode = _PIPELINE_ENCODERS[cls]
+    for kind in ("text_encoder", "tokenizer"):
+        for sub in (kind, *(f"{kind}_{i}" for i in range(2, n + 1))):
+            if not (root / sub).is_dir():
+                raise ValueError(f"pipeline {str(root)!r} has no {sub}/ (the embed command needs {what}): give "
+                                 "precomputed embeddings instead")
+    pipe = getattr(diffusers, cls).from_pretrained(root, transformer=None, vae=None,
+                                                   local_files_only=True).to(device, torch.float32)
     with torch.no_grad():
-        cond, _, pooled, _ = pipe.encode_prompt(list(prompts), None, None, device=device,
-                                                do_classifier_free_guidance=False)
-        neg, _, neg_pooled, _ = pipe.encode_prompt([negative], None, None, device=device,
-                                                   do_classifier_free_guidance=False)
-    return PromptEmbeds(*(x.float().cpu() for x in (cond, neg, pooled, neg_pooled)))
-
-
-def _encode_flux(root: Path, prompts: list[str], device: str, negative: str) -> PromptEmbeds:
-    """FluxPipeline.encode_prompt (its defaults: max_sequence_length 512) on the folder's text encoders only; the
-    negative prompt's embeddings too (for the record: FluxPipeline uses them only with true CFG, not applied here)."""
-    import diffusers
-
-    for sub in ("text_encoder", "text_encoder_2", "tokenizer", "tokenizer_2"):
-        if not (root / sub).is_dir():
-            raise ValueError(f"pipeline {str(root)!r} has no {sub}/: give precomputed embeddings instead")
-    pipe = diffusers.FluxPipeline.from_pretrained(root, transformer=None, vae=None,
-                                                  local_files_only=True).to(device, torch.float32)
-    with torch.no_grad():
-        cond, pooled, _ = pipe.encode_prompt(list(prompts), None, device=device)
-        neg, neg_pooled, _ = pipe.encode_prompt([negative], None, device=device)
+        cond, pooled = encode(pipe, list(prompts), device)
+        neg, neg_pooled = encode(pipe, [negative], device)
     return PromptEmbeds(*(x.float().cpu() for x in (cond, neg, pooled, neg_pooled)))
 
 
@@ -292,9 +287,13 @@ def pipeline_latent_shape(source: str) -> tuple[int, int, int]:
     """(C, h, w) of the network's latents, read from unet/ or transformer/config.json (no weights loaded). A Flux
     transformer takes 2x2-packed latents (in_channels = 4 C) and names no size: h, w are the VAE's sample_size
     (FluxPipeline's default 1024 px) over its downsampling factor."""
+    return _latent_shape(resolve_pipeline(source)[1])
+
+
+def _latent_shape(comps: dict) -> tuple[int, int, int]:
+    """pipeline_latent_shape of a resolved folder's components (`_components`)."""
     from benchmark.denoisers.hf import _MODEL_CONFIG, _read_json
 
-    _, comps = resolve_pipeline(source)
     cfg = _read_json(comps["model"] / _MODEL_CONFIG)
     if comps["model_class"] == FLUX_CLASS:
         vae = _read_json(comps["vae"] / _MODEL_CONFIG)
@@ -405,7 +404,7 @@ def load_latent_unet(source: str, device: str = "cpu") -> tuple[nn.Module, VPSch
     record = {"source": str(source), "path": str(root), "file": str(comps["model"]),
               "sha256": _digest([*files, scheduler_file]), "prediction_type": prediction_type,
               "T": schedule.T, "scheduler": type(scheduler).__name__, "in_channels": int(unet.config.in_channels),
-              "latent_shape": list(pipeline_latent_shape(source)),
+              "latent_shape": list(_latent_shape(comps)),
               "cross_attention_dim": int(unet.config.cross_attention_dim),
               "num_parameters": sum(p.numel() for p in unet.parameters()),
               "diffusers_version": diffusers.__version__}

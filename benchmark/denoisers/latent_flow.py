@@ -49,8 +49,8 @@ import torch
 from torch import nn
 
 from benchmark.denoisers.flow import FlowEps, flow_schedule, flow_sigmas
-from benchmark.denoisers.latent import (FLUX_CLASS, SD3_CLASS, PromptEmbeds, _digest, _load_model, cfg_combine,
-                                        check_prompt, pipeline_latent_shape, prompt_rows, resolve_pipeline)
+from benchmark.denoisers.latent import (FLUX_CLASS, SD3_CLASS, PromptEmbeds, _digest, _latent_shape, _load_model,
+                                        cfg_combine, check_prompt, prompt_rows, resolve_pipeline)
 from benchmark.diffusion.schedules import VPSchedule
 
 #: The guidance scale w when the sampling setting `cfg` is null: StableDiffusion3Pipeline's default.
@@ -183,8 +183,8 @@ class FluxVelocity(nn.Module):
         dtype = self.transformer.dtype
         idx = prompt_rows(self.prompt, self.chains, self.cond.shape[0], B, x_s.device)
         guidance = None if self.guidance is None else torch.full((B,), self.guidance, device=x_s.device)
-        v = self.transformer(hidden_states=pack_latents(x_s).to(dtype), timestep=(timestep / FLUX_TIMESTEP_SCALE).to(dtype),
-                             guidance=guidance, pooled_projections=self.pooled[idx].to(dtype),
+        v = self.transformer(hidden_states=pack_latents(x_s).to(dtype),
+                             timestep=(timestep / FLUX_TIMESTEP_SCALE).to(dtype), guidance=guidance, pooled_projections=self.pooled[idx].to(dtype),
                              encoder_hidden_states=self.cond[idx].to(dtype), txt_ids=self.txt_ids,
                              img_ids=latent_image_ids(h, w).to(x_s.device)).sample
         self.network_evals += B
@@ -219,7 +219,7 @@ def load_latent_flow(source: str, device: str = "cpu") -> tuple[nn.Module, torch
         raise ValueError(f"latent flow source {source!r}: its {cls} takes {tc.in_channels} input channels and returns "
                          f"{tc.out_channels}: a variant with image conditioning (e.g. Flux Fill / Control) is not "
                          "supported; a text-to-image transformer (input channels = output channels) is")
-    C, h, w = pipeline_latent_shape(source)
+    C, h, w = _latent_shape(comps)
     patch = 2 if cls == FLUX_CLASS else int(transformer.config.patch_size)    # Flux: the pipeline's 2x2 packing
     shift, mu = effective_shift(config, image_seq_len((h, w), patch))
     N = int(config["num_train_timesteps"])

@@ -158,7 +158,7 @@ def references(panel_cells: pd.DataFrame, rules: list[dict]) -> dict[tuple, dict
     out: dict[tuple, dict[str, float]] = {}
     keys = none.apply(grid_key, axis=1) if len(none) else pd.Series([], dtype=object)
     for key in sorted(set(keys), key=lambda k: tuple((v is None, v or 0) for v in k)):
-        rows = none[keys == key]
+        rows = none[[k == key for k in keys]]          # tuples compared as values, never element-wise
         out[key] = ({r["metric"]: float(rows[r["metric"]].mean()) for r in rules}
                     | {"reward": float(rows["reward"].mean())})
         out[(None, *key[1:])] = out[key]          # sorted by steps: the most steps of this (eta, cfg) last

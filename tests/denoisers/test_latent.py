@@ -7,7 +7,6 @@ cell run on the `device` fixture (`pytest --device cuda`) and compare on the CPU
 import inspect
 import json
 import math
-import types
 from pathlib import Path
 
 import pytest
@@ -15,16 +14,15 @@ import torch
 
 diffusers = pytest.importorskip("diffusers")
 
-from benchmark.denoisers import DENOISERS  # noqa: E402
 from benchmark.denoisers.latent import (EMBED_KEYS, LatentEps, PromptEmbeds, encode_prompts,  # noqa: E402
                                         load_latent_unet, load_prompt_embeds, load_vae, prompt_rows, read_prompts,
                                         resolve_pipeline)
-from benchmark.diffusion import (Costs, CountingDenoiser, CountingObjective, PerSampleNoise, Sampler,  # noqa: E402
-                                 derive_seed, sample, timestep_grid)
-from benchmark.methods import Guide, make_method  # noqa: E402
+from benchmark.diffusion import (Costs, CountingDenoiser, PerSampleNoise, Sampler, derive_seed,  # noqa: E402
+                                 sample, timestep_grid)
+from benchmark.methods import make_method  # noqa: E402
 from benchmark.tasks import make_task  # noqa: E402
 from tests.denoisers.test_hf import full_float32  # noqa: E402, F401 (autouse: no TF32 on cuda, see there)
-from tests.latent_fixture import D, LATENT, T, save_tiny_sd  # noqa: E402
+from tests.latent_fixture import D, LATENT, T, load_latent, run_on_decoded_reward, save_tiny_sd  # noqa: E402
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 PROMPTS, EMBEDS = FIXTURES / "latent_prompts.txt", FIXTURES / "latent_prompt_embeds.safetensors"
@@ -164,7 +162,7 @@ def test_the_embed_command_gives_what_the_pipeline_computes_from_text(kind, tmp_
     e = load_prompt_embeds(out, 3)
     assert (e.pooled is None) == (kind == "sd") and e.neg is not None
     task = make_task("latent", 0, pipeline=str(root), prompts=str(PROMPTS), embeds=str(out), prompt=1)
-    loaded = DENOISERS["diffusers_latent"].load(_spec(root, 1, CFG), task, device)
+    loaded = load_latent(root, task, 1, CFG, device)
     z_T = torch.randn(1, *LATENT, generator=torch.Generator().manual_seed(7)).to(device)
     sampler = Sampler(CountingDenoiser(loaded.model, Costs()), loaded.schedule, steps=STEPS, eta=0.0)
     ours = sample(sampler, make_method("none"), z_T.clone(), PerSampleNoise([1], LATENT, device=device)).cpu()
@@ -312,12 +310,6 @@ def test_task_shape_conditioning_and_refusals(pipe):
         task.objective("inpaint", {})
 
 
-def _spec(pipe, samples, cfg=None):
-    return types.SimpleNamespace(denoiser=types.SimpleNamespace(source=str(pipe)),
-                                 rounds=types.SimpleNamespace(samples=samples), task="latent",
-                                 sampling=types.SimpleNamespace(cfg=cfg))
-
-
 def test_the_loader_reads_the_sampling_cfg_and_null_is_7_5(pipe, device):
     """sampling.cfg sets w; null is StableDiffusionPipeline's 7.5 (2 UNet evaluations per forward), 1 the
     conditional model alone (1); the record names the scale used."""
@@ -325,7 +317,7 @@ def test_the_loader_reads_the_sampling_cfg_and_null_is_7_5(pipe, device):
 
     task = _task(pipe, prompt=0)
     for cfg, w, evals in ((None, 7.5, 2), (1.0, 1.0, 1), (CFG, CFG, 2)):
-        loaded = DENOISERS["diffusers_latent"].load(_spec(pipe, 2, cfg), task, device)
+        loaded = load_latent(pipe, task, 2, cfg, device)
         assert (loaded.model.cfg, loaded.model.network_evals_per_forward, loaded.networks["denoiser"]["cfg"]) == \
             (w, evals, w)
     assert DEFAULT_CFG == 7.5
@@ -337,16 +329,9 @@ def test_methods_on_decoded_rewards_count_the_decode(pipe, name, strength, param
     """dps, bon, smc at the declared cost: every objective evaluation / gradient is a decode (+ VJP) + reward."""
     n = 2
     task = _task(pipe, prompt=0 if name == "dps" else "all")     # "all": chain i takes prompt i mod 3
-    objective = task.objective("reward", {"fn": "images_fixture:brightness"}).for_chains(n).to(device)   # as a cell
-    loaded = DENOISERS["diffusers_latent"].load(_spec(pipe, n, CFG), task, device)
-    assert loaded.networks["denoiser"]["network_evals_per_forward"] == 2
-    decodes = []
-    objective.decoder.register_forward_hook(lambda m, i, o: decodes.append(i[0].shape[0]))
-    costs = Costs()
-    sampler = Sampler(CountingDenoiser(loaded.model, costs), loaded.schedule, steps=4, eta=1.0)
     method = make_method(name, strength, **params)
-    noise = PerSampleNoise([derive_seed("latent-methods", i) for i in range(n)], LATENT, device=device)
-    z = sample(sampler, method, noise.draw(), noise, Guide(CountingObjective(objective, costs)))
+    z, costs, decodes, loaded, objective = run_on_decoded_reward(pipe, task, method, CFG, device, "latent-methods", n)
+    assert loaded.networks["denoiser"]["network_evals_per_forward"] == 2
     assert z.shape == (n, *LATENT) and torch.isfinite(z).all()
     declared = tuple(c * n for c in method.costs_per_sample(4))
     assert (costs.denoiser_forwards, costs.denoiser_vjps, costs.objective_evals, costs.objective_grads) == declared

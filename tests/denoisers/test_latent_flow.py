@@ -7,7 +7,6 @@ pipelines. Model tests run on the `device` fixture (`pytest --device cuda`) and 
 import inspect
 import json
 import math
-import types
 from pathlib import Path
 
 import pytest
@@ -15,18 +14,18 @@ import torch
 
 diffusers = pytest.importorskip("diffusers")
 
-from benchmark.denoisers import DENOISERS  # noqa: E402
 from benchmark.denoisers.flow import FlowEps, shift_sigmas, vp_scale  # noqa: E402
 from benchmark.denoisers.latent import (EMBED_KEYS, PromptEmbeds, load_prompt_embeds, load_vae,  # noqa: E402
                                         pipeline_latent_shape)
 from benchmark.denoisers.latent_flow import (DEFAULT_CFG, GuidedVelocity, calculate_shift,  # noqa: E402
                                              effective_shift, image_seq_len, latent_flow_model, load_latent_flow)
-from benchmark.diffusion import (Costs, CountingDenoiser, CountingObjective, PerSampleNoise, Sampler,  # noqa: E402
-                                 derive_seed, sample)
-from benchmark.methods import Guide, make_method  # noqa: E402
+from benchmark.diffusion import (Costs, CountingDenoiser, PerSampleNoise, Sampler, derive_seed,  # noqa: E402
+                                 sample)
+from benchmark.methods import make_method  # noqa: E402
 from benchmark.tasks import make_task  # noqa: E402
 from tests.denoisers.test_hf import full_float32  # noqa: E402, F401 (autouse: no TF32 on cuda, see there)
-from tests.latent_fixture import DP, LATENT, D, save_tiny_flux, save_tiny_sd3  # noqa: E402
+from tests.latent_fixture import (DP, LATENT, D, load_latent, run_on_decoded_reward,  # noqa: E402
+                                  save_tiny_flux, save_tiny_sd3)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
 PROMPTS = FIXTURES / "latent_prompts.txt"
@@ -218,12 +217,6 @@ def test_against_the_real_sd3_pipeline_when_transformers_is_installed(pipe, devi
 
 # --- the loader, the task and a cell ------------------------------------------------------------------------------
 
-def _spec(pipe, samples, cfg=None):
-    return types.SimpleNamespace(denoiser=types.SimpleNamespace(source=str(pipe)),
-                                 rounds=types.SimpleNamespace(samples=samples), task="latent",
-                                 sampling=types.SimpleNamespace(cfg=cfg))
-
-
 def _task(pipe, embeds_file, **params):
     return make_task("latent", 0, pipeline=str(pipe), prompts=str(PROMPTS), embeds=str(embeds_file), **params)
 
@@ -233,7 +226,7 @@ def test_the_latent_loader_dispatches_on_the_network_and_null_cfg_is_7(pipe, emb
     assert task.shape == LATENT == pipeline_latent_shape(str(pipe))
     assert load_prompt_embeds(embeds_file, P).pooled.shape == (P, DP)
     for cfg, w, evals in ((None, 7.0, 2), (1.0, 1.0, 1)):
-        loaded = DENOISERS["diffusers_latent"].load(_spec(pipe, 2, cfg), task, device)
+        loaded = load_latent(pipe, task, 2, cfg, device)
         assert isinstance(loaded.model, FlowEps) and isinstance(loaded.model.model, GuidedVelocity)
         record = loaded.networks["denoiser"]
         assert (loaded.model.model.cfg, record["cfg"], record["network_evals_per_forward"]) == (w, w, evals)
@@ -270,7 +263,7 @@ def test_the_loader_refuses_a_task_of_another_latent_size(pipe, tmp_path, embeds
     assert task.shape == (4, 16, 16)
     with pytest.raises(ValueError, match=r"takes latents of shape \[4, 8, 8\], task 'latent' has shape "
                                          r"\[4, 16, 16\]"):
-        DENOISERS["diffusers_latent"].load(_spec(pipe, 2), task, device)
+        load_latent(pipe, task, 2, None, device)
 
 
 def test_sd3_timesteps_stay_float32_under_a_low_precision_transformer(pipe):
@@ -290,15 +283,8 @@ def test_methods_on_decoded_rewards_at_their_declared_cost(pipe, embeds_file, na
     per objective evaluation."""
     n = 2
     task = _task(pipe, embeds_file, prompt="all")
-    objective = task.objective("reward", {"fn": "images_fixture:brightness"}).for_chains(n).to(device)
-    loaded = DENOISERS["diffusers_latent"].load(_spec(pipe, n, CFG), task, device)
-    decodes = []
-    objective.decoder.register_forward_hook(lambda m, i, o: decodes.append(i[0].shape[0]))
-    costs = Costs()
-    sampler = Sampler(CountingDenoiser(loaded.model, costs), loaded.schedule, steps=4, eta=1.0)
     method = make_method(name, strength, **params)
-    noise = PerSampleNoise([derive_seed("sd3-methods", i) for i in range(n)], LATENT, device=device)
-    z = sample(sampler, method, noise.draw(), noise, Guide(CountingObjective(objective, costs)))
+    z, costs, decodes, loaded, _ = run_on_decoded_reward(pipe, task, method, CFG, device, "sd3-methods", n)
     assert z.shape == (n, *LATENT) and torch.isfinite(z).all()
     declared = tuple(c * n for c in method.costs_per_sample(4))
     assert (costs.denoiser_forwards, costs.denoiser_vjps, costs.objective_evals, costs.objective_grads) == declared
@@ -404,34 +390,29 @@ def test_flux_guidance_is_the_sampling_cfg_and_null_is_3_5(flux, tmp_path, embed
     task = make_task("latent", 0, pipeline=str(flux), prompts=str(PROMPTS), embeds=str(embeds_file), prompt=0)
     assert task.shape == LATENT
     for cfg, g in ((None, 3.5), (FLUX_G, FLUX_G)):
-        loaded = DENOISERS["diffusers_latent"].load(_spec(flux, 2, cfg), task, device)
+        loaded = load_latent(flux, task, 2, cfg, device)
         assert isinstance(loaded.model.model, FluxVelocity) and loaded.model.model.guidance == g
         assert loaded.networks["denoiser"]["cfg"] == g and loaded.networks["denoiser"]["network_evals_per_forward"] == 1
     assert DEFAULT_FLUX_GUIDANCE == 3.5
     # the guidance reaches the network: another g, another velocity
     x, ts = torch.randn(1, *LATENT).to(device), torch.tensor([500.0], device=device)
     with torch.no_grad():
-        v1, v2 = (FluxVelocity(loaded.model.model.transformer, _on(random_embeds(), device), guidance=g).to(device)(x, ts)
-                  for g in (1.0, 5.0))
+        e = _on(random_embeds(), device)
+        v1, v2 = (FluxVelocity(loaded.model.model.transformer, e, guidance=g).to(device)(x, ts) for g in (1.0, 5.0))
     assert (v1 - v2).abs().max() > 1e-4
     schnell = save_tiny_flux(tmp_path / "schnell", guidance_embeds=False)
     task = make_task("latent", 0, pipeline=str(schnell), prompts=str(PROMPTS), embeds=str(embeds_file), prompt=0)
     with pytest.raises(ValueError, match="has no guidance embedding .*give cfg null"):
-        DENOISERS["diffusers_latent"].load(_spec(schnell, 2, 2.0), task, device)
-    loaded = DENOISERS["diffusers_latent"].load(_spec(schnell, 2, None), task, device)
+        load_latent(schnell, task, 2, 2.0, device)
+    loaded = load_latent(schnell, task, 2, None, device)
     assert loaded.model.model.guidance is None and loaded.networks["denoiser"]["cfg"] is None
 
 
 def test_flux_dps_at_its_declared_cost(flux, embeds_file, device):
     n = 2
     task = make_task("latent", 0, pipeline=str(flux), prompts=str(PROMPTS), embeds=str(embeds_file), prompt="all")
-    objective = task.objective("reward", {"fn": "images_fixture:brightness"}).for_chains(n).to(device)
-    loaded = DENOISERS["diffusers_latent"].load(_spec(flux, n, None), task, device)
-    costs = Costs()
-    sampler = Sampler(CountingDenoiser(loaded.model, costs), loaded.schedule, steps=4, eta=1.0)
     method = make_method("dps", 0.3)
-    noise = PerSampleNoise([derive_seed("flux-dps", i) for i in range(n)], LATENT, device=device)
-    z = sample(sampler, method, noise.draw(), noise, Guide(CountingObjective(objective, costs)))
+    z, costs, _, loaded, _ = run_on_decoded_reward(flux, task, method, None, device, "flux-dps", n)
     assert torch.isfinite(z).all()
     declared = tuple(c * n for c in method.costs_per_sample(4))
     assert (costs.denoiser_forwards, costs.denoiser_vjps, costs.objective_evals, costs.objective_grads) == declared
